@@ -1,0 +1,1 @@
+"""Models: the embedded digits ResNet, the real-setup loaders, and the pretrained-weights cache."""
