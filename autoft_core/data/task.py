@@ -5,9 +5,6 @@ from dataclasses import dataclass
 
 import torch
 
-SHIFTS = ("input", "feature", "output")
-
-
 @dataclass(frozen=True)
 class Split:
     """Images (N, 3, H, W) float32 in [0, 1] and their integer labels (N,)."""

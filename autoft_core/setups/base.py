@@ -3,12 +3,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from ..data.task import SHIFTS, TaskData
 from ..errors import BadArgumentError
 from ..paths import DataPaths
+
+if TYPE_CHECKING:  # torch stays out of the import path of the CLI's cache-hit answer
+    from torch import nn
+
+    from ..data.task import TaskData
+
+SHIFTS = ("input", "feature", "output")
 
 CORRUPTIONS = (
     "frost", "gaussian_blur", "gaussian_noise", "glass_blur", "impulse_noise", "jpeg_compression",
@@ -57,11 +62,11 @@ class Setup(ABC):
         """Messages for each required file that is not on disk (empty: ready to use)."""
 
     @abstractmethod
-    def task(self, spec: TaskSpec) -> TaskData:
+    def task(self, spec: TaskSpec) -> "TaskData":
         """The source sample and target splits for one shift, fixed by `spec.seed`."""
 
     @abstractmethod
-    def source_model(self, shift: str) -> nn.Module:
+    def source_model(self, shift: str) -> "nn.Module":
         """A fresh copy of the pretrained source model for this shift, in eval mode, on CPU."""
 
     def check(self, spec: TaskSpec) -> TaskSpec:

@@ -1,0 +1,191 @@
+"""Fine-tuning with one learning-rate multiplier per layer: lr_l = base_lr × alpha_l.
+
+The loop reads top to bottom: snapshot, zero-shot accuracy, epochs of shuffled minibatches drawn
+from device-resident tensors (no DataLoader, no host sync per step), validation each epoch with the
+best-validation weights kept, then final / best-validation test accuracy and per-layer change.
+Layers with alpha 0 are frozen (requires_grad off: no weight-gradient work); BatchNorm running
+statistics stay frozen unless `train_bn_stats`. A `Reweighter` may change the multipliers at the
+start of each epoch or before each step (Auto-RGN does).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.task import TaskData
+from .device import autocast, prepare_model, resolve_device
+from .errors import BadArgumentError
+from .evaluation import accuracy, flat_layer_params, param_change
+from .layers import Layer
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """The recipe; Adam as in Lee et al. (2023) by default."""
+
+    epochs: int = 15
+    lr: float = 1e-3
+    batch_size: int = 64
+    optimizer: str = "adam"
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    train_bn_stats: bool = False
+    seed: int = 0
+    device: str | None = None  # None: CUDA when present
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise BadArgumentError("epochs", self.epochs, "a whole number >= 0")
+        if not self.lr > 0:
+            raise BadArgumentError("lr", self.lr, "a positive number")
+        if self.batch_size < 1:
+            raise BadArgumentError("batch_size", self.batch_size, "a whole number >= 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise BadArgumentError("optimizer", self.optimizer, OPTIMIZERS)
+
+
+class Reweighter(Protocol):
+    """Re-weights the multipliers during fine-tuning; `every` is "epoch" or "step"."""
+
+    every: str
+
+    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None) -> Sequence[float]:
+        """New multipliers given the current model (and the coming minibatch when every == "step")."""
+
+
+@dataclass
+class FinetuneResult:
+    """What one fine-tuning run measured."""
+
+    zero_shot_acc: float
+    test_acc: float
+    best_val_epoch: int
+    best_val_acc: float
+    best_val_test_acc: float
+    param_change: list[float]
+    multipliers: list[float]
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+Progress = Callable[[int, int, dict], None]
+
+
+class _LayerwiseOptimizer:
+    """One optimizer param group per layer; applying multipliers sets lr and requires_grad."""
+
+    def __init__(self, model: nn.Module, layers: list[Layer], cfg: FinetuneConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        self.groups = [layer.parameters(model) for layer in layers]
+        param_groups = [{"params": params, "lr": cfg.lr} for params in self.groups]
+        fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+        if cfg.optimizer == "adam":
+            self.opt = torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
+        else:
+            self.opt = torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
+                                       weight_decay=cfg.weight_decay, **fast)
+        self.multipliers: list[float] = []
+
+    def apply(self, multipliers: Sequence[float]) -> None:
+        if len(multipliers) != len(self.groups):
+            raise ValueError(f"{len(multipliers)} multipliers for {len(self.groups)} layers")
+        self.multipliers = [float(a) for a in multipliers]
+        for group, params, alpha in zip(self.opt.param_groups, self.groups, self.multipliers):
+            if alpha < 0 or alpha != alpha:
+                raise ValueError(f"multiplier {alpha} is not a finite non-negative number")
+            group["lr"] = self.cfg.lr * alpha
+            for p in params:
+                p.requires_grad_(alpha > 0)
+
+    @property
+    def any_trainable(self) -> bool:
+        return any(a > 0 for a in self.multipliers)
+
+
+def _set_train_mode(model: nn.Module, train_bn_stats: bool) -> None:
+    """Training mode, with BatchNorm layers kept in eval mode (frozen statistics) unless asked."""
+    model.train()
+    if not train_bn_stats:
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], data: TaskData,
+             cfg: FinetuneConfig, reweighter: Reweighter | None = None,
+             progress: Progress | None = None) -> FinetuneResult:
+    """Fine-tune `model` in place on `data.train`, layer l at lr cfg.lr × multipliers[l]."""
+    started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    model = prepare_model(model, device)
+    data = data.to(device)
+    initial = [t.clone() for t in flat_layer_params(model, layers)]
+    zero_shot = accuracy(model, data.test)
+
+    optimizer = _LayerwiseOptimizer(model, layers, cfg, device)
+    optimizer.apply(multipliers)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    best = {"epoch": 0, "val_acc": accuracy(model, data.val), "state": _clone_state(model)}
+    history: list[dict] = []
+    n = len(data.train)
+
+    for epoch in range(1, cfg.epochs + 1):
+        if reweighter is not None and reweighter.every == "epoch":
+            optimizer.apply(reweighter(model, None))
+        _set_train_mode(model, cfg.train_bn_stats)
+        order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        for start in range(0, n, cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            x, y = data.train.x[idx], data.train.y[idx]
+            if reweighter is not None and reweighter.every == "step":
+                optimizer.apply(reweighter(model, (x, y)))
+                _set_train_mode(model, cfg.train_bn_stats)
+            if not optimizer.any_trainable:
+                continue
+            with autocast(device):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+            optimizer.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.opt.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+        val_acc = accuracy(model, data.val)
+        stats = {"epoch": epoch, "train_loss": loss_sum.item() / max(n, 1), "train_acc": correct.item() / max(n, 1),
+                 "val_acc": val_acc, "multipliers": list(optimizer.multipliers)}
+        history.append(stats)
+        if val_acc > best["val_acc"]:
+            best = {"epoch": epoch, "val_acc": val_acc, "state": _clone_state(model)}
+        if progress is not None:
+            progress(epoch, cfg.epochs, stats)
+
+    test_acc = accuracy(model, data.test)
+    change = param_change(model, layers, initial)
+    final_state = _clone_state(model)
+    model.load_state_dict(best["state"])
+    best_test = accuracy(model, data.test)
+    model.load_state_dict(final_state)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return FinetuneResult(zero_shot_acc=zero_shot, test_acc=test_acc, best_val_epoch=best["epoch"],
+                          best_val_acc=best["val_acc"], best_val_test_acc=best_test, param_change=change,
+                          multipliers=list(optimizer.multipliers), history=history,
+                          seconds=time.perf_counter() - started)
+
+
+def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -1,0 +1,14 @@
+"""Full fine-tuning: every layer at the base learning rate (alpha_l = 1)."""
+from __future__ import annotations
+
+from .base import LayerWeights, Method, MethodContext
+
+
+class FullFineTuning(Method):
+    name = "full"
+    summary = "Full fine-tuning: every multiplier 1."
+    order = 0
+
+    def weights(self, ctx: MethodContext) -> LayerWeights:
+        ones = [1.0] * len(ctx.layers)
+        return LayerWeights(scores=ones, weights=list(ones))

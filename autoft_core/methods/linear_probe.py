@@ -1,0 +1,14 @@
+"""Linear probing: only the last layer (the classifier head) is trained."""
+from __future__ import annotations
+
+from .base import LayerWeights, Method, MethodContext
+
+
+class LinearProbe(Method):
+    name = "linear-probe"
+    summary = "Linear probe: only the head is trained (multiplier 1 on the last layer, 0 elsewhere)."
+    order = 1
+
+    def weights(self, ctx: MethodContext) -> LayerWeights:
+        weights = [0.0] * (len(ctx.layers) - 1) + [1.0]
+        return LayerWeights(scores=list(weights), weights=weights)

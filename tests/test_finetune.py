@@ -1,0 +1,145 @@
+"""The per-layer fine-tuning loop, checked against hand computations on a tiny random problem."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autoft_core.data.task import Split, TaskData
+from autoft_core.errors import BadArgumentError
+from autoft_core.evaluation import flat_layer_params
+from autoft_core.finetune import FinetuneConfig, finetune
+from autoft_core.layers import partition
+from autoft_core.models.digits_net import DigitsResNet
+
+
+def _task(n: int = 32, classes: int = 10, seed: int = 0) -> TaskData:
+    g = torch.Generator().manual_seed(seed)
+    split = lambda m: Split(torch.rand(m, 3, 32, 32, generator=g), torch.randint(0, classes, (m,), generator=g))  # noqa: E731
+    return TaskData(source=split(n), train=split(n), val=split(n), test=split(n), num_classes=classes)
+
+
+def _model(seed: int = 0) -> DigitsResNet:
+    torch.manual_seed(seed)
+    return DigitsResNet().eval()
+
+
+def test_one_sgd_step_moves_each_layer_by_base_lr_times_alpha():
+    model, data = _model(), _task()
+    layers = partition(model, "module")
+    alphas = [0.0, 1.0, 0.5, 0.25, 0.0, 2.0, 1.0, 0.1, 0.0, 1.0]
+    before = copy.deepcopy(model)
+    # Independent gradient: the mean loss over the whole training set, BatchNorm in eval mode.
+    loss = F.cross_entropy(before(data.train.x), data.train.y)
+    grads = dict(zip([n for n, _ in before.named_parameters()], torch.autograd.grad(loss, list(before.parameters()))))
+    cfg = FinetuneConfig(epochs=1, lr=0.01, batch_size=len(data.train), optimizer="sgd", momentum=0.0, device="cpu")
+    finetune(model, layers, alphas, data, cfg)
+    after, start = dict(model.named_parameters()), dict(before.named_parameters())
+    for layer, alpha in zip(layers, alphas):
+        for name in layer.param_names:
+            expected = start[name] - 0.01 * alpha * grads[name]
+            torch.testing.assert_close(after[name], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_frozen_layers_are_bit_for_bit_unchanged_and_get_no_gradient():
+    model, data = _model(), _task()
+    layers = partition(model, "module")
+    alphas = [0.0] * 5 + [1.0] * 5
+    frozen_before = [t.clone() for t in flat_layer_params(model, layers)[:5]]
+    running_before = model.stem.bn.running_mean.clone()
+    cfg = FinetuneConfig(epochs=3, lr=1e-2, batch_size=8, weight_decay=1e-3, device="cpu")
+    result = finetune(model, layers, alphas, data, cfg)
+    for a, b in zip(flat_layer_params(model, layers)[:5], frozen_before):
+        assert torch.equal(a, b)
+    assert all(p.grad is None for layer in layers[:5] for p in layer.parameters(model))
+    assert torch.equal(model.stem.bn.running_mean, running_before)  # BN statistics frozen by default
+    assert result.param_change[:5] == [0.0] * 5
+    assert all(c > 0 for c in result.param_change[5:])
+
+
+def test_param_change_is_relative_distance_from_start():
+    model, data = _model(), _task()
+    layers = partition(model, "block")
+    start = [t.clone() for t in flat_layer_params(model, layers)]
+    result = finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=2, lr=1e-2, device="cpu"))
+    end = flat_layer_params(model, layers)
+    expected = [((e - s).norm() / s.norm()).item() for e, s in zip(end, start)]
+    assert result.param_change == pytest.approx(expected, rel=1e-5)
+
+
+def test_bn_statistics_train_only_when_asked():
+    model, data = _model(), _task()
+    layers = partition(model, "module")
+    before = model.stem.bn.running_mean.clone()
+    finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=1, train_bn_stats=True, device="cpu"))
+    assert not torch.equal(model.stem.bn.running_mean, before)
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers():
+    data = _task()
+    runs = []
+    for seed in (0, 0, 1):
+        model = _model()
+        layers = partition(model, "module")
+        r = finetune(model, layers, [1.0] * len(layers), data,
+                     FinetuneConfig(epochs=2, batch_size=8, seed=seed, device="cpu"))
+        runs.append((r.history[-1]["train_loss"], torch.cat([p.flatten() for p in model.parameters()])))
+    assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+    assert not torch.equal(runs[0][1], runs[2][1])
+
+
+class _Recorder:
+    """A reweighter that alternates which half of the network trains, recording its calls."""
+
+    every = "epoch"
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    def __call__(self, model, batch):
+        self.calls += 1
+        half = [1.0] * (self.n // 2) + [0.0] * (self.n - self.n // 2)
+        return half if self.calls % 2 else half[::-1]
+
+
+def test_reweighter_runs_each_epoch_and_its_multipliers_apply():
+    model, data = _model(), _task()
+    layers = partition(model, "module")
+    hook = _Recorder(len(layers))
+    result = finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=3, device="cpu"), hook)
+    assert hook.calls == 3
+    assert [h["multipliers"][0] for h in result.history] == [1.0, 0.0, 1.0]
+
+
+def test_step_reweighter_is_called_before_every_step():
+    model, data = _model(), _task(n=32)
+    layers = partition(model, "module")
+    hook = _Recorder(len(layers))
+    hook.every = "step"
+    finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=2, batch_size=8, device="cpu"), hook)
+    assert hook.calls == 2 * 4
+
+
+def test_best_validation_epoch_and_metrics_are_consistent():
+    model, data = _model(), _task()
+    layers = partition(model, "module")
+    r = finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=3, lr=1e-2, device="cpu"))
+    assert len(r.history) == 3 and 0 <= r.best_val_epoch <= 3
+    if r.best_val_epoch:
+        assert r.best_val_acc == max(h["val_acc"] for h in r.history)
+    for value in (r.zero_shot_acc, r.test_acc, r.best_val_test_acc):
+        assert 0.0 <= value <= 1.0
+
+
+@pytest.mark.parametrize("bad", [{"epochs": -1}, {"lr": 0}, {"batch_size": 0}, {"optimizer": "rmsprop"}])
+def test_bad_recipe_is_a_clear_error(bad):
+    with pytest.raises(BadArgumentError):
+        FinetuneConfig(**bad)
+
+
+def test_wrong_number_of_multipliers_is_rejected():
+    model, data = _model(), _task()
+    with pytest.raises(ValueError, match="multipliers"):
+        finetune(model, partition(model), [1.0, 1.0], data, FinetuneConfig(epochs=1, device="cpu"))
