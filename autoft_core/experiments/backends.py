@@ -1,0 +1,137 @@
+"""Where runs execute: in this process, in N spawned worker processes, or as Ray tasks.
+
+Every backend runs *resolved* configs and yields each one's record as it finishes; the driver alone
+writes the result store (one writer, and Ray nodes need not see the store's file). Only `execute`
+crosses process boundaries, so it is a plain top-level function.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import ENGINE_ROOT, RunConfig
+from ..paths import DataPaths
+from ..store import ResultStore
+
+Outcome = tuple[RunConfig, "dict[str, Any] | BaseException"]
+
+
+class Backend(Protocol):
+    """Runs resolved configs, yielding (config, record or the exception it raised) as each finishes."""
+
+    def run(self, configs: Sequence[RunConfig]) -> Iterator[Outcome]: ...
+
+    def close(self) -> None: ...
+
+
+def cpu_count() -> int:
+    """Cores this process may use (the affinity mask where the OS has one, not the host's total)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def execute(cfg: RunConfig, paths: DataPaths, device: str | None, threads: int | None) -> dict[str, Any]:
+    """One run computed in a scratch store (run_experiment always writes one); its record is returned."""
+    import torch
+
+    from ..experiment import run_experiment
+
+    if threads:
+        torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="autoft-run-") as scratch:
+        return run_experiment(cfg, ResultStore(Path(scratch) / "run.sqlite"), paths, device)
+
+
+class LocalBackend:
+    """Runs one after another in this process (the task data stays cached between runs)."""
+
+    def __init__(self, paths: DataPaths, device: str | None, threads: int | None) -> None:
+        self.paths, self.device, self.threads = paths, device, threads
+
+    def run(self, configs: Sequence[RunConfig]) -> Iterator[Outcome]:
+        for cfg in configs:
+            try:
+                yield cfg, execute(cfg, self.paths, self.device, self.threads)
+            except Exception as exc:  # one failed run must not stop the sweep; the driver reports it
+                yield cfg, exc
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ProcessBackend:
+    """`max_parallel` spawned worker processes, each with its share of the cores as torch threads."""
+
+    def __init__(self, paths: DataPaths, device: str | None, max_parallel: int, threads: int | None) -> None:
+        self.paths, self.device = paths, device
+        self.threads = threads or max(1, cpu_count() // max_parallel)
+        self.pool = ProcessPoolExecutor(max_workers=max_parallel, mp_context=get_context("spawn"))
+        self.max_parallel = max_parallel
+
+    def run(self, configs: Sequence[RunConfig]) -> Iterator[Outcome]:
+        queue = iter(configs)
+        running: dict[Future, RunConfig] = {}
+        while True:  # at most 2 × workers queued: an interrupt leaves little to cancel
+            for cfg in queue:
+                running[self.pool.submit(execute, cfg, self.paths, self.device, self.threads)] = cfg
+                if len(running) >= 2 * self.max_parallel:
+                    break
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                cfg = running.pop(future)
+                error = future.exception()
+                yield cfg, error if error is not None else future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayBackend:
+    """Ray tasks on an existing cluster (`address`) or on a local instance started here."""
+
+    def __init__(self, paths: DataPaths, device: str | None, address: str | None, max_parallel: int | None,
+                 cpus_per_run: float, gpus_per_run: float) -> None:
+        import logging
+
+        import ray
+
+        self.ray, self.paths, self.device = ray, paths, device
+        self.started = not ray.is_initialized()
+        if self.started and address:  # remote nodes get this very engine code (same code_version, same keys)
+            ray.init(address=address, runtime_env={"py_modules": [str(ENGINE_ROOT)]},
+                     logging_level=logging.WARNING)
+        elif self.started:
+            slots = max_parallel or max(1, int(cpu_count() // cpus_per_run))
+            ray.init(num_cpus=max(1, round(slots * cpus_per_run)), include_dashboard=False,
+                     object_store_memory=256 * 2**20, logging_level=logging.WARNING)
+        self.limit = max_parallel
+        self.threads = max(1, int(cpus_per_run))
+        self.task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(execute)
+
+    def run(self, configs: Sequence[RunConfig]) -> Iterator[Outcome]:
+        queue = iter(configs)
+        running: dict[Any, RunConfig] = {}
+        limit = self.limit or len(configs)
+        while True:
+            for cfg in queue:
+                running[self.task.remote(cfg, self.paths, self.device, self.threads)] = cfg
+                if len(running) >= limit:
+                    break
+            if not running:
+                return
+            (ref,), _ = self.ray.wait(list(running), num_returns=1)
+            cfg = running.pop(ref)
+            try:
+                yield cfg, self.ray.get(ref)
+            except Exception as exc:  # RayTaskError wraps the worker's exception
+                yield cfg, exc
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()

@@ -1,0 +1,218 @@
+"""The `sweep`, `shots`, `grid` and `table` subcommands: argument parsing and their handlers.
+
+Registered by `cli.build_parser`; the engine (torch) is imported only inside the handlers. Bad input is
+an AutoFTError (one line, exit 2); failed runs exit 1 after the others are stored; Ctrl-C exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import RunConfig
+from ..errors import AutoFTError, BadArgumentError
+from ..paths import DataPaths
+from ..store import ResultStore
+
+BACKENDS = ("local", "ray")
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a number >= 0")
+    return value
+
+
+def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
+    """Setup, severity, seeds, recipe (as `finetune`), device, data paths and backend options."""
+    from ..cli import _add_recipe_args, _positive_int, _positive_float
+
+    p.add_argument("--setup", default="digits")
+    p.add_argument("--severity", type=_positive_int, default=5, help="input-level shift: 1-5 (default 5)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    if shots_help:
+        p.add_argument("--shots", type=_positive_int, default=None, help=shots_help)
+    p.add_argument("--granularity", default="module", help="module or block")
+    _add_recipe_args(p)
+    p.add_argument("--device", default=None, help="auto (default), cpu or cuda, for every run")
+    p.add_argument("--backend", default="local", choices=BACKENDS,
+                   help="local: this process, or --max-parallel spawned processes; ray: Ray tasks")
+    p.add_argument("--max-parallel", type=_positive_int, default=None,
+                   help="runs at once (local default 1; ray default: as many as the cluster fits)")
+    p.add_argument("--cpus-per-run", type=_positive_float, default=None,
+                   help="torch threads per run (local default: cores / max-parallel) and Ray num_cpus (default 1)")
+    p.add_argument("--gpus-per-run", type=_non_negative_float, default=None, help="Ray num_gpus per run (ray only)")
+    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (ray only; default: start a local one)")
+    for name, var in DataPaths.ENV.items():
+        p.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    """Add sweep, shots, grid and table to the CLI's subparsers."""
+    from ..cli import _add_recipe_args, _positive_int
+    from .plan import DEFAULT_CORRUPTION
+    from .tables import METRICS
+
+    sweep = sub.add_parser("sweep", help="methods × shifts × corruptions × seeds, through the result store")
+    sweep.add_argument("--shifts", default="all", help="comma-separated shifts or all (default)")
+    sweep.add_argument("--corruptions", default="all", help="input-level corruptions, comma-separated or all (default)")
+    sweep.add_argument("--methods", default="all", help="comma-separated methods or all registered (default)")
+    _add_common(sweep, "TOTAL target training examples per run, as in finetune (default: the setup's)")
+
+    single_task = f"input shift: which corruption (default {DEFAULT_CORRUPTION})"
+    shots = sub.add_parser("shots", help="shot scaling: methods × K examples per class × seeds")
+    shots.add_argument("--shift", default="input")
+    shots.add_argument("--corruption", default=None, help=single_task)
+    shots.add_argument("--methods", default="all", help="comma-separated methods or all (default)")
+    shots.add_argument("--shots", dest="shots_per_class", default="1,5,10,25,50",
+                       help="K examples PER CLASS, comma-separated (a run's shots = K × classes)")
+    _add_common(shots, None)
+
+    grid = sub.add_parser("grid", help="one method's hyper-parameter grid (top-K × partial epochs) × seeds")
+    grid.add_argument("--shift", default="input")
+    grid.add_argument("--corruption", default=None, help=single_task)
+    grid.add_argument("--method", required=True)
+    grid.add_argument("--topk", default=None, help="comma-separated top-K values; all = every layer")
+    grid.add_argument("--partial-epochs", default=None, help="comma-separated partial-epoch counts")
+    _add_common(grid, "TOTAL target training examples per run (default: the setup's)")
+
+    table = sub.add_parser("table", help="Table 1: methods × shift levels, mean ± std over seeds (%%)")
+    table.add_argument("--setup", default="digits")
+    table.add_argument("--format", default="markdown", choices=("markdown", "csv"))
+    table.add_argument("--out", default=None, help="write to this file instead of stdout")
+    table.add_argument("--metric", default="test_acc", choices=METRICS)
+    table.add_argument("--severity", type=_positive_int, default=5, help="input-level severity (default 5)")
+    table.add_argument("--corruptions", default="all", help="input-level corruptions averaged (default all)")
+    table.add_argument("--methods", default="all", help="rows: comma-separated methods or all with runs (default)")
+    table.add_argument("--seeds", default=None, help="comma-separated seeds (default: all stored)")
+    table.add_argument("--shots", type=_positive_int, default=None, help="TOTAL shots of the runs (default: setup's)")
+    table.add_argument("--granularity", default="module")
+    table.add_argument("--any-version", action="store_true",
+                       help="include runs of older code versions (default: the current code's only)")
+    _add_recipe_args(table)
+    for name, var in DataPaths.ENV.items():
+        table.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
+
+
+def _recipe(args: argparse.Namespace) -> "Recipe":
+    from .plan import Recipe
+
+    return Recipe(shots=getattr(args, "shots", None), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                  optimizer=args.optimizer, weight_decay=args.weight_decay, train_bn_stats=args.train_bn_stats,
+                  granularity=args.granularity)
+
+
+def _paths(args: argparse.Namespace) -> DataPaths:
+    return DataPaths.from_env().with_overrides(**{k: getattr(args, k, None) for k in DataPaths.ENV})
+
+
+def _store(args: argparse.Namespace) -> ResultStore:
+    return ResultStore(args.store) if args.store else ResultStore()
+
+
+def _backend_factory(args: argparse.Namespace, paths: DataPaths) -> Callable[[], object]:
+    """Checks the backend options now; the backend itself is made only when a run is missing."""
+    from .backends import LocalBackend, ProcessBackend, RayBackend
+
+    if args.backend == "local":
+        for flag, value in (("--ray-address", args.ray_address), ("--gpus-per-run", args.gpus_per_run)):
+            if value is not None:
+                raise BadArgumentError("option for --backend local", flag, "use it with --backend ray")
+        threads = int(args.cpus_per_run) if args.cpus_per_run else None
+        if (args.max_parallel or 1) == 1:
+            return lambda: LocalBackend(paths, args.device, threads)
+        return lambda: ProcessBackend(paths, args.device, args.max_parallel, threads)
+    return lambda: RayBackend(paths, args.device, args.ray_address, args.max_parallel,
+                              args.cpus_per_run or 1.0, args.gpus_per_run or 0.0)
+
+
+def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]]) -> None:
+    """Plan (validating everything), then run what the store lacks; one summary line on stdout."""
+    from .runner import SweepFailed, run_sweep
+
+    paths = _paths(args)
+    make_backend = _backend_factory(args, paths)
+    store = _store(args)
+    try:
+        report = run_sweep(plan(paths), store, make_backend, paths, title=args.command)
+    except SweepFailed as exc:
+        print(f"autoft_core: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print(f"autoft_core: interrupted; finished runs are in {store.path}; re-run the same command to resume",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    print(f"{args.command}: {report.total} runs, {report.cached} from the store, {report.ran} ran; "
+          f"store {store.path}; log {report.log_path}")
+
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    from .plan import sweep_configs
+
+    _run(args, lambda paths: sweep_configs(args.setup, args.shifts, args.corruptions, args.severity,
+                                           args.methods, args.seeds, _recipe(args), paths))
+
+
+def _cmd_shots(args: argparse.Namespace) -> None:
+    from .plan import shots_configs
+
+    _run(args, lambda paths: shots_configs(args.setup, args.shift, args.corruption, args.severity, args.methods,
+                                           args.shots_per_class, args.seeds, _recipe(args), paths))
+
+
+def _cmd_grid(args: argparse.Namespace) -> None:
+    from .plan import grid_configs, numbers
+
+    grid = {}
+    if args.topk is not None:
+        grid["topk"] = numbers("topk", args.topk, 0, allow_all=True)
+    if args.partial_epochs is not None:
+        grid["partial_epochs"] = numbers("partial_epochs", args.partial_epochs, 0)
+    if not grid:
+        raise BadArgumentError("grid", "(none)", "give --topk and/or --partial-epochs")
+    _run(args, lambda paths: grid_configs(args.setup, args.shift, args.corruption, args.severity, args.method,
+                                          grid, args.seeds, _recipe(args), paths))
+
+
+def _cmd_table(args: argparse.Namespace) -> None:
+    from ..config import code_version
+    from ..experiment import resolve
+    from ..methods import method_class, method_names
+    from ..setups import get_setup
+    from .plan import choose, numbers
+    from .tables import RECIPE_FIELDS, Selection, table1, to_csv, to_markdown
+
+    paths = _paths(args)
+    setup = get_setup(args.setup, paths)
+    corruptions = choose("corruption", args.corruptions, setup.corruptions())
+    frame = _store(args).frame(setup=args.setup)
+    stored = sorted(set(frame["method"])) if not frame.empty else []
+    known = [*method_names(), *(m for m in stored if m not in method_names())]
+    template = resolve(_recipe(args).config(setup=args.setup, shift=setup.shifts[0], corruption=corruptions[0],
+                                           severity=args.severity), paths)
+    sel = Selection(setup=args.setup, shifts=setup.shifts, corruptions=corruptions, severity=args.severity,
+                    recipe={f: getattr(template, f) for f in RECIPE_FIELDS},
+                    default_params={m: method_class(m).resolve_params({}) for m in method_names()},
+                    code_version=None if args.any_version else code_version(),
+                    methods=None if args.methods == "all" else choose("method", args.methods, known),
+                    seeds=None if args.seeds is None else numbers("seed", args.seeds, 0))
+    table = table1(frame, sel, args.metric)
+    if not table.cells:
+        version = "any code version" if args.any_version else f"code version {code_version()} (or add --any-version)"
+        raise AutoFTError(f"no stored runs of setup {args.setup} match severity {args.severity}, "
+                          f"{', '.join(f'{k} {v}' for k, v in sel.recipe.items())}, {version}; run `sweep` "
+                          "with the same recipe flags first")
+    text = to_markdown(table) if args.format == "markdown" else to_csv(table)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    if args.format == "csv":
+        for note in table.notes:
+            print(f"note: {note}", file=sys.stderr)
+
+
+HANDLERS = {"sweep": _cmd_sweep, "shots": _cmd_shots, "grid": _cmd_grid, "table": _cmd_table}

@@ -1,0 +1,134 @@
+"""Expanding a sweep, shot-scaling or hyper-parameter grid request into the `RunConfig`s it stands for.
+
+Every list is validated against what is registered *now* (setups, shifts, corruptions, methods), so
+"all" always means the current registry and a typo fails before any run starts.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from itertools import product
+from typing import Any
+
+from ..config import RunConfig
+from ..errors import BadArgumentError
+from ..paths import DataPaths
+from ..setups import TaskSpec, get_setup
+
+ALL = "all"
+DEFAULT_CORRUPTION = "gaussian_noise"  # shots / grid on the input shift without --corruption
+
+
+def task_corruption(shift: str, corruption: str | None) -> str | None:
+    """The corruption a single-task command uses: the given one, or DEFAULT_CORRUPTION on the input shift."""
+    return corruption or (DEFAULT_CORRUPTION if shift == "input" else None)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The fine-tuning recipe shared by every run of a sweep (None: the setup's default)."""
+
+    shots: int | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    train_bn_stats: bool = False
+    granularity: str = "module"
+
+    def config(self, **task: Any) -> RunConfig:
+        """A RunConfig for one task (setup, shift, corruption, severity, method, params, seed) with this recipe."""
+        return RunConfig(shots=self.shots, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                         optimizer=self.optimizer, weight_decay=self.weight_decay,
+                         train_bn_stats=self.train_bn_stats, granularity=self.granularity, **task)
+
+
+def choose(what: str, text: str, valid: Sequence[str]) -> list[str]:
+    """A comma list checked against `valid` ("all" = every valid choice), duplicates dropped, order kept."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise BadArgumentError(what, text, [*valid, ALL])
+    if ALL in items:
+        return list(valid)
+    for item in items:
+        if item not in valid:
+            raise BadArgumentError(what, item, [*valid, ALL])
+    return list(dict.fromkeys(items))
+
+
+def numbers(what: str, text: str, minimum: int, allow_all: bool = False) -> list[int]:
+    """A comma list of whole numbers >= `minimum` ("all" -> 0 where `allow_all`, the engine's "all" count)."""
+    values = []
+    for item in (i.strip() for i in text.split(",")):
+        if allow_all and item == ALL:
+            values.append(0)
+            continue
+        try:
+            value = int(item)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise BadArgumentError(what, item, f"comma-separated whole numbers >= {minimum}"
+                                   + (" or all" if allow_all else ""))
+        values.append(value)
+    return list(dict.fromkeys(values))
+
+
+def _methods(text: str) -> list[str]:
+    from ..methods import method_names  # imports torch: only when a plan is made
+
+    return choose("method", text, method_names())
+
+
+def _shifts(setup: str, text: str, paths: DataPaths | None) -> list[str]:
+    return choose(f"shift for setup {setup}", text, get_setup(setup, paths).shifts)
+
+
+def _corruptions(setup: str, text: str, paths: DataPaths | None) -> list[str]:
+    return choose("corruption", text, get_setup(setup, paths).corruptions())
+
+
+def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, methods: str, seeds: str,
+                  recipe: Recipe, paths: DataPaths | None = None) -> list[RunConfig]:
+    """Methods × shifts (× corruptions for the input shift) × seeds, grouped by task so data is reused."""
+    shift_list = _shifts(setup, shifts, paths)
+    corruption_list = _corruptions(setup, corruptions, paths) if "input" in shift_list else []
+    method_list, seed_list = _methods(methods), numbers("seed", seeds, 0)
+    tasks = [(shift, c) for shift in shift_list for c in (corruption_list if shift == "input" else [None])]
+    return [recipe.config(setup=setup, shift=shift, corruption=c, severity=severity, method=m, seed=seed)
+            for seed, (shift, c), m in product(seed_list, tasks, method_list)]
+
+
+def num_classes(setup: str, shift: str, corruption: str | None, severity: int, paths: DataPaths | None) -> int:
+    """The target task's class count (builds one task: the Setup interface does not expose it directly)."""
+    chosen = get_setup(setup, paths)
+    return chosen.task(chosen.check(TaskSpec(shift, corruption, severity))).num_classes
+
+
+def shots_configs(setup: str, shift: str, corruption: str | None, severity: int, methods: str, shots: str,
+                  seeds: str, recipe: Recipe, paths: DataPaths | None = None,
+                  classes: Callable[..., int] = num_classes) -> list[RunConfig]:
+    """Methods × K shots per class × seeds; RunConfig.shots is the total, K × the task's class count."""
+    _shifts(setup, shift, paths)
+    corruption = task_corruption(shift, corruption)
+    per_class, method_list, seed_list = numbers("shots", shots, 1), _methods(methods), numbers("seed", seeds, 0)
+    count = classes(setup, shift, corruption, severity, paths)
+    return [replace(recipe.config(setup=setup, shift=shift, corruption=corruption, severity=severity,
+                                  method=m, seed=seed), shots=k * count)
+            for seed, k, m in product(seed_list, per_class, method_list)]
+
+
+def grid_configs(setup: str, shift: str, corruption: str | None, severity: int, method: str,
+                 grid: dict[str, Iterable[Any]], seeds: str, recipe: Recipe,
+                 paths: DataPaths | None = None) -> list[RunConfig]:
+    """One method over the cartesian product of its hyper-parameter values × seeds."""
+    _shifts(setup, shift, paths)
+    corruption = task_corruption(shift, corruption)
+    if method == ALL or "," in method:
+        raise BadArgumentError("method for a grid (exactly one)", method, _methods(ALL))
+    (name,), seed_list = _methods(method), numbers("seed", seeds, 0)
+    names, values = list(grid), [list(v) for v in grid.values()]
+    return [recipe.config(setup=setup, shift=shift, corruption=corruption, severity=severity, method=name,
+                          params=dict(zip(names, combo)), seed=seed)
+            for seed, combo in product(seed_list, product(*values))]

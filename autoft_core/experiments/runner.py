@@ -1,0 +1,139 @@
+"""The sweep driver: resolve every request, answer what the store already holds, dispatch the rest.
+
+Cached runs never reach a backend (a finished sweep re-run starts no worker at all); each finished run
+is written to the store as soon as it comes back, so an interrupted sweep resumes where it stopped.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from ..config import RunConfig
+from ..errors import AutoFTError
+from ..paths import DataPaths
+from ..store import ResultStore
+from .backends import Backend
+
+_TRANSIENT = ("cached", "key")  # run_experiment's answer fields that are not part of the stored record
+
+
+@dataclass
+class Job:
+    """One distinct resolved run and the request keys that should find it."""
+
+    cfg: RunConfig
+    requests: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SweepReport:
+    total: int
+    cached: int
+    ran: int = 0
+    failed: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+
+
+class SweepFailed(AutoFTError):
+    """Some runs failed (the others are stored); the message lists them and where the tracebacks are."""
+
+
+def describe(cfg: RunConfig) -> str:
+    """A short human-readable name of a run for logs and progress lines."""
+    task = f"{cfg.shift}/{cfg.corruption}@{cfg.severity}" if cfg.shift == "input" else cfg.shift
+    params = "".join(f" {k}={v}" for k, v in sorted(cfg.params.items()))
+    return (f"{cfg.setup} {task} {cfg.method}{params} seed={cfg.seed} shots={cfg.shots} "
+            f"epochs={cfg.epochs} lr={cfg.lr:g}")
+
+
+def plan_jobs(requests: Sequence[RunConfig], store: ResultStore,
+              paths: DataPaths | None) -> tuple[dict[str, Job], dict[str, tuple[RunConfig, dict]]]:
+    """(runs still to compute, runs already stored) by resolved key; every request is resolved (so
+    validated) before anything runs."""
+    from ..experiment import resolve
+
+    jobs: dict[str, Job] = {}
+    cached: dict[str, tuple[RunConfig, dict]] = {}
+    for request in requests:
+        cfg = resolve(request, paths)
+        key = cfg.key()
+        if key in jobs:
+            jobs[key].requests.append(request.key())
+            continue
+        found = cached[key][1] if key in cached else store.get(key)
+        if found is None:
+            jobs[key] = Job(cfg, [request.key()])
+        else:
+            cached[key] = (cfg, found)
+            store.alias(request.key(), key)
+    return jobs, cached
+
+
+def _line(cfg: RunConfig, record: dict[str, Any], cached: bool) -> str:
+    return (f"{'cached' if cached else 'ran':<6} {record['seconds']:7.1f}s  test_acc={record['test_acc']:.4f}  "
+            f"best_val_test_acc={record['best_val_test_acc']:.4f}  {describe(cfg)}  key={cfg.key()}")
+
+
+def _log(log: TextIO, text: str) -> None:
+    log.write(f"{datetime.now():%Y-%m-%d %H:%M:%S} {text}\n")
+    log.flush()
+
+
+def run_sweep(requests: Sequence[RunConfig], store: ResultStore, make_backend: Callable[[], Backend],
+              paths: DataPaths | None = None, log_dir: Path | None = None, title: str = "sweep") -> SweepReport:
+    """Run every request not yet in `store` on a backend made only if something is missing."""
+    jobs, cached = plan_jobs(requests, store, paths)
+    report = SweepReport(total=len(jobs) + len(cached), cached=len(cached))
+    log_dir = log_dir or store.path.parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    report.log_path = log_dir / f"{title}-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+    with report.log_path.open("w") as log, \
+            tqdm(total=report.total, initial=report.cached, desc=title, unit="run", file=sys.stderr,
+                 disable=None) as bar:
+        _log(log, f"{' '.join(sys.argv)}: {report.total} runs, {report.cached} in the store {store.path}, "
+                  f"{len(jobs)} to run")
+        for cfg, record in cached.values():
+            _log(log, _line(cfg, record, cached=True))
+        if not jobs:
+            return report
+        backend = make_backend()
+        try:
+            for cfg, outcome in backend.run([job.cfg for job in jobs.values()]):
+                _finish(cfg, outcome, jobs[cfg.key()], store, report, log, bar)
+        except KeyboardInterrupt:
+            _log(log, f"interrupted after {report.ran} runs; re-run the same command to resume")
+            raise
+        finally:
+            backend.close()
+    if report.failed:
+        raise SweepFailed(f"{len(report.failed)} of {len(jobs)} runs failed ({', '.join(report.failed[:3])}"
+                          f"{', ...' if len(report.failed) > 3 else ''}); tracebacks in {report.log_path}; "
+                          f"the other runs are stored, re-run the same command to retry only the failed ones")
+    return report
+
+
+def _finish(cfg: RunConfig, outcome: dict[str, Any] | BaseException, job: Job, store: ResultStore,
+            report: SweepReport, log: TextIO, bar: tqdm) -> None:
+    """Store one finished run (or record its failure), log it and advance the progress bar."""
+    bar.update(1)
+    if isinstance(outcome, dict) and outcome.get("key") != cfg.key():
+        outcome = AutoFTError(f"the worker's run key {outcome.get('key')} is not the driver's {cfg.key()}: "
+                              "it ran other engine code (files changed during the sweep?)")
+    if isinstance(outcome, BaseException):
+        report.failed.append(describe(cfg))
+        _log(log, f"FAILED {describe(cfg)}\n" + "".join(traceback.format_exception(outcome)))
+        bar.write(f"FAILED {describe(cfg)}: {outcome}", file=sys.stderr)
+        return
+    record = {k: v for k, v in outcome.items() if k not in _TRANSIENT}
+    store.put(cfg.key(), cfg.to_dict(), record, aliases=tuple(job.requests))
+    report.ran += 1
+    _log(log, _line(cfg, record, cached=False))
+    bar.write(_line(cfg, record, cached=False), file=sys.stderr)

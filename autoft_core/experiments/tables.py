@@ -1,0 +1,142 @@
+"""Table 1 from the result store: rows = methods, one column per shift level, mean ± std over seeds.
+
+The input-level value of one seed is the mean over the chosen corruptions; the mean and the sample
+standard deviation (ddof 1) are then taken over seeds. Pure pandas on `ResultStore.frame()` rows, so
+the layout can be checked against a hand computation.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+LEVELS = {"input": "input-level", "feature": "feature-level", "output": "output-level"}
+METRICS = ("test_acc", "best_val_test_acc", "zero_shot_acc")
+RECIPE_FIELDS = ("shots", "epochs", "lr", "batch_size", "optimizer", "weight_decay", "train_bn_stats", "granularity")
+_CELL = ["method", "shift", "corruption", "seed"]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which stored runs make the table: setup, shifts, corruptions/severity, recipe, method params, version."""
+
+    setup: str
+    shifts: Sequence[str]
+    corruptions: Sequence[str]
+    severity: int
+    recipe: dict[str, Any]
+    default_params: dict[str, dict[str, Any]]  # registered methods: only their default hyper-parameters
+    code_version: str | None  # None: any version (the newest run of each cell wins)
+    methods: Sequence[str] | None = None  # None: every method with runs, registry order first
+    seeds: Sequence[int] | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    mean: float
+    std: float | None  # None with a single seed
+    seeds: int
+
+
+@dataclass
+class Table:
+    """Cells by (method, shift) in percent, the best of each column, and notes on incomplete cells."""
+
+    metric: str
+    selection: Selection
+    methods: list[str]
+    cells: dict[tuple[str, str], Cell]
+    best: set[tuple[str, str]]
+    notes: list[str] = field(default_factory=list)
+
+
+def select(frame: pd.DataFrame, sel: Selection) -> pd.DataFrame:
+    """The runs `sel` names, one per (method, shift, corruption, seed): the newest where several match."""
+    if frame.empty:
+        return frame
+    keep = (frame["setup"] == sel.setup) & frame["shift"].isin(sel.shifts)
+    is_input = frame["shift"] == "input"
+    keep &= ~is_input | (frame["corruption"].isin(sel.corruptions) & (frame["severity"] == sel.severity))
+    for name, value in sel.recipe.items():
+        keep &= frame[name] == value
+    keep &= [m not in sel.default_params or p == sel.default_params[m] for m, p in zip(frame["method"], frame["params"])]
+    if sel.code_version is not None:
+        keep &= frame["code_version"] == sel.code_version
+    if sel.methods is not None:
+        keep &= frame["method"].isin(sel.methods)
+    if sel.seeds is not None:
+        keep &= frame["seed"].isin(sel.seeds)
+    return frame[keep].sort_values("created").drop_duplicates(_CELL, keep="last")
+
+
+def table1(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Table:
+    """Aggregate the selected runs: per seed (input: mean over corruptions), then mean ± std over seeds."""
+    runs = select(frame, sel)
+    order = list(sel.methods or sel.default_params)
+    methods = [m for m in order if m in set(runs.get("method", []))]
+    methods += sorted(set(runs.get("method", [])) - set(methods))
+    table = Table(metric, sel, methods, {}, set())
+    if runs.empty:
+        return table
+    per_seed = runs.groupby(["method", "shift", "seed"])[metric].agg(["mean", "count"]).reset_index()
+    for row in per_seed[(per_seed["shift"] == "input") & (per_seed["count"] < len(sel.corruptions))].itertuples():
+        table.notes.append(f"{row.method}, seed {row.seed}: input-level averages {row.count} of "
+                           f"{len(sel.corruptions)} corruptions")
+    for (method, shift), group in per_seed.groupby(["method", "shift"]):
+        values = group["mean"] * 100
+        table.cells[method, shift] = Cell(float(values.mean()), float(values.std()) if len(values) > 1 else None,
+                                          len(values))
+    for shift in sel.shifts:
+        column = {m: c.mean for (m, s), c in table.cells.items() if s == shift}
+        table.best |= {(m, shift) for m, v in column.items() if v >= max(column.values()) - 1e-9}
+    most = max(c.seeds for c in table.cells.values())
+    table.notes += [f"{m}, {LEVELS.get(s, s)}: {c.seeds} of {most} seeds" for (m, s), c in table.cells.items()
+                    if c.seeds < most]
+    return table
+
+
+def _text(cell: Cell | None) -> str:
+    if cell is None:
+        return "—"
+    return f"{cell.mean:.1f}" if cell.std is None else f"{cell.mean:.1f} ± {cell.std:.1f}"
+
+
+def _grid(table: Table, marked: str) -> list[list[str]]:
+    """Header and one row per method, best cells wrapped as `marked` (a format with {})."""
+    shifts = table.selection.shifts
+    rows = [["method", *(LEVELS.get(s, s) for s in shifts)]]
+    for m in table.methods:
+        cells = [(_text(table.cells.get((m, s))), (m, s) in table.best) for s in shifts]
+        rows.append([m, *(marked.format(text) if best else text for text, best in cells)])
+    return rows
+
+
+def caption(table: Table) -> str:
+    sel = table.selection
+    seeds = sorted({c.seeds for c in table.cells.values()}) or [0]
+    count = f"{seeds[-1]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    recipe = ", ".join(f"{k} {v}" for k, v in sel.recipe.items())
+    version = f"code version {sel.code_version}" if sel.code_version else "any code version"
+    return (f"Table 1 - {sel.setup}: {table.metric} (%), mean ± std over {count} seeds; input-level = mean over "
+            f"{len(sel.corruptions)} corruptions at severity {sel.severity}; {recipe}; {version}.")
+
+
+def to_markdown(table: Table) -> str:
+    """A caption, a markdown table with the best of each column in bold, and notes."""
+    header, *body = _grid(table, "**{}**")
+    lines = [caption(table), "", "| " + " | ".join(header) + " |", "|:--" + "|--:" * (len(header) - 1) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    if table.notes:
+        lines += ["", *(f"- note: {n}" for n in table.notes)]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """The same grid as CSV, the best of each column suffixed with `*`."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(_grid(table, "{}*"))
+    return out.getvalue()
