@@ -1,0 +1,75 @@
+"""The command line contract: JSON output, cache hits, one-line errors with exit code 2."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autoft_core", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_finetune_json_then_cache_hit_with_the_same_numbers(tmp_path):
+    args = ("finetune", "--setup", "digits", "--shift", "output", "--method", "full", "--json",
+            "--store", str(tmp_path / "r.sqlite"))
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    a = json.loads(first.stdout)
+    assert a["cached"] is False and a["test_acc"] > a["zero_shot_acc"] + 0.3
+    assert len(a["param_change"]) == len(a["layers"]) == len(a["weights"]) == 10 and len(a["history"]) == 15
+    second = cli(*args)
+    b = json.loads(second.stdout)
+    assert b["cached"] is True
+    assert {k: b[k] for k in ("test_acc", "zero_shot_acc", "param_change", "history")} == \
+           {k: a[k] for k in ("test_acc", "zero_shot_acc", "param_change", "history")}
+
+
+def test_weights_json_has_the_contract_keys():
+    out = cli("weights", "--setup", "digits", "--shift", "output", "--method", "linear-probe", "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert set(got) == {"method", "layers", "scores", "weights"}
+    assert got["weights"][-1] == 1.0 and sum(got["weights"]) == 1.0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("weights", "--method", "nope"), "valid: full"),
+    (("weights", "--setup", "mnist"), "valid: digits, cifar10"),
+    (("weights", "--shift", "input", "--corruption", "fog"), "valid: frost"),
+    (("finetune", "--epochs", "-2"), "--epochs"),
+    (("finetune", "--lr", "abc"), "--lr"),
+    (("weights", "--method", "full", "--param", "x=1"), "parameter for method full"),
+    (("weights", "--granularity", "neuron"), "valid: module, block"),
+    (("finetune", "--setup", "cifar10", "--shift", "input", "--corruption", "frost",
+      "--cifar10-dir", "/nonexistent/c10", "--cifar10c-dir", "/nonexistent/c10c"), "not found at /nonexistent/"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_traceback(args, needle):
+    out = cli(*args)
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip() and "Warning" not in line
+             and not line.startswith(" ")]
+    assert len(lines) == 1 and needle in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_setups_lists_every_setup_and_what_is_missing():
+    out = cli("setups", "--json", env={"AUTOFT_CIFAR10C_DIR": "/nonexistent/c10c"})
+    rows = {row["setup"]: row for row in json.loads(out.stdout)}
+    assert set(rows) == {"digits", "cifar10", "breeds-living17", "breeds-entity30"}
+    assert rows["digits"]["ready"] and not rows["cifar10"]["ready"]
+    assert any("/nonexistent/c10c" in line for line in rows["cifar10"]["missing"])
+
+
+def test_methods_lists_names_and_parameters():
+    out = cli("methods", "--json")
+    rows = {row["method"]: row for row in json.loads(out.stdout)}
+    assert {"full", "linear-probe"} <= set(rows)
+    assert all(row["summary"] for row in rows.values())
