@@ -4,8 +4,10 @@ The loop reads top to bottom: snapshot, zero-shot accuracy, epochs of shuffled m
 from device-resident tensors (no DataLoader, no host sync per step), validation each epoch with the
 best-validation weights kept, then final / best-validation test accuracy and per-layer change.
 Layers with alpha 0 are frozen (requires_grad off: no weight-gradient work); BatchNorm running
-statistics stay frozen unless `train_bn_stats`. A `Reweighter` may change the multipliers at the
-start of each epoch or before each step (Auto-RGN does).
+statistics stay frozen unless `train_bn_stats`. When the multipliers are fixed and the first
+stages of the network are all frozen, that prefix runs once over the data (no grad) and the epochs
+train the rest on its cached features. A `Reweighter` may change the multipliers at the start of
+each epoch or before each step (Auto-RGN does).
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.task import TaskData
+from .data.task import Split, TaskData
 from .device import autocast, prepare_model, resolve_device
 from .errors import BadArgumentError
-from .evaluation import accuracy, flat_layer_params, param_change
+from .evaluation import EVAL_BATCH, accuracy, flat_layer_params, param_change
 from .layers import Layer
+from .stages import frozen_prefix
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -132,12 +135,13 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
     model = prepare_model(model, device)
     data = data.to(device)
     initial = [t.clone() for t in flat_layer_params(model, layers)]
-    zero_shot = accuracy(model, data.test)
+    net, data = _skip_frozen_prefix(model, layers, multipliers, data, cfg, reweighter, device)
+    zero_shot = accuracy(net, data.test)
 
     optimizer = _LayerwiseOptimizer(model, layers, cfg, device)
     optimizer.apply(multipliers)
     generator = torch.Generator().manual_seed(cfg.seed)
-    best = {"epoch": 0, "val_acc": accuracy(model, data.val), "state": _clone_state(model)}
+    best = {"epoch": 0, "val_acc": accuracy(net, data.val), "state": _clone_state(model)}
     history: list[dict] = []
     n = len(data.train)
 
@@ -157,14 +161,14 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
             if not optimizer.any_trainable:
                 continue
             with autocast(device):
-                logits = model(x)
+                logits = net(x)
                 loss = F.cross_entropy(logits, y)
             optimizer.opt.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.opt.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(dim=1) == y).sum()
-        val_acc = accuracy(model, data.val)
+        val_acc = accuracy(net, data.val)
         stats = {"epoch": epoch, "train_loss": loss_sum.item() / max(n, 1), "train_acc": correct.item() / max(n, 1),
                  "val_acc": val_acc, "multipliers": list(optimizer.multipliers)}
         history.append(stats)
@@ -173,11 +177,11 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
         if progress is not None:
             progress(epoch, cfg.epochs, stats)
 
-    test_acc = accuracy(model, data.test)
+    test_acc = accuracy(net, data.test)
     change = param_change(model, layers, initial)
     final_state = _clone_state(model)
     model.load_state_dict(best["state"])
-    best_test = accuracy(model, data.test)
+    best_test = accuracy(net, data.test)
     model.load_state_dict(final_state)
     for p in model.parameters():
         p.requires_grad_(True)
@@ -185,6 +189,30 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
                           best_val_acc=best["val_acc"], best_val_test_acc=best_test, param_change=change,
                           multipliers=list(optimizer.multipliers), history=history,
                           seconds=time.perf_counter() - started)
+
+
+def _skip_frozen_prefix(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], data: TaskData,
+                        cfg: FinetuneConfig, reweighter: Reweighter | None,
+                        device: torch.device) -> tuple[nn.Module, TaskData]:
+    """(network to train, its inputs): the model and the data, or the part after a frozen prefix and
+    the prefix's features, computed once. Only when the multipliers cannot change during the run."""
+    if reweighter is not None or cfg.train_bn_stats:
+        return model, data
+    frozen = {p for layer, alpha in zip(layers, multipliers) if alpha == 0 for p in layer.param_names}
+    split = frozen_prefix(model, frozen)
+    if split is None:
+        return model, data
+    prefix, rest = split
+    features = [Split(_features(prefix, s.x, device), s.y) for s in (data.train, data.val, data.test)]
+    return rest, TaskData(data.source, *features, data.num_classes)
+
+
+@torch.no_grad()
+def _features(prefix: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The frozen prefix's output for every image, in evaluation batches (no autograd graph kept)."""
+    prefix.eval()
+    with autocast(device):
+        return torch.cat([prefix(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
 
 
 def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -143,3 +143,30 @@ def test_wrong_number_of_multipliers_is_rejected():
     model, data = _model(), _task()
     with pytest.raises(ValueError, match="multipliers"):
         finetune(model, partition(model), [1.0, 1.0], data, FinetuneConfig(epochs=1, device="cpu"))
+
+
+class _Constant:
+    """A reweighter that always returns the same multipliers (so the frozen-prefix shortcut is off)."""
+
+    every = "epoch"
+
+    def __init__(self, multipliers: list[float]) -> None:
+        self.multipliers = multipliers
+
+    def __call__(self, model, batch):
+        return self.multipliers
+
+
+def test_frozen_prefix_shortcut_gives_the_same_training_as_the_full_forward():
+    data = _task()
+    alphas = [0.0] * 6 + [1.0] * 4  # stem, stage1 and stage2 (with its shortcut) frozen
+    results = []
+    for hook in (None, _Constant(alphas)):
+        model = _model()
+        layers = partition(model, "module")
+        r = finetune(model, layers, alphas, data, FinetuneConfig(epochs=2, batch_size=8, device="cpu"), hook)
+        results.append((r, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    (fast, w_fast), (slow, w_slow) = results
+    torch.testing.assert_close(w_fast, w_slow, rtol=1e-4, atol=1e-5)
+    assert fast.history[-1]["train_loss"] == pytest.approx(slow.history[-1]["train_loss"], rel=1e-4)
+    assert fast.param_change == pytest.approx(slow.param_change, rel=1e-3, abs=1e-7)

@@ -47,5 +47,11 @@ class DigitsResNet(nn.Module):
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(4 * width, num_classes)
 
+    def autoft_stages(self) -> list[nn.Module]:
+        """The forward pass as a chain (lets fine-tuning run a frozen prefix once)."""
+        return [self.stem, self.stage1, self.stage2, self.stage3, self.pool, self.head]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.stage3(self.stage2(self.stage1(self.stem(x))))))
+        for stage in self.autoft_stages():
+            x = stage(x)
+        return x
