@@ -1,0 +1,182 @@
+"""Layerwise Surprise, surprise difference and Auto-SNR: checked against slow references and on digits."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autoft_core.config import RunConfig
+from autoft_core.data.task import TaskData
+from autoft_core.experiment import compute_weights, run_experiment
+from autoft_core.finetune import FinetuneConfig
+from autoft_core.layers import partition
+from autoft_core.models.digits_net import DigitsResNet
+from autoft_core.methods import MethodContext, get_method
+from autoft_core.methods import auto_snr
+from autoft_core.methods._activations import bin_counts, kl_divergence, output_points, weights_or_ones
+from autoft_core.methods.surprise_diff import surprise_increase
+from autoft_core.setups import TaskSpec, get_setup
+from autoft_core.store import ResultStore
+
+METHODS = ("surprise", "surprise-diff", "auto-snr")
+FEW = {"surprise": 128, "surprise-diff": 128, "auto-snr": 32}  # samples where the numbers themselves don't matter
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return get_setup("digits")
+
+
+def _context(method: str, model: nn.Module, data: TaskData, granularity: str = "module",
+             **params: object) -> MethodContext:
+    return MethodContext(model=model, layers=partition(model, granularity), data=data,
+                         params=get_method(method).resolve_params(params),
+                         finetune_cfg=FinetuneConfig(device="cpu"), device=torch.device("cpu"))
+
+
+def test_hook_points_are_post_activation_outputs():
+    model = DigitsResNet()
+    module_points = dict(zip([layer.name for layer in partition(model)], output_points(model, partition(model))))
+    assert module_points["stem.conv"] == (model.stem, False)  # conv-bn-relu Sequential: already rectified
+    assert module_points["stage2.conv1"] == (model.stage2.bn1, True)  # its BatchNorm, then ReLU
+    assert module_points["stage2.shortcut.conv"] == (model.stage2.shortcut, False)  # no nonlinearity of its own
+    assert module_points["head"] == (model.head, False)  # logits
+    blocks = output_points(model, partition(model, "block"))
+    assert blocks == [(model.stage1, False), (model.stage2, False), (model.stage3, False), (model.head, False)]
+
+
+@pytest.mark.parametrize("unit", ["channel", "flat"])
+@pytest.mark.parametrize("granularity", ["module", "block"])
+def test_surprise_is_zero_on_identical_data_and_falls_back_to_ones(digits, unit, granularity):
+    data = digits.task(TaskSpec("output"))
+    same = TaskData(source=data.source, train=data.source, val=data.val, test=data.test, num_classes=10)
+    out = get_method("surprise").weights(_context("surprise", digits.source_model("output"), same, granularity,
+                                                  unit=unit, samples=256))
+    assert all(abs(s) <= 1e-6 for s in out.scores)
+    assert out.weights == [1.0] * len(out.scores) and out.extras["all_zero_fallback"]
+
+
+def test_weights_or_ones():
+    assert weights_or_ones([0.0, 0.0, 0.0]) == ([1.0, 1.0, 1.0], True)
+    assert weights_or_ones([1.0, 4.0, 0.0]) == ([0.25, 1.0, 0.0], False)
+
+
+def test_surprise_grows_with_corruption_severity(digits):
+    model = digits.source_model("input")
+    totals = []
+    for severity in (1, 3, 5):
+        data = digits.task(TaskSpec("input", "gaussian_noise", severity))
+        totals.append(sum(get_method("surprise").weights(_context("surprise", model, data)).scores))
+    assert totals[0] < totals[1] < totals[2], totals
+
+
+def _reference_kl(target: np.ndarray, source: np.ndarray, bins: int, pseudocount: float) -> tuple[np.ndarray, ...]:
+    """Per-unit numpy histograms over the source range (target clipped into it) and their KL."""
+    counts_t, counts_s, kls = [], [], []
+    for u in range(source.shape[1]):
+        s, t = source[:, u].ravel(), target[:, u].ravel()
+        lo, hi = s.min(), s.max()
+        hs = np.histogram(s, bins=bins, range=(lo, hi))[0]
+        ht = np.histogram(np.clip(t, lo, hi), bins=bins, range=(lo, hi))[0]
+        p = (ht / ht.sum() + pseudocount) / (1 + bins * pseudocount)
+        q = (hs / hs.sum() + pseudocount) / (1 + bins * pseudocount)
+        counts_t.append(ht), counts_s.append(hs), kls.append(float(np.sum(p * np.log(p / q))))
+    return np.array(counts_t), np.array(counts_s), np.array(kls)
+
+
+def test_vectorised_histogram_kl_matches_per_unit_numpy_loop():
+    g = torch.Generator().manual_seed(0)
+    source = torch.randn(200, 12, 9, generator=g, dtype=torch.float64) * torch.linspace(0.5, 3, 12).view(1, -1, 1)
+    target = torch.randn(150, 12, 9, generator=g, dtype=torch.float64) * 1.5 + 0.7
+    target[:, 3] = torch.relu(target[:, 3])  # a rectified unit: many values on one edge
+    lo, hi = source.amin(dim=(0, 2)), source.amax(dim=(0, 2))
+    counts_t, counts_s = bin_counts(target, lo, hi, 8), bin_counts(source, lo, hi, 8)
+    ref_t, ref_s, ref_kl = _reference_kl(target.numpy(), source.numpy(), 8, 1e-3)
+    np.testing.assert_array_equal(counts_t.numpy(), ref_t)
+    np.testing.assert_array_equal(counts_s.numpy(), ref_s)
+    np.testing.assert_allclose(kl_divergence(counts_t, counts_s, 1e-3).numpy(), ref_kl, rtol=1e-10)
+
+
+def test_constant_source_unit_sends_other_target_values_to_an_end_bin():
+    values = torch.tensor([[[0.0, 0.0, 2.0, -1.0]]])
+    counts = bin_counts(values, torch.zeros(1), torch.zeros(1), 8)
+    assert counts.tolist() == [[3, 0, 0, 0, 0, 0, 0, 1]]
+
+
+def test_surprise_diff_is_the_positive_increase_of_surprise(digits):
+    data = digits.task(TaskSpec("input", "gaussian_noise", 3))
+    model = digits.source_model("input")
+    surprise = get_method("surprise").weights(_context("surprise", model, data, samples=256)).scores
+    diff = get_method("surprise-diff").weights(_context("surprise-diff", model, data, samples=256))
+    expected = [max(0.0, s - prev) for prev, s in zip([0.0, *surprise[:-1]], surprise)]
+    assert diff.scores == pytest.approx(expected, abs=1e-12)
+    assert diff.extras["surprise"] == pytest.approx(surprise, abs=1e-12)
+    assert surprise_increase([1.0, 3.0, 2.0, 2.5]) == [1.0, 2.0, 0.0, 0.5]
+    assert max(diff.weights) == 1.0
+
+
+def _tiny_model() -> nn.Module:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 3))
+    model[1].running_mean.uniform_(-0.5, 0.5)
+    model[1].running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def test_snr_from_vmap_matches_a_loop_of_autograd_gradients(monkeypatch):
+    monkeypatch.setattr(auto_snr, "MAX_CHUNK", 5)  # 12 examples: chunks of 5, 5, 2
+    model, g = _tiny_model(), torch.Generator().manual_seed(2)
+    x, y = torch.randn(12, 3, 6, 6, generator=g), torch.randint(0, 3, (12,), generator=g)
+    layers = partition(model)
+    grads = {n: [] for n, _ in model.named_parameters()}
+    for i in range(len(x)):
+        model.zero_grad()
+        F.cross_entropy(model(x[i:i + 1]), y[i:i + 1]).backward()
+        for n, p in model.named_parameters():
+            grads[n].append(p.grad.double().clone())
+    expected = []
+    for layer in layers:
+        stacked = [torch.stack(grads[n]) for n in layer.param_names]
+        snr = torch.cat([(g.mean(0).square() / (g.var(0) + 1e-20)).flatten() for g in stacked])
+        expected.append(float(snr.mean()))
+    model.zero_grad(set_to_none=True)
+    got = auto_snr.gradient_snr(model, layers, x, y)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_model_restored_bit_for_bit(digits, method):
+    data = digits.task(TaskSpec("input", "gaussian_noise", 5))
+    model = digits.source_model("input").train()  # train mode: the methods' eval() must be undone
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    get_method(method).weights(_context(method, model, data, samples=FEW[method]))
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training and all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_weights_through_engine_and_one_stored_run(method, tmp_path):
+    out = compute_weights(RunConfig(setup="digits", shift="output", method=method), device="cpu")
+    assert all(math.isfinite(w) and w >= 0 for w in out["weights"]) and max(out["weights"]) == 1.0
+    store = ResultStore(tmp_path / "r.sqlite")
+    run_experiment(RunConfig(setup="digits", shift="output", method=method, epochs=1), store=store, device="cpu")
+    assert len(store.frame()) == 1
+
+
+def test_cli_weights_json():
+    done = subprocess.run([sys.executable, "-m", "autoft_core", "weights", "--setup", "digits", "--shift", "output",
+                           "--method", "surprise", "--json", "--device", "cpu"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    out = json.loads(done.stdout)
+    assert out["method"] == "surprise" and len(out["weights"]) == len(out["layers"]) and max(out["weights"]) == 1.0
