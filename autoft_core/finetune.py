@@ -116,7 +116,7 @@ class _LayerwiseOptimizer:
         return any(a > 0 for a in self.multipliers)
 
 
-def _set_train_mode(model: nn.Module, train_bn_stats: bool) -> None:
+def set_train_mode(model: nn.Module, train_bn_stats: bool) -> None:
     """Training mode, with BatchNorm layers kept in eval mode (frozen statistics) unless asked."""
     model.train()
     if not train_bn_stats:
@@ -148,7 +148,7 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
     for epoch in range(1, cfg.epochs + 1):
         if reweighter is not None and reweighter.every == "epoch":
             optimizer.apply(reweighter(model, None))
-        _set_train_mode(model, cfg.train_bn_stats)
+        set_train_mode(model, cfg.train_bn_stats)
         order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
@@ -157,7 +157,7 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
             x, y = data.train.x[idx], data.train.y[idx]
             if reweighter is not None and reweighter.every == "step":
                 optimizer.apply(reweighter(model, (x, y)))
-                _set_train_mode(model, cfg.train_bn_stats)
+                set_train_mode(model, cfg.train_bn_stats)
             if not optimizer.any_trainable:
                 continue
             with autocast(device):
