@@ -14,7 +14,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import ENGINE_ROOT, RunConfig
+from ..config import ENGINE_ROOT, RunConfig, code_version
 from ..paths import DataPaths
 from ..store import ResultStore
 
@@ -35,7 +35,8 @@ def cpu_count() -> int:
 
 
 def execute(cfg: RunConfig, paths: DataPaths, device: str | None, threads: int | None) -> dict[str, Any]:
-    """One run computed in a scratch store (run_experiment always writes one); its record is returned."""
+    """One run computed in a scratch store (run_experiment always writes one): its answer (record, key)
+    and the code version this worker hashed, which differs from the driver's if files changed meanwhile."""
     import torch
 
     from ..experiment import run_experiment
@@ -43,7 +44,8 @@ def execute(cfg: RunConfig, paths: DataPaths, device: str | None, threads: int |
     if threads:
         torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="autoft-run-") as scratch:
-        return run_experiment(cfg, ResultStore(Path(scratch) / "run.sqlite"), paths, device)
+        answer = run_experiment(cfg, ResultStore(Path(scratch) / "run.sqlite"), paths, device)
+    return {**answer, "code_version": code_version()}
 
 
 class LocalBackend:

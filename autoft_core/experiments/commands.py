@@ -144,6 +144,10 @@ def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]])
         print(f"autoft_core: interrupted; finished runs are in {store.path}; re-run the same command to resume",
               file=sys.stderr)
         raise SystemExit(130) from None
+    if report.other_versions:
+        print(f"autoft_core: warning: engine files changed during the {args.command}; some runs are stored under "
+              f"code version {', '.join(sorted(report.other_versions))}; re-run the command to complete it under "
+              "the current code", file=sys.stderr)
     print(f"{args.command}: {report.total} runs, {report.cached} from the store, {report.ran} ran; "
           f"store {store.path}; log {report.log_path}")
 
@@ -158,8 +162,15 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 def _cmd_shots(args: argparse.Namespace) -> None:
     from .plan import shots_configs
 
-    _run(args, lambda paths: shots_configs(args.setup, args.shift, args.corruption, args.severity, args.methods,
-                                           args.shots_per_class, args.seeds, _recipe(args), paths))
+    def plan(paths: DataPaths) -> list[RunConfig]:
+        configs, skipped = shots_configs(args.setup, args.shift, args.corruption, args.severity, args.methods,
+                                         args.shots_per_class, args.seeds, _recipe(args), paths)
+        if skipped:
+            print(f"note: K = {', '.join(map(str, skipped))} skipped: more than the target pool's smallest class "
+                  "holds (the training set could not be balanced)", file=sys.stderr)
+        return configs
+
+    _run(args, plan)
 
 
 def _cmd_grid(args: argparse.Namespace) -> None:

@@ -100,23 +100,34 @@ def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, meth
             for seed, (shift, c), m in product(seed_list, tasks, method_list)]
 
 
-def num_classes(setup: str, shift: str, corruption: str | None, severity: int, paths: DataPaths | None) -> int:
-    """The target task's class count (builds one task: the Setup interface does not expose it directly)."""
+def shot_capacity(setup: str, shift: str, corruption: str | None, severity: int, seeds: Sequence[int],
+                  paths: DataPaths | None) -> tuple[int, int]:
+    """(class count, smallest per-class count of the target training pool over `seeds`): a K above it
+    cannot be balanced. Builds the tasks, since the Setup interface exposes neither number directly."""
+    import torch
+
     chosen = get_setup(setup, paths)
-    return chosen.task(chosen.check(TaskSpec(shift, corruption, severity))).num_classes
+    tasks = [chosen.task(chosen.check(TaskSpec(shift, corruption, severity, 10**9, seed))) for seed in seeds]
+    smallest = min(int(torch.bincount(t.train.y, minlength=t.num_classes).min()) for t in tasks)
+    return tasks[0].num_classes, smallest
 
 
 def shots_configs(setup: str, shift: str, corruption: str | None, severity: int, methods: str, shots: str,
                   seeds: str, recipe: Recipe, paths: DataPaths | None = None,
-                  classes: Callable[..., int] = num_classes) -> list[RunConfig]:
-    """Methods × K shots per class × seeds; RunConfig.shots is the total, K × the task's class count."""
+                  capacity: Callable[..., tuple[int, int]] = shot_capacity) -> tuple[list[RunConfig], list[int]]:
+    """(methods × K shots per class × seeds, the K values skipped as larger than the smallest class);
+    RunConfig.shots is the total, K × the task's class count (the dashboard's convention)."""
     _shifts(setup, shift, paths)
     corruption = task_corruption(shift, corruption)
     per_class, method_list, seed_list = numbers("shots", shots, 1), _methods(methods), numbers("seed", seeds, 0)
-    count = classes(setup, shift, corruption, severity, paths)
-    return [replace(recipe.config(setup=setup, shift=shift, corruption=corruption, severity=severity,
-                                  method=m, seed=seed), shots=k * count)
-            for seed, k, m in product(seed_list, per_class, method_list)]
+    classes, smallest = capacity(setup, shift, corruption, severity, seed_list, paths)
+    kept = [k for k in per_class if k <= smallest]
+    if not kept:
+        raise BadArgumentError("shots per class", shots, f"at most {smallest} (the target pool's smallest class)")
+    return ([replace(recipe.config(setup=setup, shift=shift, corruption=corruption, severity=severity,
+                                   method=m, seed=seed), shots=k * classes)
+             for seed, k, m in product(seed_list, kept, method_list)],
+            [k for k in per_class if k > smallest])
 
 
 def grid_configs(setup: str, shift: str, corruption: str | None, severity: int, method: str,

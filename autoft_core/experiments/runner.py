@@ -5,7 +5,6 @@ is written to the store as soon as it comes back, so an interrupted sweep resume
 """
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from ..paths import DataPaths
 from ..store import ResultStore
 from .backends import Backend
 
-_TRANSIENT = ("cached", "key")  # run_experiment's answer fields that are not part of the stored record
+_TRANSIENT = ("cached", "key", "code_version")  # a worker's answer fields that are not part of the record
 
 
 @dataclass
@@ -39,6 +38,7 @@ class SweepReport:
     cached: int
     ran: int = 0
     failed: list[str] = field(default_factory=list)
+    other_versions: set[str] = field(default_factory=set)  # code versions workers ran that the driver did not
     log_path: Path | None = None
 
 
@@ -94,8 +94,8 @@ def run_sweep(requests: Sequence[RunConfig], store: ResultStore, make_backend: C
     report = SweepReport(total=len(jobs) + len(cached), cached=len(cached))
     log_dir = log_dir or store.path.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    report.log_path = log_dir / f"{title}-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
-    with report.log_path.open("w") as log, \
+    report.log_path = log_dir / f"{title}-{datetime.now():%Y%m%d-%H%M%S-%f}.log"
+    with report.log_path.open("a") as log, \
             tqdm(total=report.total, initial=report.cached, desc=title, unit="run", file=sys.stderr,
                  disable=None) as bar:
         _log(log, f"{' '.join(sys.argv)}: {report.total} runs, {report.cached} in the store {store.path}, "
@@ -124,16 +124,19 @@ def _finish(cfg: RunConfig, outcome: dict[str, Any] | BaseException, job: Job, s
             report: SweepReport, log: TextIO, bar: tqdm) -> None:
     """Store one finished run (or record its failure), log it and advance the progress bar."""
     bar.update(1)
-    if isinstance(outcome, dict) and outcome.get("key") != cfg.key():
-        outcome = AutoFTError(f"the worker's run key {outcome.get('key')} is not the driver's {cfg.key()}: "
-                              "it ran other engine code (files changed during the sweep?)")
     if isinstance(outcome, BaseException):
         report.failed.append(describe(cfg))
         _log(log, f"FAILED {describe(cfg)}\n" + "".join(traceback.format_exception(outcome)))
         bar.write(f"FAILED {describe(cfg)}: {outcome}", file=sys.stderr)
         return
     record = {k: v for k, v in outcome.items() if k not in _TRANSIENT}
-    store.put(cfg.key(), cfg.to_dict(), record, aliases=tuple(job.requests))
+    line = _line(cfg, record, cached=False)
+    if outcome["key"] == cfg.key():
+        store.put(cfg.key(), cfg.to_dict(), record, aliases=tuple(job.requests))
+    else:  # the worker hashed other engine files: keep its run, labelled with the code that made it
+        store.put(outcome["key"], {**cfg.to_dict(), "code_version": outcome["code_version"]}, record)
+        report.other_versions.add(outcome["code_version"])
+        line += f"  (stored under code version {outcome['code_version']}: engine files changed)"
     report.ran += 1
-    _log(log, _line(cfg, record, cached=False))
-    bar.write(_line(cfg, record, cached=False), file=sys.stderr)
+    _log(log, line)
+    bar.write(line, file=sys.stderr)

@@ -63,7 +63,8 @@ def select(frame: pd.DataFrame, sel: Selection) -> pd.DataFrame:
     keep &= ~is_input | (frame["corruption"].isin(sel.corruptions) & (frame["severity"] == sel.severity))
     for name, value in sel.recipe.items():
         keep &= frame[name] == value
-    keep &= [m not in sel.default_params or p == sel.default_params[m] for m, p in zip(frame["method"], frame["params"])]
+    keep &= pd.Series([m not in sel.default_params or p == sel.default_params[m]
+                       for m, p in zip(frame["method"], frame["params"])], index=frame.index)
     if sel.code_version is not None:
         keep &= frame["code_version"] == sel.code_version
     if sel.methods is not None:
@@ -118,10 +119,10 @@ def _grid(table: Table, marked: str) -> list[list[str]]:
 def caption(table: Table) -> str:
     sel = table.selection
     seeds = sorted({c.seeds for c in table.cells.values()}) or [0]
-    count = f"{seeds[-1]}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    count = f"{seeds[-1]} seed{'s' if seeds[-1] != 1 else ''}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
     recipe = ", ".join(f"{k} {v}" for k, v in sel.recipe.items())
     version = f"code version {sel.code_version}" if sel.code_version else "any code version"
-    return (f"Table 1 - {sel.setup}: {table.metric} (%), mean ± std over {count} seeds; input-level = mean over "
+    return (f"Table 1 - {sel.setup}: {table.metric} (%), mean ± std over {count}; input-level = mean over "
             f"{len(sel.corruptions)} corruptions at severity {sel.severity}; {recipe}; {version}.")
 
 
