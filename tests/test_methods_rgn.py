@@ -1,0 +1,253 @@
+"""The relative-gradient-norm methods: Auto-RGN against a hand computation, the change variants at zero
+shift, the L-BFGS two-loop recursion on a quadratic, exact restoration of the model, the per-epoch
+reweighter, and the digits setup through the experiment runner and the command line."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autoft_core.cli import main
+from autoft_core.config import RunConfig
+from autoft_core.data.task import Split, TaskData
+from autoft_core.errors import AutoFTError
+from autoft_core.experiment import compute_weights, run_experiment
+from autoft_core.finetune import FinetuneConfig, finetune
+from autoft_core.layers import partition
+from autoft_core.methods import MethodContext, get_method
+from autoft_core.methods._gradients import lbfgs_memories, to_multipliers, two_loop
+from autoft_core.store import ResultStore
+
+REPO = Path(__file__).resolve().parent.parent
+METHODS = ["auto-rgn", "auto-rgn+hessian", "auto-rgn+change", "auto-rgn+hessian+change"]
+BATCHES, BATCH_SIZE = 4, 8
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These small problems gain nothing from threads; on a shared machine spinning threads cost many-fold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _net(seed: int = 0) -> nn.Module:
+    """A tiny conv net with BatchNorm: three layers (conv+bn, conv+bn, head)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, padding=1), bn1=nn.BatchNorm2d(4), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(4, 6, 3, stride=2), bn2=nn.BatchNorm2d(6), relu2=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), head=nn.Linear(6, 3)))
+    with torch.no_grad():  # non-trivial running statistics, so eval mode differs from train mode
+        net.bn1.running_mean.uniform_(-0.1, 0.1)
+        net.bn2.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _split(n: int, g: torch.Generator) -> Split:
+    return Split(torch.rand(n, 3, 8, 8, generator=g), torch.randint(0, 3, (n,), generator=g))
+
+
+def _task(seed: int = 0, same_source: bool = False) -> TaskData:
+    g = torch.Generator().manual_seed(seed)
+    train = _split(BATCHES * BATCH_SIZE, g)
+    source = train if same_source else _split(BATCHES * BATCH_SIZE, g)
+    return TaskData(source=source, train=train, val=_split(16, g), test=_split(16, g), num_classes=3)
+
+
+def _context(method: str, data: TaskData, model: nn.Module | None = None, **params: object) -> MethodContext:
+    model = model if model is not None else _net()
+    cls = type(get_method(method))
+    return MethodContext(model=model, layers=partition(model), data=data,
+                         params=cls.resolve_params({"batches": BATCHES, "batch_size": BATCH_SIZE, **params}),
+                         finetune_cfg=FinetuneConfig(epochs=2, batch_size=BATCH_SIZE, device="cpu"),
+                         device=torch.device("cpu"))
+
+
+def test_auto_rgn_equals_relative_gradient_norm_computed_by_hand():
+    data = _task()
+    ctx = _context("auto-rgn", data)
+    got = get_method("auto-rgn").weights(ctx)
+    # Independent: one backward on the whole train split (= the mean of the 4 equal minibatch means).
+    model = _net()
+    F.cross_entropy(model(data.train.x), data.train.y).backward()
+    named = dict(model.named_parameters())
+    expected = []
+    for layer in ctx.layers:
+        grad = math.sqrt(sum(float(named[p].grad.pow(2).sum()) for p in layer.param_names))
+        theta = math.sqrt(sum(float(named[p].detach().pow(2).sum()) for p in layer.param_names))
+        expected.append(grad / theta)
+    assert len(ctx.layers) == 3
+    torch.testing.assert_close(torch.tensor(got.scores), torch.tensor(expected), rtol=1e-4, atol=0)
+    torch.testing.assert_close(torch.tensor(got.weights), torch.tensor(expected) / max(expected), rtol=1e-4, atol=0)
+    assert max(got.weights) == 1.0
+
+
+def test_hessian_variant_without_pairs_is_auto_rgn():
+    data = _task()
+    plain = get_method("auto-rgn").weights(_context("auto-rgn", data))
+    newton = get_method("auto-rgn+hessian").weights(_context("auto-rgn+hessian", data, pairs=0))
+    torch.testing.assert_close(torch.tensor(newton.scores), torch.tensor(plain.scores), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("method", ["auto-rgn+change", "auto-rgn+hessian+change"])
+def test_change_variants_vanish_when_source_is_target(method):
+    data = _task(same_source=True)
+    reference = get_method("auto-rgn").weights(_context("auto-rgn", data)).scores
+    got = get_method(method).weights(_context(method, data))
+    assert max(got.scores) <= 1e-6 * max(reference)
+    assert got.weights == [1.0] * 3  # no signal at all: fall back to full fine-tuning
+    shifted = get_method(method).weights(_context(method, _task()))
+    assert max(shifted.scores) > 1e-3 * max(reference)
+
+
+def test_multipliers_are_scores_over_max_and_all_ones_when_all_scores_vanish():
+    assert to_multipliers([2.0, 1.0, 0.0], "m") == [1.0, 0.5, 0.0]
+    assert to_multipliers([0.0, 0.0], "m") == [1.0, 1.0]
+    with pytest.raises(AutoFTError):
+        to_multipliers([1.0, float("nan")], "m")
+
+
+def _quadratic(dim: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An SPD A (condition number 100), a gradient g = Ax − b at a random x, and the Newton step A⁻¹g."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+    a = q @ torch.diag(torch.logspace(0, 2, dim, dtype=torch.float64)) @ q.T
+    x, b = torch.randn(dim, generator=g, dtype=torch.float64), torch.randn(dim, generator=g, dtype=torch.float64)
+    grad = a @ x - b
+    return a, grad, torch.linalg.solve(a, grad)
+
+
+def _error(estimate: torch.Tensor, exact: torch.Tensor) -> float:
+    return float(torch.linalg.vector_norm(estimate - exact) / torch.linalg.vector_norm(exact))
+
+
+def test_two_loop_reaches_the_newton_step_of_a_quadratic_with_conjugate_pairs():
+    a, grad, newton = _quadratic()
+    dim = len(grad)
+    # Random directions made A-conjugate (sᵢᵀ A sⱼ = 0), the setting of BFGS's quadratic termination.
+    basis, _ = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    steps = torch.linalg.solve_triangular(torch.linalg.cholesky(a).T, basis, upper=True).T
+    errors = [_error(two_loop(grad, list(steps[:m]), [a @ s for s in steps[:m]]), newton) for m in range(1, dim + 1)]
+    assert errors[-1] < 1e-10
+    assert errors[-1] < 1e-6 * errors[0]
+
+
+def test_pair_collection_converges_to_the_newton_step_of_a_quadratic():
+    a, grad, newton = _quadratic()
+    dim = len(grad)
+    errors = []
+    for m in range(dim + 1):
+        memory, = lbfgs_memories([grad], lambda probes: [a @ probes[0]], m, radii=[0.3])
+        assert len(memory.s) == m
+        errors.append(_error(memory.solve(grad), newton))
+    assert all(later < earlier for earlier, later in zip(errors[1:], errors[2:]))  # monotone in m
+    assert errors[dim] < 1e-10 and errors[dim] < 1e-6 * errors[1]
+
+
+def test_a_block_without_positive_curvature_stops_probing_and_falls_back_to_its_gain():
+    a, grad, _ = _quadratic()
+    seen = []
+
+    def hvp(probes: list[torch.Tensor]) -> list[torch.Tensor]:  # block 0 convex, block 1 concave
+        seen.append([p.clone() for p in probes])
+        return [a @ probes[0], -(a @ probes[1])]
+
+    convex, concave = lbfgs_memories([grad, grad], hvp, 4, radii=[0.3, 0.3])
+    assert len(convex.s) == 4 and not concave.s
+    assert all(not probes[1].any() for probes in seen[1:])  # held still after its pair was refused
+    first = seen[0][1]
+    gain = float(torch.linalg.vector_norm(first) / torch.linalg.vector_norm(a @ first))
+    torch.testing.assert_close(concave.solve(grad), gain * grad)
+
+
+def test_two_loop_meets_the_newest_secant_condition_and_is_the_identity_without_pairs():
+    a, grad, _ = _quadratic()
+    # Random (non-conjugate) pairs give no quadratic termination, but H y = s holds for the newest pair.
+    steps = list(torch.randn(4, len(grad), generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    diffs = [a @ s for s in steps]
+    torch.testing.assert_close(two_loop(diffs[-1], steps, diffs), steps[-1])
+    assert torch.equal(two_loop(grad, [], []), grad)
+    with pytest.raises(ValueError):
+        two_loop(grad, steps, diffs[:2])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_model_is_restored_bit_for_bit_and_batchnorm_statistics_do_not_move(method):
+    model = _net().train()  # train mode on entry: a careless probe would update running_mean
+    for p in model.head.parameters():
+        p.requires_grad_(False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ctx = _context(method, _task(), model)
+    out = get_method(method).weights(ctx)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(model.bn1.running_mean, before["bn1.running_mean"])
+    assert model.training and not model.head.weight.requires_grad and model.conv1.weight.requires_grad
+    assert all(p.grad is None for p in model.parameters())
+    assert all(math.isfinite(w) and w >= 0 for w in out.weights) and max(out.weights) == 1.0
+
+
+@pytest.mark.parametrize("every", ["epoch", "step"])
+def test_reweighter_rescores_during_fine_tuning(every):
+    data = _task()
+    ctx = _context("auto-rgn", data, every=every)
+    method = get_method("auto-rgn")
+    initial = method.weights(ctx)
+    reweighter = method.reweighter(ctx)
+    calls = []
+
+    def counted(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None) -> list[float]:
+        calls.append(batch is None)
+        return reweighter(model, batch)
+
+    counted.every = reweighter.every
+    cfg = FinetuneConfig(epochs=2, lr=0.05, batch_size=BATCH_SIZE, device="cpu")
+    result = finetune(ctx.model, ctx.layers, initial.weights, data, cfg, counted)
+    steps_per_epoch = len(data.train) // BATCH_SIZE
+    assert calls == ([True] * 2 if every == "epoch" else [False] * 2 * steps_per_epoch)
+    first, second = (h["multipliers"] for h in result.history)
+    assert first != second and max(second) == 1.0
+    if every == "epoch":
+        assert first == initial.weights  # epoch 1 rescored the untouched model on the same minibatches
+
+
+def test_once_means_no_reweighter():
+    ctx = _context("auto-rgn", _task(), every="once")
+    assert get_method("auto-rgn").reweighter(ctx) is None
+    assert get_method("auto-rgn+hessian").reweighter(_context("auto-rgn+hessian", _task())) is None
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_digits_weights_and_one_stored_run(method, tmp_path):
+    cfg = RunConfig(setup="digits", shift="output", method=method, epochs=1)
+    out = compute_weights(cfg, device="cpu")
+    weights = out["weights"]
+    assert len(weights) == len(out["layers"]) == 10
+    assert all(math.isfinite(w) and w >= 0 for w in weights) and max(weights) == 1.0
+    store = ResultStore(tmp_path / "r.sqlite")
+    record = run_experiment(cfg, store=store, device="cpu")
+    assert record["cached"] is False and len(store.frame()) == 1
+
+
+def test_cli_weights_json_and_bad_parameter(capsys):
+    out = subprocess.run([sys.executable, "-m", "autoft_core", "weights", "--setup", "digits", "--shift", "output",
+                          "--method", "auto-rgn", "--json"], cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["method"] == "auto-rgn" and max(got["weights"]) == 1.0 and len(got["scores"]) == 10
+    assert main(["weights", "--method", "auto-rgn", "--param", "bogus=1"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert main(["weights", "--method", "auto-rgn+hessian", "--param", "pairs=-1"]) == 2
+    assert main(["weights", "--method", "auto-rgn", "--param", "every=sometimes"]) == 2
