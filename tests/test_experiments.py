@@ -36,6 +36,11 @@ def _rows(path: Path) -> dict[str, tuple[float, str]]:
         return {k: (c, r) for k, c, r in conn.execute("SELECT key, created, result FROM runs")}
 
 
+def _fake_record(cfg: RunConfig) -> dict:
+    """What `backends.execute` answers, without computing anything."""
+    return {"key": cfg.key(), "cached": False, "seconds": 0.0, "test_acc": 0.5, "best_val_test_acc": 0.5}
+
+
 # ----------------------------------------------------------------------------- plans
 
 def test_sweep_expands_methods_shifts_corruptions_seeds():
@@ -116,7 +121,7 @@ def test_a_failing_run_is_reported_and_alone_retried(store, monkeypatch, tmp_pat
     def fake(cfg, *args):
         if cfg.seed == 1 and not getattr(fake, "healed", False):
             raise RuntimeError("boom")
-        return {"key": cfg.key(), "cached": False, "seconds": 0.0, "test_acc": 0.5, "best_val_test_acc": 0.5}
+        return _fake_record(cfg)
 
     monkeypatch.setattr(backends, "execute", fake)
     requests = sweep_configs("digits", "output", "all", 5, "full", "0,1,2", Recipe(epochs=1, shots=20))
@@ -128,6 +133,35 @@ def test_a_failing_run_is_reported_and_alone_retried(store, monkeypatch, tmp_pat
     report = run_sweep(requests, store, make, log_dir=tmp_path)
     assert (report.cached, report.ran, len(_rows(store.path))) == (2, 1, 3)
     assert "RuntimeError: boom" in sorted(tmp_path.glob("sweep-*.log"))[0].read_text()
+
+
+def test_sigterm_stops_a_sweep_like_ctrl_c_keeping_finished_runs(monkeypatch, tmp_path, capsys):
+    def fake(cfg, *args):
+        if cfg.seed == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return _fake_record(cfg)
+
+    monkeypatch.setattr(backends, "execute", fake)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        main([*SMALL_SWEEP, "--methods", "full", "--seeds", "0,1,2", "--store", str(tmp_path / "r.sqlite")])
+    assert stopped.value.code == 130 and "re-run the same command to resume" in capsys.readouterr().err
+    assert len(_rows(tmp_path / "r.sqlite")) == 1 and signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_broken_backend_stops_the_sweep_keeping_finished_runs(store, tmp_path):
+    class Broken:
+        def run(self, configs):
+            yield configs[0], _fake_record(configs[0])
+            raise OSError("worker process died")
+
+        def close(self, abort=False):
+            assert abort
+
+    requests = sweep_configs("digits", "output", "all", 5, "full", "0,1", Recipe(epochs=1, shots=20))
+    with pytest.raises(SweepFailed, match="stopped after 1 runs: OSError"):
+        run_sweep(requests, store, Broken, log_dir=tmp_path)
+    assert len(_rows(store.path)) == 1
 
 
 def test_a_run_made_by_changed_engine_code_is_kept_under_its_own_version(store, monkeypatch, tmp_path):

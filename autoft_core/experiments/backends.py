@@ -7,7 +7,9 @@ crosses process boundaries, so it is a plain top-level function.
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..config import ENGINE_ROOT, RunConfig, code_version
-from ..paths import DataPaths
+from ..paths import DataPaths, cache_dir
 from ..store import ResultStore
 
 Outcome = tuple[RunConfig, "dict[str, Any] | BaseException"]
@@ -26,7 +28,8 @@ class Backend(Protocol):
 
     def run(self, configs: Sequence[RunConfig]) -> Iterator[Outcome]: ...
 
-    def close(self) -> None: ...
+    def close(self, abort: bool = False) -> None:
+        """Release the workers; `abort` (an interrupt) stops the runs in flight instead of waiting for them."""
 
 
 def cpu_count() -> int:
@@ -61,7 +64,7 @@ class LocalBackend:
             except Exception as exc:  # one failed run must not stop the sweep; the driver reports it
                 yield cfg, exc
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         """Nothing to release."""
 
 
@@ -90,8 +93,11 @@ class ProcessBackend:
                 error = future.exception()
                 yield cfg, error if error is not None else future.result()
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        if abort:  # ProcessPoolExecutor.terminate_workers() only exists from Python 3.14
+            for worker in list((self.pool._processes or {}).values()):
+                worker.terminate()
+        self.pool.shutdown(wait=not abort, cancel_futures=True)
 
 
 class RayBackend:
@@ -105,13 +111,17 @@ class RayBackend:
 
         self.ray, self.paths, self.device = ray, paths, device
         self.started = not ray.is_initialized()
-        if self.started and address:  # remote nodes get this very engine code (same code_version, same keys)
-            ray.init(address=address, runtime_env={"py_modules": [str(ENGINE_ROOT)]},
-                     logging_level=logging.WARNING)
+        sigterm = signal.getsignal(signal.SIGTERM)
+        if self.started and address:  # nodes get this very engine code (same keys) and look for the pretrained
+            # models in this cache folder (same machine or shared file system; else they pretrain their own there)
+            ray.init(address=address, logging_level=logging.WARNING,
+                     runtime_env={"py_modules": [str(ENGINE_ROOT)], "env_vars": {"AUTOFT_CACHE": str(cache_dir())}})
         elif self.started:
             slots = max_parallel or max(1, int(cpu_count() // cpus_per_run))
             ray.init(num_cpus=max(1, round(slots * cpus_per_run)), include_dashboard=False,
                      object_store_memory=256 * 2**20, logging_level=logging.WARNING)
+        if sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)  # ray.init installs one that aborts: keep the caller's
         self.limit = max_parallel
         self.threads = max(1, int(cpus_per_run))
         self.task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run)(execute)
@@ -134,6 +144,7 @@ class RayBackend:
             except Exception as exc:  # RayTaskError wraps the worker's exception
                 yield cfg, exc
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Disconnecting ends this job, so its tasks still running stop either way."""
         if self.started:
             self.ray.shutdown()

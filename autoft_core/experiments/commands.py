@@ -6,16 +6,24 @@ an AutoFTError (one line, exit 2); failed runs exit 1 after the others are store
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import RunConfig
 from ..errors import AutoFTError, BadArgumentError
 from ..paths import DataPaths
 from ..store import ResultStore
 
+if TYPE_CHECKING:  # the handlers import these (and torch) only when they run
+    from .backends import Backend
+    from .plan import Recipe
+
 BACKENDS = ("local", "ray")
+METRICS = ("test_acc", "best_val_test_acc", "zero_shot_acc")
 
 
 def _non_negative_float(text: str) -> float:
@@ -44,7 +52,9 @@ def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
     p.add_argument("--cpus-per-run", type=_positive_float, default=None,
                    help="torch threads per run (local default: cores / max-parallel) and Ray num_cpus (default 1)")
     p.add_argument("--gpus-per-run", type=_non_negative_float, default=None, help="Ray num_gpus per run (ray only)")
-    p.add_argument("--ray-address", default=None, help="an existing Ray cluster (ray only; default: start a local one)")
+    p.add_argument("--ray-address", default=None,
+                   help="an existing Ray cluster (ray only; default: start a local one); its nodes get this engine "
+                        "code and should see this cache folder and the data paths (same machine or shared disk)")
     for name, var in DataPaths.ENV.items():
         p.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
 
@@ -53,7 +63,6 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Add sweep, shots, grid and table to the CLI's subparsers."""
     from ..cli import _add_recipe_args, _positive_int
     from .plan import DEFAULT_CORRUPTION
-    from .tables import METRICS
 
     sweep = sub.add_parser("sweep", help="methods × shifts × corruptions × seeds, through the result store")
     sweep.add_argument("--shifts", default="all", help="comma-separated shifts or all (default)")
@@ -96,7 +105,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
         table.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
 
 
-def _recipe(args: argparse.Namespace) -> "Recipe":
+def _recipe(args: argparse.Namespace) -> Recipe:
     from .plan import Recipe
 
     return Recipe(shots=getattr(args, "shots", None), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -112,7 +121,7 @@ def _store(args: argparse.Namespace) -> ResultStore:
     return ResultStore(args.store) if args.store else ResultStore()
 
 
-def _backend_factory(args: argparse.Namespace, paths: DataPaths) -> Callable[[], object]:
+def _backend_factory(args: argparse.Namespace, paths: DataPaths) -> Callable[[], Backend]:
     """Checks the backend options now; the backend itself is made only when a run is missing."""
     from .backends import LocalBackend, ProcessBackend, RayBackend
 
@@ -128,6 +137,20 @@ def _backend_factory(args: argparse.Namespace, paths: DataPaths) -> Callable[[],
                               args.cpus_per_run or 1.0, args.gpus_per_run or 0.0)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, batch schedulers) stops a sweep as Ctrl-C does: workers stopped, finished runs kept."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]]) -> None:
     """Plan (validating everything), then run what the store lacks; one summary line on stdout."""
     from .runner import SweepFailed, run_sweep
@@ -136,7 +159,8 @@ def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]])
     make_backend = _backend_factory(args, paths)
     store = _store(args)
     try:
-        report = run_sweep(plan(paths), store, make_backend, paths, title=args.command)
+        with _terminate_as_interrupt():
+            report = run_sweep(plan(paths), store, make_backend, paths, title=args.command)
     except SweepFailed as exc:
         print(f"autoft_core: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

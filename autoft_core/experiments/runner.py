@@ -56,8 +56,8 @@ def describe(cfg: RunConfig) -> str:
 
 def plan_jobs(requests: Sequence[RunConfig], store: ResultStore,
               paths: DataPaths | None) -> tuple[dict[str, Job], dict[str, tuple[RunConfig, dict]]]:
-    """(runs still to compute, runs already stored) by resolved key; every request is resolved (so
-    validated) before anything runs."""
+    """(runs still to compute, runs already stored) by resolved key, reading the store only; every
+    request is resolved (so validated) before anything runs."""
     from ..experiment import resolve
 
     jobs: dict[str, Job] = {}
@@ -73,7 +73,6 @@ def plan_jobs(requests: Sequence[RunConfig], store: ResultStore,
             jobs[key] = Job(cfg, [request.key()])
         else:
             cached[key] = (cfg, found)
-            store.alias(request.key(), key)
     return jobs, cached
 
 
@@ -108,11 +107,16 @@ def run_sweep(requests: Sequence[RunConfig], store: ResultStore, make_backend: C
         try:
             for cfg, outcome in backend.run([job.cfg for job in jobs.values()]):
                 _finish(cfg, outcome, jobs[cfg.key()], store, report, log, bar)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see commands): stop the workers, keep what is stored
             _log(log, f"interrupted after {report.ran} runs; re-run the same command to resume")
+            backend.close(abort=True)
             raise
-        finally:
-            backend.close()
+        except Exception as exc:  # the backend broke (a worker process killed, Ray lost) or the store did
+            _log(log, "stopped\n" + "".join(traceback.format_exception(exc)))
+            backend.close(abort=True)
+            raise SweepFailed(f"the {title} stopped after {report.ran} runs: {exc!r}; traceback in "
+                              f"{report.log_path}; re-run the same command to resume") from exc
+        backend.close()
     if report.failed:
         raise SweepFailed(f"{len(report.failed)} of {len(jobs)} runs failed ({', '.join(report.failed[:3])}"
                           f"{', ...' if len(report.failed) > 3 else ''}); tracebacks in {report.log_path}; "

@@ -15,7 +15,6 @@ from typing import Any
 import pandas as pd
 
 LEVELS = {"input": "input-level", "feature": "feature-level", "output": "output-level"}
-METRICS = ("test_acc", "best_val_test_acc", "zero_shot_acc")
 RECIPE_FIELDS = ("shots", "epochs", "lr", "batch_size", "optimizer", "weight_decay", "train_bn_stats", "granularity")
 _CELL = ["method", "shift", "corruption", "seed"]
 
