@@ -85,4 +85,5 @@ def landing() -> None:
     st.write(f"Runs use **{api.device_summary()}** (change it in the sidebar).")
 
 
-landing()
+with ui.guard("Drawing the overview"):
+    landing()

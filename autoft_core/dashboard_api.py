@@ -70,11 +70,6 @@ def store_version(path: Path) -> tuple[int, ...]:
     return tuple(v for s in stats for v in (s.st_mtime_ns, s.st_size))
 
 
-def current_code_version() -> str:
-    """The engine's code hash: runs stored under another one came from older code."""
-    return code_version()
-
-
 def recipe_problems(epochs: int, shots: int | None, lr: float | None, seeds: Sequence[int]) -> list[str]:
     """Human-readable reasons why these settings cannot fine-tune (empty: fine)."""
     problems = []
@@ -219,14 +214,14 @@ def shift_samples(task: Task, paths: DataPaths, n: int = 8, scale: int = 3) -> d
             "num_classes": data.num_classes}
 
 
-def shot_levels(task: Task, paths: DataPaths, candidates: Iterable[int] = SHOT_LEVELS) -> tuple[int, list[int]]:
-    """(number of classes, the per-class K of `candidates` that the target training pool can supply)."""
-    from .experiment import load_task, resolve
+def shot_levels(task: Task, paths: DataPaths, seeds: Sequence[int] = (0,),
+                candidates: Iterable[int] = SHOT_LEVELS) -> tuple[int, list[int]]:
+    """(number of classes, the per-class K of `candidates` the target pool can balance for every seed)."""
+    from .experiments.plan import shot_capacity
 
-    cfg = resolve(run_config(task, "full", {}, Recipe(paths=paths), seed=0, shots=10 ** 9), paths)
-    _, data = load_task(cfg, paths)
-    smallest = int(np.bincount(data.train.y.numpy(), minlength=data.num_classes).min())
-    return data.num_classes, [k for k in candidates if k <= smallest]
+    corruption = task.corruption if task.shift == "input" else None
+    classes, smallest = shot_capacity(task.setup, task.shift, corruption, task.severity, list(seeds) or [0], paths)
+    return classes, [k for k in candidates if k <= smallest]
 
 
 # ----------------------------------------------------------------------------- runs
@@ -351,7 +346,8 @@ def shots_frame(runs: Sequence[RunRef], num_classes: int, metric: str = "test_ac
         return pd.DataFrame(columns=["method", "K", "mean", "std", "seeds"])
     out = pd.DataFrame(rows).groupby(["method", "K"], sort=False, as_index=False).agg(
         mean=("acc", "mean"), std=("acc", "std"), seeds=("acc", "size"))
-    return out.fillna({"std": 0.0}).sort_values(["method", "K"], kind="stable")
+    order = {label: i for i, label in enumerate(dict.fromkeys(out["method"]))}  # the methods as chosen
+    return out.fillna({"std": 0.0}).sort_values(["method", "K"], key=lambda c: c.map(order) if c.name == "method" else c)
 
 
 # ----------------------------------------------------------------------------- the Results page
@@ -366,22 +362,67 @@ def runs_frame(store: ResultStore) -> pd.DataFrame:
     return frame
 
 
-def results_table(frame: pd.DataFrame, metric: str = "test_acc") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The method × shift table: (display table of 'mean ± std' %, numeric long table).
+def recipe_options(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The distinct fine-tuning recipes among `frame`'s runs, the most used first."""
+    from .experiments.tables import RECIPE_FIELDS
 
-    Input-level runs are first averaged over the corruptions present per seed, then mean ± std is taken
-    over seeds. Rows split by shots / epochs / lr / granularity when the filtered runs mix them.
+    fields_ = [f for f in RECIPE_FIELDS if f in frame.columns]
+    counts = frame.groupby(fields_, dropna=False).size().sort_values(ascending=False, kind="stable")
+    return [dict(zip(fields_, (v.item() if hasattr(v, "item") else v for v in values))) for values in counts.index]
+
+
+def recipe_label(recipe: dict[str, Any], options: Sequence[dict[str, Any]]) -> str:
+    """'shots 20 · epochs 1 · lr 0.001 · module', plus any other field that differs between the options."""
+    main = ("shots", "epochs", "lr", "granularity")
+    varying = [k for k in recipe if k not in main and len({str(o.get(k)) for o in options}) > 1]
+    return " · ".join(f"{k} {recipe[k]}" if k != "granularity" else str(recipe[k]) for k in (*main, *varying)
+                      if k in recipe)
+
+
+def select_runs(frame: pd.DataFrame, setup: str, recipe: dict[str, Any], severity: int, corruptions: Sequence[str],
+                seeds: Sequence[int], current_only: bool) -> pd.DataFrame:
+    """The runs of one setup and recipe, input-level ones of the chosen corruptions at `severity`."""
+    keep = frame["setup"] == setup
+    for name, value in recipe.items():
+        keep &= frame[name] == value
+    is_input = frame["shift"] == "input"
+    keep &= ~is_input | (frame["corruption"].isin(corruptions) & (frame["severity"] == severity))
+    keep &= frame["seed"].isin(seeds)
+    if current_only:
+        keep &= frame["code_version"] == code_version()
+    return frame[keep]
+
+
+def table_one(frame: pd.DataFrame, setup: str, recipe: dict[str, Any], severity: int, corruptions: Sequence[str],
+              methods: Sequence[str], seeds: Sequence[int], current_only: bool,
+              metric: str = "test_acc") -> dict[str, Any]:
+    """The seed's Table 1 through the engine's `experiments.tables.table1` (the CLI `table` numbers).
+
+    Returns "display" (method × shift level, 'mean ± std' %), "long" (method, shift, mean, std, seeds),
+    "best" ((method, level) pairs best in their column), "notes" and "caption".
     """
-    if frame.empty:
-        return pd.DataFrame(), pd.DataFrame()
-    recipe = [c for c in ("shots", "epochs", "lr", "granularity") if frame[c].nunique(dropna=False) > 1]
-    rows = ["label", *recipe]
-    per_seed = frame.groupby([*rows, "shift", "seed"], dropna=False, as_index=False)[metric].mean()
-    long = per_seed.groupby([*rows, "shift"], dropna=False, as_index=False).agg(
-        mean=(metric, "mean"), std=(metric, "std"), seeds=(metric, "size"))
-    display = per_seed.groupby([*rows, "shift"], dropna=False)[metric].apply(_mean_std).unstack("shift")
-    display = display.reset_index().rename(columns={"label": "method"})
-    return display.fillna(""), long.rename(columns={"label": "method"})
+    from .experiments.tables import LEVELS, Selection, caption, table1
+    from .methods import method_class, method_names
+
+    shifts = list(get_setup(setup).shifts)
+    sel = Selection(setup=setup, shifts=shifts, corruptions=list(corruptions), severity=severity, recipe=recipe,
+                    default_params={m: method_class(m).resolve_params({}) for m in method_names()},
+                    code_version=code_version() if current_only else None, methods=list(methods), seeds=list(seeds))
+    table = table1(frame, sel, metric)
+    long = pd.DataFrame([{"method": m, "shift": LEVELS[s], "mean": c.mean, "std": c.std, "seeds": c.seeds}
+                         for m in table.methods for s in shifts if (c := table.cells.get((m, s)))],
+                        columns=["method", "shift", "mean", "std", "seeds"])
+    display = pd.DataFrame([{"method": m, **{LEVELS[s]: _cell_text(table.cells.get((m, s))) for s in shifts}}
+                            for m in table.methods])
+    return {"display": display, "long": long, "notes": table.notes, "caption": caption(table),
+            "best": {(m, LEVELS[s]) for m, s in table.best}}
+
+
+def _cell_text(cell: Any) -> str:
+    """'83.4 ± 1.2' (the cell is already in percent), '83.4' for one seed, '—' for no run."""
+    if cell is None:
+        return "—"
+    return f"{cell.mean:.1f}" if cell.std is None else f"{cell.mean:.1f} ± {cell.std:.1f}"
 
 
 def criticality_grid(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
@@ -391,7 +432,7 @@ def criticality_grid(frame: pd.DataFrame, metric: str = "test_acc") -> pd.DataFr
     crit = frame[frame["method"].str.startswith("criticality")]
     params = [p if isinstance(p, dict) else {} for p in crit["params"]]
     crit = crit.assign(topk=[p.get("topk") for p in params], partial_epochs=[p.get("partial_epochs") for p in params])
-    crit = crit.dropna(subset=["topk", "partial_epochs"])
+    crit = crit.dropna(subset=["topk", "partial_epochs"]).astype({"topk": int, "partial_epochs": int})
     if crit.empty:
         return pd.DataFrame(columns=["method", "shift", "topk", "partial_epochs", "mean", "runs"])
     return crit.groupby(["method", "shift", "topk", "partial_epochs"], as_index=False).agg(

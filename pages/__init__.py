@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -227,7 +228,8 @@ def run_panel(plan: Sequence[api.PlannedRun], recipe_: api.Recipe, problems: Seq
     clicked = left.button(f"Run {len(missing)} missing" if missing else "All computed", type="primary",
                           disabled=not missing or bool(problems), key=f"run.{key}")
     right.caption(f"{len(plan) - len(missing)} of {len(plan)} runs are already in the store (shown at once); "
-                  "finished runs are never recomputed.")
+                  f"finished runs are never recomputed. Engine code version {api.code_version()}: runs "
+                  "made by other engine code are not reused.")
     if clicked and _run_missing(plan, missing, recipe_, results):
         st.rerun()  # everything is in the store now: draw the page afresh from it
     return [api.RunRef(p.label, p.seed, p.shots, results[i]) for i, p in enumerate(plan) if results.get(i)]
@@ -298,9 +300,10 @@ def show_extras(label: str, extras: dict[str, Any]) -> None:
             st.json(rest, expanded=False)
 
 
-def show_table(frame: pd.DataFrame, name: str, **kwargs: Any) -> None:
-    """The table with a CSV download of exactly what is shown."""
+def show_table(frame: pd.DataFrame | Styler, name: str, **kwargs: Any) -> None:
+    """The table (a DataFrame, or a Styler for highlights) with a CSV download of its values."""
     name = slug(name)
     st.dataframe(frame, hide_index=True, **kwargs)
-    st.download_button("CSV", data=frame.to_csv(index=False), file_name=f"{name}.csv", mime="text/csv",
+    data = frame.data if isinstance(frame, Styler) else frame
+    st.download_button("CSV", data=data.to_csv(index=False), file_name=f"{name}.csv", mime="text/csv",
                        key=f"csv.{name}", on_click="ignore", icon=":material/download:")

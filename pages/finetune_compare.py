@@ -55,4 +55,5 @@ def main() -> None:
             ui.show_extras(label, extras)
 
 
-main()
+with ui.guard("Drawing this page"):
+    main()

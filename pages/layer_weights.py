@@ -80,4 +80,5 @@ def main() -> None:
             ui.show_extras(label, out["extras"])
 
 
-main()
+with ui.guard("Drawing this page"):
+    main()

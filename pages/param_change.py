@@ -45,4 +45,5 @@ def main() -> None:
     ui.show_table(frame.drop(columns="index"), "parameter-change")
 
 
-main()
+with ui.guard("Drawing this page"):
+    main()

@@ -1,62 +1,79 @@
-"""Results: everything in the store as the method × shift table (input-level averaged over the chosen
-corruptions, mean ± std over seeds), the Module Criticality top-K × partial-epochs grid, and the runs."""
+"""Results: everything in the store as the seed's Table 1 (methods × shift levels, input-level averaged
+over the chosen corruptions, mean ± std over seeds), the Module Criticality top-K × partial-epochs grid,
+and the matching runs; every table as CSV, every chart as HTML or PNG."""
 from __future__ import annotations
+
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
-from streamlit.delta_generator import DeltaGenerator
 
 from autoft_core import dashboard_api as api
 import pages as ui
 
-RUN_COLUMNS = ["setup", "shift", "corruption", "severity", "label", "seed", "shots", "epochs", "lr", "granularity",
+RUN_COLUMNS = ["shift", "corruption", "severity", "label", "seed", "shots", "epochs", "lr", "granularity",
                "zero_shot_acc", "test_acc", "best_val_test_acc", "best_val_epoch", "seconds", "code_version"]
 
 
-def _pick(column: pd.Series, label: str, key: str, container: DeltaGenerator) -> list:
-    """A multiselect over a column's present values, all chosen by default."""
-    options = sorted(column.dropna().unique().tolist(), key=str)
-    return container.multiselect(label, options, default=options, key=key)
+def _present(column: pd.Series) -> list:
+    return sorted(column.dropna().unique().tolist(), key=str)
 
 
-def filters(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The runs the user keeps, and the accuracy to tabulate."""
-    top = st.columns(3)
-    setup = top[0].selectbox("Setup", sorted(frame["setup"].unique()), key="results.setup")
-    metric = top[1].selectbox("Accuracy", list(api.METRICS), format_func=lambda m: api.METRICS[m] + " test accuracy",
-                              key="results.metric")
-    current = top[2].checkbox("Only runs of the current engine code", key="results.current",
-                              help="Runs computed before the engine last changed are kept in the store too.")
+def filters(frame: pd.DataFrame) -> dict[str, Any]:
+    """The table's selection: setup, recipe, severity, corruptions, methods, seeds, code version, metric."""
+    top = st.columns([1, 2, 1])
+    setup = top[0].selectbox("Setup", _present(frame["setup"]), key="results.setup")
     rows = frame[frame["setup"] == setup]
-    if current:
-        rows = rows[rows["code_version"] == api.current_code_version()]
-    with st.expander("Filters", expanded=False):
+    recipes = api.recipe_options(rows)
+    recipe = top[1].selectbox("Recipe", recipes, format_func=lambda r: api.recipe_label(r, recipes),
+                              key=f"results.recipe.{setup}", help="Runs of one fine-tuning recipe form a table.")
+    metric = top[2].selectbox("Accuracy", list(api.METRICS), format_func=lambda m: f"{api.METRICS[m]} test",
+                              key="results.metric")
+    inputs = rows[rows["shift"] == "input"]
+    with st.expander("Filters"):
         cols = st.columns(3)
-        methods = _pick(rows["label"], "Methods", "results.methods", cols[0])
-        corruptions = _pick(rows["corruption"], "Corruptions (input-level, averaged)", "results.corruptions", cols[1])
-        severities = _pick(rows["severity"][rows["shift"] == "input"], "Severities", "results.severities", cols[2])
-        shots = _pick(rows["shots"], "Shots", "results.shots", cols[0])
-        epochs = _pick(rows["epochs"], "Epochs", "results.epochs", cols[1])
-        seeds = _pick(rows["seed"], "Seeds", "results.seeds", cols[2])
-    is_input = rows["shift"] == "input"
-    keep = (rows["label"].isin(methods) & rows["shots"].isin(shots) & rows["epochs"].isin(epochs)
-            & rows["seed"].isin(seeds)
-            & (~is_input | (rows["corruption"].isin(corruptions) & rows["severity"].isin(severities))))
-    return rows[keep], metric
+        severities = _present(inputs["severity"]) or [5]
+        severity = cols[0].selectbox("Severity (input-level)", severities, key="results.severity",
+                                     index=severities.index(5) if 5 in severities else 0)
+        corruptions = _present(inputs["corruption"])
+        chosen = cols[1].multiselect("Corruptions (averaged)", corruptions, default=corruptions,
+                                     key="results.corruptions")
+        seeds = cols[2].multiselect("Seeds", _present(rows["seed"]), default=_present(rows["seed"]),
+                                    key="results.seeds")
+        methods = cols[0].multiselect("Methods", _present(rows["method"]), default=_present(rows["method"]),
+                                      key="results.methods")
+        current = cols[1].checkbox("Only runs of the current engine code", key="results.current",
+                                   help="Runs made before the engine last changed stay in the store too.")
+    return {"setup": setup, "recipe": recipe, "severity": severity, "corruptions": chosen, "methods": methods,
+            "seeds": seeds, "current_only": current, "metric": metric}
 
 
 def table_chart(long: pd.DataFrame, metric: str) -> go.Figure:
-    """The method × shift table as grouped bars with ± std over seeds."""
-    rows = [c for c in long.columns if c not in ("shift", "mean", "std", "seeds")]
-    long = long.assign(row=long[rows].astype(str).agg(" · ".join, axis=1))
-    colours = ui.colours(long["row"].tolist())
-    fig = go.Figure([go.Bar(x=g["shift"], y=g["mean"], name=row, marker_color=colours[row],
+    """Table 1 as grouped bars (one colour per method) with ± std over seeds."""
+    colours = ui.colours(long["method"].tolist())
+    fig = go.Figure([go.Bar(x=g["shift"], y=g["mean"], name=method, marker_color=colours[method],
                             error_y={"type": "data", "array": g["std"].fillna(0)})
-                     for row, g in long.groupby("row", sort=False)])
+                     for method, g in long.groupby("method", sort=False)])
     fig.update_layout(barmode="group", height=400, margin={"t": 30, "b": 10}, legend={"orientation": "h", "y": 1.12},
-                      yaxis={"title": f"{api.METRICS[metric]} test accuracy", "tickformat": ".0%"})
+                      yaxis={"title": f"{api.METRICS[metric]} test accuracy (%)"})
     return fig
+
+
+def table_section(frame: pd.DataFrame, chosen: dict[str, Any]) -> None:
+    st.subheader("Methods × shifts (%)")
+    table = api.table_one(frame, **chosen)
+    if table["display"].empty:
+        st.info("No run of the default hyper-parameters matches these filters.")
+        return
+    st.caption(table["caption"] + " Bold: the best of each column.")
+    best = table["best"]
+    styled = table["display"].style.apply(
+        lambda col: ["font-weight: bold" if (m, col.name) in best else "" for m in table["display"]["method"]])
+    ui.show_table(styled, "table1")
+    for note in table["notes"]:
+        st.caption(f"Note: {note}")
+    ui.show_figure(table_chart(table["long"], chosen["metric"]), "table1")
 
 
 def criticality_section(rows: pd.DataFrame, metric: str) -> None:
@@ -65,11 +82,11 @@ def criticality_section(rows: pd.DataFrame, metric: str) -> None:
     grid = api.criticality_grid(rows, metric)
     if grid.empty:
         st.info("No Module Criticality runs here yet. Run criticality-identity / criticality-random with "
-                "several `topk` and `partial_epochs` values (Fine-tune page, or the sweep commands).")
+                "several `topk` and `partial_epochs` values (Fine-tune page, or the `grid` command).")
         return
     left, right = st.columns(2)
-    method = left.selectbox("Method", sorted(grid["method"].unique()), key="results.crit_method")
-    shift = right.selectbox("Shift", sorted(grid[grid["method"] == method]["shift"].unique()), key="results.crit_shift")
+    method = left.selectbox("Method", _present(grid["method"]), key="results.crit_method")
+    shift = right.selectbox("Shift", _present(grid[grid["method"] == method]["shift"]), key="results.crit_shift")
     cell = grid[(grid["method"] == method) & (grid["shift"] == shift)]
     z = cell.pivot(index="topk", columns="partial_epochs", values="mean").sort_index()
     runs = cell.pivot(index="topk", columns="partial_epochs", values="runs").reindex_like(z)
@@ -94,18 +111,15 @@ def main() -> None:
     if frame.empty:
         st.info("The store is empty: run something on the Fine-tune & compare page (or the sweep commands).")
         st.stop()
-    rows, metric = filters(frame)
-    if rows.empty:
-        st.info("No run matches these filters.")
-        st.stop()
-    st.subheader("Methods × shifts (%)")
-    st.caption("Input-level: averaged over the chosen corruptions per seed, then mean ± std over seeds.")
-    display, long = api.results_table(rows, metric)
-    ui.show_table(display, "methods-x-shifts")
-    ui.show_figure(table_chart(long, metric), "methods-x-shifts")
-    criticality_section(rows, metric)
-    with st.expander(f"All {len(rows)} matching runs"):
+    chosen = filters(frame)
+    with ui.guard("Building the table"):
+        table_section(frame, chosen)
+    rows = api.select_runs(frame, chosen["setup"], chosen["recipe"], chosen["severity"], chosen["corruptions"],
+                           chosen["seeds"], chosen["current_only"])
+    criticality_section(rows, chosen["metric"])
+    with st.expander(f"All {len(rows)} runs of this setup and recipe"):
         ui.show_table(rows[[c for c in RUN_COLUMNS if c in rows.columns]], "runs")
 
 
-main()
+with ui.guard("Drawing this page"):
+    main()

@@ -11,8 +11,9 @@ import pages as ui
 
 
 @st.cache_data(show_spinner="Counting the target examples…")
-def levels(task: api.Task, paths: api.DataPaths) -> tuple[int, list[int]]:
-    return api.shot_levels(task, paths)
+def levels(task: api.Task, paths: api.DataPaths, seeds: tuple[int, ...]) -> tuple[int, list[int]]:
+    """(classes, the K every seed's target pool can supply), cached: it builds the tasks."""
+    return api.shot_levels(task, paths, seeds)
 
 
 def scaling_chart(frame: pd.DataFrame, metric: str) -> go.Figure:
@@ -26,7 +27,8 @@ def scaling_chart(frame: pd.DataFrame, metric: str) -> go.Figure:
                                  customdata=group["seeds"],
                                  hovertemplate="K = %{x}<br>acc = %{y:.1%}<br>seeds: %{customdata}<extra></extra>"))
     fig.update_layout(height=420, margin={"t": 30, "b": 10}, legend={"orientation": "h", "y": 1.1},
-                      xaxis={"title": "target examples per class (K)", "type": "log"},
+                      xaxis={"title": "target examples per class (K)", "type": "log",
+                             "tickvals": sorted(frame["K"].unique().tolist())},
                       yaxis={"title": f"{api.METRICS[metric]} test accuracy", "tickformat": ".0%"})
     return fig
 
@@ -41,7 +43,7 @@ def main() -> None:
     methods = ui.method_picker()
     classes, allowed = 0, []
     with ui.guard("Counting the target examples"):
-        classes, allowed = levels(task, recipe.paths)
+        classes, allowed = levels(task, recipe.paths, recipe.seeds)
     if not allowed:
         st.stop()
     left, right = st.columns([2, 1])
@@ -62,4 +64,5 @@ def main() -> None:
     ui.show_table(frame, "shot-scaling")
 
 
-main()
+with ui.guard("Drawing this page"):
+    main()

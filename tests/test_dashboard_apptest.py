@@ -105,6 +105,10 @@ def test_layer_weights_one_bar_per_layer(store_file) -> None:
     heatmap = next(t for spec in charts(at) for t in spec["data"] if t["type"] == "heatmap")
     assert len(heatmap["z"]) == 2 and len(heatmap["z"][0]) == DIGITS_LAYERS
 
+    at.selectbox(key="task.shift.digits").set_value("input").run()
+    at.selectbox(key="task.corruption.digits").set_value("frost")
+    at.select_slider(key="task.severity").set_value(3).run()
+    assert not at.exception and all(len(b["x"]) == DIGITS_LAYERS for b in bar_traces(at))
     at.radio(key="task.granularity").set_value("block").run()
     assert all(len(b["x"]) == 4 for b in bar_traces(at))  # Lee et al.'s blocks: stem+stage1, stage2, stage3, head
     at.multiselect(key="task.methods").set_value(["full"]).run()
@@ -169,16 +173,16 @@ def test_results_table_and_criticality_grid(tmp_path, monkeypatch) -> None:
                       severity=0, params={"topk": topk, "partial_epochs": epochs, "samples": 512})
     at = open_page("results", methods=None)
     table = at.dataframe[0].value.set_index("method")
-    assert table.loc["full", "input"] == "40.0 ± 14.1"  # per seed: mean over corruptions (30, 50)
-    assert table.loc["full", "output"] == "90.0 ± 0.0"
+    assert table.loc["full", "input-level"] == "40.0 ± 14.1"  # per seed: mean over corruptions (30, 50)
+    assert table.loc["full", "output-level"] == "90.0 ± 0.0"
     grid = next(t for spec in charts(at) for t in spec["data"] if t["type"] == "heatmap")
     assert grid["y"] == ["all", "2"] and grid["x"] == ["0", "1", "2"]
     assert grid["z"][1][2] == pytest.approx(0.72)
 
     at.multiselect(key="results.corruptions").set_value(["snow"]).run()
-    assert at.dataframe[0].value.set_index("method").loc["full", "input"] == "50.0 ± 14.1"
+    assert at.dataframe[0].value.set_index("method").loc["full", "input-level"] == "50.0 ± 14.1"
     at.selectbox(key="results.metric").set_value("zero_shot_acc").run()
-    assert at.dataframe[0].value.set_index("method").loc["full", "output"] == "10.0 ± 0.0"
+    assert at.dataframe[0].value.set_index("method").loc["full", "output-level"] == "10.0 ± 0.0"
 
 
 def _engine_refuses(*args: object, **kwargs: object) -> dict:
