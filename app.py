@@ -59,7 +59,8 @@ def _setups_section(recipe: api.Recipe) -> None:
         if row["missing"]:
             with st.expander(f"How to get **{row['setup']}**"):
                 st.markdown("\n".join(f"- {line}" for line in row["missing"]))
-                st.caption("Set the folders in the sidebar (Real-setup paths) or with the AUTOFT_* environment variables.")
+                st.caption("Set the folders in the sidebar (Real-setup paths) or with the AUTOFT_* "
+                           "environment variables.")
 
 
 def landing() -> None:
@@ -82,7 +83,7 @@ def landing() -> None:
     st.subheader("Setups on this machine")
     _setups_section(recipe)
     st.subheader("Device")
-    st.write(f"Runs use **{api.device_summary()}** (change it in the sidebar).")
+    st.write(f"Runs use **{ui.device_summary()}** (change it in the sidebar).")
 
 
 with ui.guard("Drawing the overview"):

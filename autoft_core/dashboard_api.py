@@ -329,7 +329,8 @@ def param_change_frame(runs: Sequence[RunRef]) -> pd.DataFrame:
     """Per method and layer: ‖θ_ft − θ_0‖/‖θ_0‖, mean and std over seeds, layers input -> output."""
     rows = [{"method": r.label, "seed": r.seed, "index": i, "layer": name, "change": float(c),
              "multiplier": float(r.result["multipliers"][i])}
-            for r in runs for i, (name, c) in enumerate(zip(readable_layers(r.result["layers"]), r.result["param_change"]))]
+            for r in runs
+            for i, (name, c) in enumerate(zip(readable_layers(r.result["layers"]), r.result["param_change"]))]
     if not rows:
         return pd.DataFrame(columns=["method", "index", "layer", "change", "std", "multiplier"])
     frame = pd.DataFrame(rows)
@@ -347,7 +348,8 @@ def shots_frame(runs: Sequence[RunRef], num_classes: int, metric: str = "test_ac
     out = pd.DataFrame(rows).groupby(["method", "K"], sort=False, as_index=False).agg(
         mean=("acc", "mean"), std=("acc", "std"), seeds=("acc", "size"))
     order = {label: i for i, label in enumerate(dict.fromkeys(out["method"]))}  # the methods as chosen
-    return out.fillna({"std": 0.0}).sort_values(["method", "K"], key=lambda c: c.map(order) if c.name == "method" else c)
+    return out.fillna({"std": 0.0}).sort_values(["method", "K"],
+                                                key=lambda c: c.map(order) if c.name == "method" else c)
 
 
 # ----------------------------------------------------------------------------- the Results page

@@ -76,13 +76,13 @@ def render_sidebar() -> None:
                      help="Each run is repeated per seed; tables show mean ± std over seeds.")
     side.number_input("Epochs", min_value=0, max_value=500, value=5, step=1, key="settings.epochs", **PERSIST,
                       help="Fine-tuning epochs (the papers' recipe is 15 on digits and CIFAR-10).")
-    side.number_input("Shots (total training examples)", min_value=0, value=None, step=50, key="settings.shots", **PERSIST,
-                      placeholder="setup default (1000)",
+    side.number_input("Shots (total training examples)", min_value=0, value=None, step=50, key="settings.shots",
+                      placeholder="setup default (1000)", **PERSIST,
                       help="Balanced over classes; capped by what the target pool holds (digits: 428).")
-    side.number_input("Learning rate", min_value=0.0, value=None, step=1e-4, format="%g", key="settings.lr", **PERSIST,
-                      placeholder="setup default (digits 1e-3)")
+    side.number_input("Learning rate", min_value=0.0, value=None, step=1e-4, format="%g", key="settings.lr",
+                      placeholder="setup default (digits 1e-3)", **PERSIST)
     side.selectbox("Device", ["auto", "cpu", "cuda"], key="settings.device", **PERSIST,
-                   help=f"auto uses {api.device_summary()}")
+                   help=f"auto uses {device_summary()}")
     if problem := api.device_problem(st.session_state["settings.device"]):
         side.error(problem)
     with side.expander("Real-setup paths"):
@@ -93,6 +93,12 @@ def render_sidebar() -> None:
         for problem in problems:
             st.error(problem)
     side.caption(f"Result store: `{api.store_path()}`")
+
+
+@st.cache_resource(show_spinner="Starting the engine (importing PyTorch)…")
+def device_summary() -> str:
+    """What `auto` picks on this server (asked once per process)."""
+    return api.device_summary()
 
 
 def _raw_paths() -> dict[str, str]:
@@ -115,16 +121,16 @@ def recipe() -> tuple[api.Recipe, list[str]]:
 
 # ----------------------------------------------------------------------------- pickers
 
-@st.cache_data(show_spinner=False)
-def setups(paths: Any) -> list[dict[str, Any]]:
-    """Every setup with its readiness (cached: `missing()` looks at the disk)."""
+@st.cache_data(show_spinner=False, ttl=60)
+def setups(paths: api.DataPaths) -> list[dict[str, Any]]:
+    """Every setup with its readiness (cached a minute: `missing()` looks at the disk)."""
     return api.setups_overview(paths)
 
 
-def task_picker(paths: Any, granularity: bool = True) -> api.Task:
+def task_picker(paths: api.DataPaths) -> api.Task:
     """Setup, shift, corruption + severity (input-level), granularity; stops the page if unusable."""
     ready = {row["setup"]: row for row in setups(paths)}
-    cols = st.columns([1.2, 1.6, 1.6, 1, 1] if granularity else [1.2, 1.6, 1.6, 1])
+    cols = st.columns([1.2, 1.6, 1.6, 1, 1])
     setup = cols[0].selectbox("Setup", list(ready), key="task.setup", **PERSIST,
                               format_func=lambda n: n if ready[n]["ready"] else f"{n} (files missing)")
     if not ready[setup]["ready"]:
@@ -140,10 +146,8 @@ def task_picker(paths: Any, granularity: bool = True) -> api.Task:
         corruption = cols[2].selectbox("Corruption", choices["corruptions"], key=f"task.corruption.{setup}",
                                        **PERSIST)
         severity = cols[3].select_slider("Severity", [1, 2, 3, 4, 5], value=5, key="task.severity", **PERSIST)
-    level = "module"
-    if granularity:
-        level = cols[-1].radio("Granularity", ["module", "block"], key="task.granularity", **PERSIST,
-                               help="module: every conv/linear layer; block: the papers' blocks")
+    level = cols[4].radio("Granularity", ["module", "block"], key="task.granularity", **PERSIST,
+                          help="module: every conv/linear layer; block: the papers' blocks")
     return api.Task(setup, shift, corruption, severity, level)
 
 

@@ -46,7 +46,8 @@ def heatmap(frame: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=weights.loc[order].values, x=layers, y=order, customdata=scores.loc[order].values,
                                colorscale="Blues", zmin=0, zmax=max(1.0, float(frame["weight"].max())),
                                colorbar={"title": "α"},
-                               hovertemplate="%{y} · %{x}<br>α = %{z:.3f}<br>raw score = %{customdata:.4g}<extra></extra>"))
+                               hovertemplate="%{y} · %{x}<br>α = %{z:.3f}<br>raw score = %{customdata:.4g}"
+                                             "<extra></extra>"))
     fig.update_layout(title="Methods × layers", height=140 + 40 * len(order), margin={"t": 50, "b": 10},
                       yaxis={"autorange": "reversed"})
     return fig

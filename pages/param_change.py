@@ -16,7 +16,8 @@ def change_chart(frame: pd.DataFrame, style: str, log: bool) -> go.Figure:
     for label, group in frame.groupby("method", sort=False):
         common = {"x": group["layer"], "y": group["change"], "name": label, "customdata": group["multiplier"],
                   "error_y": {"type": "data", "array": group["std"], "visible": bool(group["std"].any())},
-                  "hovertemplate": "%{x}<br>change = %{y:.4f}<br>final α = %{customdata:.3f}<extra>" + label + "</extra>"}
+                  "hovertemplate": "%{x}<br>change = %{y:.4f}<br>final α = %{customdata:.3f}"
+                                   f"<extra>{label}</extra>"}
         if style == "Lines":
             fig.add_trace(go.Scatter(mode="lines+markers", line={"color": colours[label]}, **common))
         else:

@@ -21,7 +21,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 CHART = '[data-testid="stPlotlyChart"] .main-svg'  # drawn, not just its placeholder
 PAGES = {"layer_weights": "Layer weights", "finetune_compare": "Fine-tune & compare",
-         "param_change": "Parameter change", "shot_scaling": "Shot scaling", "results": "Results", "": "AutoFT Explorer"}
+         "param_change": "Parameter change", "shot_scaling": "Shot scaling", "results": "Results",
+         "": "AutoFT Explorer"}
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
@@ -79,7 +80,7 @@ def _settle(page, timeout: float = 180) -> None:
         quiet = 0 if running else quiet + 1
         if quiet >= 4:
             return
-        page.wait_for_timeout(500)
+        page.wait_for_timeout(300)
     raise TimeoutError("the page kept running")
 
 
