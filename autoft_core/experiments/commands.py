@@ -1,7 +1,8 @@
 """The `sweep`, `shots`, `grid` and `table` subcommands: argument parsing and their handlers.
 
 Registered by `cli.build_parser`; the engine (torch) is imported only inside the handlers. Bad input is
-an AutoFTError (one line, exit 2); failed runs exit 1 after the others are stored; Ctrl-C exits 130.
+an AutoFTError (one line, exit 2); failed runs exit 1 after the others are stored; Ctrl-C or SIGTERM
+stops the workers at once and exits 130 (finished runs are stored as each one ends).
 """
 from __future__ import annotations
 
@@ -138,6 +139,7 @@ def _backend_factory(args: argparse.Namespace, paths: DataPaths) -> Callable[[],
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    """A signal handler that stops the sweep the way Ctrl-C does."""
     raise KeyboardInterrupt
 
 
@@ -206,7 +208,7 @@ def _cmd_grid(args: argparse.Namespace) -> None:
     if args.partial_epochs is not None:
         grid["partial_epochs"] = numbers("partial_epochs", args.partial_epochs, 0)
     if not grid:
-        raise BadArgumentError("grid", "(none)", "give --topk and/or --partial-epochs")
+        raise AutoFTError("grid needs values to try: give --topk and/or --partial-epochs")
     _run(args, lambda paths: grid_configs(args.setup, args.shift, args.corruption, args.severity, args.method,
                                           grid, args.seeds, _recipe(args), paths))
 

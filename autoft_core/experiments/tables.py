@@ -100,6 +100,7 @@ def table1(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Tab
 
 
 def _text(cell: Cell | None) -> str:
+    """'75.0 ± 7.1', '40.0' for a single seed, '—' for no runs (the dashboard's format)."""
     if cell is None:
         return "—"
     return f"{cell.mean:.1f}" if cell.std is None else f"{cell.mean:.1f} ± {cell.std:.1f}"
@@ -116,6 +117,7 @@ def _grid(table: Table, marked: str) -> list[list[str]]:
 
 
 def caption(table: Table) -> str:
+    """One line saying what the numbers are: metric, seeds, corruptions, severity, recipe, code version."""
     sel = table.selection
     seeds = sorted({c.seeds for c in table.cells.values()}) or [0]
     count = f"{seeds[-1]} seed{'s' if seeds[-1] != 1 else ''}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
