@@ -128,7 +128,7 @@ def set_train_mode(model: nn.Module, train_bn_stats: bool) -> None:
 def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], data: TaskData,
              cfg: FinetuneConfig, reweighter: Reweighter | None = None,
              progress: Progress | None = None) -> FinetuneResult:
-    """Fine-tune `model` in place on `data.train`, layer l at lr cfg.lr × multipliers[l]."""
+    """Fine-tune `model` in place on `data.train`, layer l at lr cfg.lr × multipliers[l]; left in eval mode."""
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
@@ -185,6 +185,7 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
     model.load_state_dict(final_state)
     for p in model.parameters():
         p.requires_grad_(True)
+    model.eval()  # as the source models come: ready for evaluation and probes
     return FinetuneResult(zero_shot_acc=zero_shot, test_acc=test_acc, best_val_epoch=best["epoch"],
                           best_val_acc=best["val_acc"], best_val_test_acc=best_test, param_change=change,
                           multipliers=list(optimizer.multipliers), history=history,
