@@ -24,13 +24,7 @@ from autoft_core.store import ResultStore
 METHODS = ("criticality-identity", "criticality-random", "cross-validation", "lp-ft")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these small models run faster so, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:

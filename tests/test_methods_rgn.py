@@ -32,13 +32,7 @@ METHODS = ["auto-rgn", "auto-rgn+hessian", "auto-rgn+change", "auto-rgn+hessian+
 BATCHES, BATCH_SIZE = 4, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These small problems gain nothing from threads; on a shared machine spinning threads cost many-fold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(seed: int = 0) -> nn.Module:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +57,7 @@ def identify(x: torch.Tensor) -> list[tuple[str, str, int]]:
             for r, g, b in rgb]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The toy model is tiny; one thread avoids OpenMP oversubscription (10x slower) on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_hierarchy(info: Path, edges: list[tuple[str, str]], classes: list[str]) -> Path:
