@@ -1,4 +1,19 @@
 """AutoFT Explorer's engine: setups and shifts, per-layer weighting methods, fine-tuning, result store.
 
-No Streamlit here: the dashboard (app.py, pages/) and the command line (`python -m autoft_core`) call it.
+No Streamlit here: the dashboard (app.py, pages/, ui/) and the command line (`python -m autoft_core`)
+call it. The public API (`load_task`, `pretrained_model`, `layer_partition`, `compute_weights`, `run`)
+lives in `autoft_core.api` and is importable from here; importing the package itself stays light.
 """
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["compute_weights", "layer_partition", "load_task", "pretrained_model", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,10 +14,9 @@ from typing import Any, NoReturn
 
 from tqdm import tqdm
 
-from .config import RunConfig
+from .cli_args import add_paths, add_task, paths_from, run_config as config_from
 from .errors import AutoFTError
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
-from .paths import DataPaths
 from .setups import get_setup, setup_names
 from .store import ResultStore
 
@@ -29,91 +28,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not key=value")
-    key, value = text.split("=", 1)
-    return key.strip(), value.strip()
-
-
-def _add_task_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--setup", default="digits", help=f"one of: {', '.join(setup_names())}")
-    p.add_argument("--shift", default="output", help="input, feature or output")
-    p.add_argument("--corruption", default=None, help="input-level shift: which corruption")
-    p.add_argument("--severity", type=_positive_int, default=5, help="input-level shift: 1-5")
-    p.add_argument("--method", default="full", help="see `python -m autoft_core methods`")
-    p.add_argument("--param", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
-                   help="a method hyper-parameter (repeatable)")
-    p.add_argument("--granularity", default="module", help="module or block")
-    p.add_argument("--shots", type=_positive_int, default=None, help="target training examples")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
-    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    for name, var in DataPaths.ENV.items():
-        p.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
-
-
-def _add_recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=_non_negative_int, default=None)
-    p.add_argument("--lr", type=_positive_float, default=None)
-    p.add_argument("--batch-size", type=_positive_int, default=None)
-    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--train-bn-stats", action="store_true", help="update BatchNorm running statistics")
-    p.add_argument("--store", default=None, help="result store file (default cache/results.sqlite)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="autoft_core", description="AutoFT Explorer engine: per-layer fine-tuning weights.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    weights = sub.add_parser("weights", help="per-layer scores and multipliers of a method")
-    _add_task_args(weights)
-    finetune = sub.add_parser("finetune", help="fine-tune with a method's multipliers and evaluate")
-    _add_task_args(finetune)
-    _add_recipe_args(finetune)
-    setups = sub.add_parser("setups", help="list setups and whether their files are present")
+    add_task(sub.add_parser("weights", help="per-layer scores and multipliers of a method"))
+    add_task(sub.add_parser("finetune", help="fine-tune with a method's multipliers and evaluate"))
+    setups = sub.add_parser("setups", help="list setups, their default recipes and whether their files are present")
     setups.add_argument("--json", action="store_true")
-    for name, var in DataPaths.ENV.items():
-        setups.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
+    add_paths(setups)
     methods = sub.add_parser("methods", help="list methods with their hyper-parameters")
     methods.add_argument("--json", action="store_true")
     add_experiment_commands(sub)
     return parser
-
-
-def _paths(args: argparse.Namespace) -> DataPaths:
-    return DataPaths.from_env().with_overrides(**{k: getattr(args, k, None) for k in DataPaths.ENV})
-
-
-def _run_config(args: argparse.Namespace) -> RunConfig:
-    extra = {}
-    if args.command == "finetune":
-        extra = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer,
-                 "weight_decay": args.weight_decay, "train_bn_stats": args.train_bn_stats}
-    return RunConfig(setup=args.setup, shift=args.shift, corruption=args.corruption, severity=args.severity,
-                     method=args.method, params=dict(args.param), granularity=args.granularity,
-                     shots=args.shots, seed=args.seed, **extra)
 
 
 def _print_layers(out: dict[str, Any]) -> None:
@@ -127,12 +53,13 @@ def _print_layers(out: dict[str, Any]) -> None:
 
 
 def _cmd_weights(args: argparse.Namespace) -> None:
+    from .api import WEIGHTS_KEYS
     from .experiment import compute_weights
 
     with tqdm(desc=f"{args.method} weights", file=sys.stderr, disable=None, bar_format="{desc} {elapsed}") as bar:
-        out = compute_weights(_run_config(args), _paths(args), args.device, status=bar.set_description_str)
+        out = compute_weights(config_from(args), paths_from(args), args.device, status=bar.set_description_str)
     if args.json:
-        print(json.dumps({k: out[k] for k in ("method", "layers", "scores", "weights")}))
+        print(json.dumps({k: out[k] for k in WEIGHTS_KEYS}))
     else:
         _print_layers(out)
 
@@ -146,21 +73,21 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
         bar.update(epoch - bar.n)
 
     store = ResultStore(args.store) if args.store else ResultStore()
-    cfg = _run_config(args)
-    found = store.get(cfg.key())
+    cfg = config_from(args)
+    found = store.get(cfg.key())  # the request's own key: a hit answers without importing torch
     try:
         if found is not None:
             out = {**found, "cached": True}
         else:
-            from .experiment import run_experiment
+            from .api import run_config
 
-            out = run_experiment(cfg, store, _paths(args), args.device, progress, status=bar.set_description_str)
+            out = run_config(cfg, paths_from(args), args.device, store, progress, status=bar.set_description_str)
     finally:
         bar.close()
     if args.json:
-        keys = ("method", "layers", "scores", "weights", "zero_shot_acc", "test_acc", "best_val_test_acc",
-                "best_val_epoch", "param_change", "history", "seconds", "cached")
-        print(json.dumps({k: out[k] for k in keys}))
+        from .api import RUN_KEYS  # torch-free: a cache hit stays fast
+
+        print(json.dumps({k: out[k] for k in RUN_KEYS}))
     else:
         _print_layers(out)
         print(f"zero-shot {out['zero_shot_acc']:.4f}  final {out['test_acc']:.4f}  "
@@ -171,15 +98,16 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 def _cmd_setups(args: argparse.Namespace) -> None:
     rows = []
     for name in setup_names():
-        setup = get_setup(name, _paths(args))
+        setup = get_setup(name, paths_from(args))
         missing = setup.missing()
         rows.append({"setup": name, "ready": not missing, "description": setup.description,
-                     "shifts": list(setup.shifts), "missing": missing})
+                     "shifts": list(setup.shifts), "recipe": setup.recipe.to_dict(), "missing": missing})
     if args.json:
         print(json.dumps(rows))
         return
     for row in rows:
         print(f"{row['setup']:<16} {'ready' if row['ready'] else 'missing files':<14} {row['description']}")
+        print(f"{'':<16} recipe: {', '.join(f'{k} {v}' for k, v in row['recipe'].items())}")
         for line in row["missing"]:
             print(f"{'':<16} - {line}")
 
@@ -191,14 +119,15 @@ def _cmd_methods(args: argparse.Namespace) -> None:
     for name in method_names():
         cls = method_class(name)
         rows.append({"method": name, "summary": cls.summary,
-                     "params": {k: {"default": p.default, "help": p.help} for k, p in cls.params.items()}})
+                     "params": {k: {"default": p.default, "help": p.help, "valid": p.bounds.describe(),
+                                    "grid": list(p.grid)} for k, p in cls.params.items()}})
     if args.json:
         print(json.dumps(rows))
         return
     for row in rows:
         print(f"{row['method']:<26} {row['summary']}")
         for key, p in row["params"].items():
-            print(f"{'':<28}{key}={p['default']}  {p['help']}")
+            print(f"{'':<28}{key}={p['default']}  {p['help']} ({p['valid']})")
 
 
 COMMANDS = {"weights": _cmd_weights, "finetune": _cmd_finetune, "setups": _cmd_setups, "methods": _cmd_methods,

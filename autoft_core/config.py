@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from .core.recipe import DEFAULT_SEED, DEFAULT_SEVERITY, Recipe, TaskSpec, field_names
 
 ENGINE_ROOT = Path(__file__).resolve().parent
 # Code that orchestrates, stores or displays runs without changing their numbers.
@@ -28,26 +30,37 @@ def code_version() -> str:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines a run's numbers. None means "the setup's / method's default"."""
+    """Everything that determines a run's numbers: the task, the method and its parameters, the recipe
+    (None: the setup's) and the seed. A resolved config has every default filled in."""
 
     setup: str = "digits"
     shift: str = "output"
     corruption: str | None = None
-    severity: int = 5
+    severity: int = DEFAULT_SEVERITY
     method: str = "full"
     params: dict[str, Any] = field(default_factory=dict)
-    granularity: str = "module"
-    shots: int | None = None
-    epochs: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    train_bn_stats: bool = False
-    seed: int = 0
+    recipe: Recipe | None = None
+    seed: int = DEFAULT_SEED
+
+    def task_spec(self) -> TaskSpec:
+        """The target task this run fine-tunes on (needs a recipe: the shots are part of the task)."""
+        shots = self.recipe.shots if self.recipe is not None else TaskSpec.shots
+        return TaskSpec(self.shift, self.corruption, self.severity, shots, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "code_version": code_version()}
+        """Flat fields (the recipe's settings beside the task's; None when not given) and the code version."""
+        recipe = self.recipe.to_dict() if self.recipe is not None else dict.fromkeys(field_names())
+        return {"setup": self.setup, "shift": self.shift, "corruption": self.corruption, "severity": self.severity,
+                "method": self.method, "params": dict(self.params), **recipe, "seed": self.seed,
+                "code_version": code_version()}
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> "RunConfig":
+        """The config of a stored row (the inverse of `to_dict`)."""
+        given = {k: row[k] for k in field_names() if row.get(k) is not None}
+        recipe = Recipe(**given) if given else None
+        return cls(row["setup"], row["shift"], row.get("corruption"), int(row["severity"]), row["method"],
+                   dict(row.get("params") or {}), recipe, int(row["seed"]))
 
     def key(self) -> str:
         """A hash of this config (as given, or resolved) and the code version."""

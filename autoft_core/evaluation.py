@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .data.task import Split
+from .core.data import Split
 from .device import autocast
 from .layers import Layer
 

@@ -1,64 +1,77 @@
 """One experiment = one config: build the task, compute a method's weights, fine-tune, store.
 
-A run is keyed in the store by its resolved `RunConfig` and also by the request as given, so an
-identical request is answered from the store without recomputation (and without resolving).
+`lookup` is the one answer to "is this run stored?": the request's own key first (a cache hit needs no
+resolving, so no torch), then the resolved config's key, which is then aliased to the request. The CLI,
+the sweep planner, the dashboard and `run_experiment` all go through it.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
 import torch
 
 from .config import RunConfig
-from .data.task import TaskData
+from .core.data import TaskData
+from .core.recipe import SEED_BOUNDS
 from .device import prepare_model, resolve_device
-from .finetune import FinetuneConfig, Progress
-from .errors import BadArgumentError
-from .layers import GRANULARITIES, Layer, partition
+from .finetune import Progress
+from .layers import Layer, partition
 from .methods import MethodContext, get_method, method_class
 from .paths import DataPaths
-from .setups import Setup, TaskSpec, get_setup
+from .setups import Setup, get_setup
 from .store import ResultStore
 
+
 def resolve(cfg: RunConfig, paths: DataPaths | None = None) -> RunConfig:
-    """Defaults filled in and every field validated (BadArgumentError names the valid choices)."""
+    """Defaults filled in and every field validated (BadArgumentError names the valid choices); loads nothing."""
     setup = get_setup(cfg.setup, paths)
-    spec = setup.check(TaskSpec(cfg.shift, cfg.corruption, cfg.severity, cfg.shots, cfg.seed))
-    if cfg.granularity not in GRANULARITIES:
-        raise BadArgumentError("granularity", cfg.granularity, GRANULARITIES)
-    d = setup.defaults
-    resolved = replace(cfg, corruption=spec.corruption, severity=spec.severity, shots=spec.shots,
-                       params=method_class(cfg.method).resolve_params(cfg.params),
-                       epochs=d.epochs if cfg.epochs is None else cfg.epochs,
-                       lr=d.lr if cfg.lr is None else cfg.lr,
-                       batch_size=d.batch_size if cfg.batch_size is None else cfg.batch_size)
-    finetune_config(resolved)  # validates epochs, lr, batch size, optimizer
-    return resolved
+    recipe = cfg.recipe if cfg.recipe is not None else setup.recipe
+    spec = setup.check(replace(cfg, recipe=recipe).task_spec())
+    return replace(cfg, corruption=spec.corruption, severity=spec.severity,
+                   params=method_class(cfg.method).resolve_params(cfg.params), recipe=recipe,
+                   seed=SEED_BOUNDS.parse("seed", cfg.seed))
 
 
-def task_spec(cfg: RunConfig) -> TaskSpec:
-    return TaskSpec(cfg.shift, cfg.corruption, cfg.severity, cfg.shots, cfg.seed)
+@dataclass(frozen=True)
+class Lookup:
+    """Where a request stands in the store: its resolved config and key, and the record when stored."""
+
+    cfg: RunConfig
+    key: str
+    record: dict | None
+
+    @property
+    def stored(self) -> bool:
+        return self.record is not None
 
 
-def finetune_config(cfg: RunConfig, device: str | None = None) -> FinetuneConfig:
-    return FinetuneConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
-                          weight_decay=cfg.weight_decay, train_bn_stats=cfg.train_bn_stats,
-                          seed=cfg.seed, device=device)
+def lookup(request: RunConfig, store: ResultStore, paths: DataPaths | None = None) -> Lookup:
+    """The stored run a request stands for, if any (by the request's key, then the resolved key, which
+    then gets the request as an alias so the next look-up needs no resolving)."""
+    found = store.get(request.key())
+    if found is not None:
+        return Lookup(request, request.key(), found)
+    cfg = resolve(request, paths)
+    key = cfg.key()
+    found = store.get(key)
+    if found is not None:
+        store.alias(request.key(), key)
+    return Lookup(cfg, key, found)
 
 
 @lru_cache(maxsize=32)
-def _cached_task(setup_name: str, paths: DataPaths, spec: TaskSpec) -> TaskData:
+def _cached_task(setup_name: str, paths: DataPaths, spec: Any) -> TaskData:
     return get_setup(setup_name, paths).task(spec)
 
 
 def load_task(cfg: RunConfig, paths: DataPaths | None = None) -> tuple[Setup, TaskData]:
     """The setup and its task data for a resolved config (kept in memory between runs)."""
     setup = get_setup(cfg.setup, paths)
-    return setup, _cached_task(cfg.setup, setup.paths, task_spec(cfg))
+    return setup, _cached_task(cfg.setup, setup.paths, cfg.task_spec())
 
 
 def _context(cfg: RunConfig, paths: DataPaths | None, device: str | None, progress: Progress | None,
@@ -66,10 +79,9 @@ def _context(cfg: RunConfig, paths: DataPaths | None, device: str | None, progre
     setup, data = load_task(cfg, paths)
     torch_device = resolve_device(device)
     model = prepare_model(setup.source_model(cfg.shift), torch_device)
-    layers = partition(model, cfg.granularity)
+    layers = partition(model, cfg.recipe.granularity)
     ctx = MethodContext(model=model, layers=layers, data=data.to(torch_device), params=dict(cfg.params),
-                        finetune_cfg=finetune_config(cfg, device), device=torch_device,
-                        progress=progress, status=status)
+                        recipe=cfg.recipe, seed=cfg.seed, device=torch_device, progress=progress, status=status)
     return ctx, layers
 
 
@@ -86,27 +98,26 @@ def compute_weights(cfg: RunConfig, paths: DataPaths | None = None, device: str 
             "seconds": time.perf_counter() - started}
 
 
+def compute_run(cfg: RunConfig, paths: DataPaths | None = None, device: str | None = None,
+                progress: Progress | None = None, status: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Weights + fine-tuning + evaluation of a resolved config: the record the store keeps (not stored here)."""
+    started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    ctx, layers = _context(cfg, paths, device, progress, status)
+    chosen, result = get_method(cfg.method).run(ctx)
+    return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
+            "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
+            **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device)}
+
+
 def run_experiment(cfg: RunConfig, store: ResultStore | None = None, paths: DataPaths | None = None,
                    device: str | None = None, progress: Progress | None = None,
                    status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Weights + fine-tuning + evaluation for `cfg`, from the store when already computed."""
     store = store or ResultStore()
-    request = cfg.key()
-    found = store.get(request)
-    if found is not None:
-        return {**found, "cached": True, "key": request}
-    cfg = resolve(cfg, paths)
-    key = cfg.key()
-    found = store.get(key)
-    if found is not None:
-        store.alias(request, key)
-        return {**found, "cached": True, "key": key}
-    started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    ctx, layers = _context(cfg, paths, device, progress, status)
-    chosen, result = get_method(cfg.method).run(ctx)
-    record = {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
-              "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
-              **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device)}
-    store.put(key, cfg.to_dict(), record, aliases=(request,))
-    return {**record, "cached": False, "key": key}
+    found = lookup(cfg, store, paths)
+    if found.stored:
+        return {**found.record, "cached": True, "key": found.key}
+    record = compute_run(found.cfg, paths, device, progress, status)
+    store.put(found.key, found.cfg.to_dict(), record, aliases=(cfg.key(),))
+    return {**record, "cached": False, "key": found.key}

@@ -20,40 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data.task import Split, TaskData
+from .core.data import Split, TaskData
+from .core.recipe import Recipe
 from .device import autocast, prepare_model, resolve_device
-from .errors import BadArgumentError
 from .evaluation import EVAL_BATCH, accuracy, flat_layer_params, param_change
 from .layers import Layer
 from .stages import frozen_prefix
-
-OPTIMIZERS = ("adam", "sgd")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """The recipe; Adam as in Lee et al. (2023) by default."""
-
-    epochs: int = 15
-    lr: float = 1e-3
-    batch_size: int = 64
-    optimizer: str = "adam"
-    momentum: float = 0.9  # SGD only
-    weight_decay: float = 0.0
-    train_bn_stats: bool = False
-    seed: int = 0
-    device: str | None = None  # None: CUDA when present
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise BadArgumentError("epochs", self.epochs, "a whole number >= 0")
-        if not self.lr > 0:
-            raise BadArgumentError("lr", self.lr, "a positive number")
-        if self.batch_size < 1:
-            raise BadArgumentError("batch_size", self.batch_size, "a whole number >= 1")
-        if self.optimizer not in OPTIMIZERS:
-            raise BadArgumentError("optimizer", self.optimizer, OPTIMIZERS)
-
 
 class Reweighter(Protocol):
     """Re-weights the multipliers during fine-tuning; `every` is "epoch" or "step"."""
@@ -88,7 +60,7 @@ Progress = Callable[[int, int, dict], None]
 class _LayerwiseOptimizer:
     """One optimizer param group per layer; applying multipliers sets lr and requires_grad."""
 
-    def __init__(self, model: nn.Module, layers: list[Layer], cfg: FinetuneConfig, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, layers: list[Layer], cfg: Recipe, device: torch.device) -> None:
         self.cfg = cfg
         self.groups = [layer.parameters(model) for layer in layers]
         param_groups = [{"params": params, "lr": cfg.lr} for params in self.groups]
@@ -126,12 +98,12 @@ def set_train_mode(model: nn.Module, train_bn_stats: bool) -> None:
 
 
 def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], data: TaskData,
-             cfg: FinetuneConfig, reweighter: Reweighter | None = None,
-             progress: Progress | None = None) -> FinetuneResult:
-    """Fine-tune `model` in place on `data.train`, layer l at lr cfg.lr × multipliers[l]; left in eval mode."""
+             cfg: Recipe, seed: int = 0, device: str | torch.device | None = None,
+             reweighter: Reweighter | None = None, progress: Progress | None = None) -> FinetuneResult:
+    """Fine-tune `model` in place on `data.train`, layer l at lr cfg.lr × multipliers[l]; left in eval mode.
+    The seed fixes the minibatch order (a local generator); `device` None means CUDA when present."""
     started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = device if isinstance(device, torch.device) else resolve_device(device)
     model = prepare_model(model, device)
     data = data.to(device)
     initial = [t.clone() for t in flat_layer_params(model, layers)]
@@ -140,7 +112,7 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
 
     optimizer = _LayerwiseOptimizer(model, layers, cfg, device)
     optimizer.apply(multipliers)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(seed)
     best = {"epoch": 0, "val_acc": accuracy(net, data.val), "state": _clone_state(model)}
     history: list[dict] = []
     n = len(data.train)
@@ -193,7 +165,7 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
 
 
 def _skip_frozen_prefix(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], data: TaskData,
-                        cfg: FinetuneConfig, reweighter: Reweighter | None,
+                        cfg: Recipe, reweighter: Reweighter | None,
                         device: torch.device) -> tuple[nn.Module, TaskData]:
     """(network to train, its inputs): the model and the data, or the part after a frozen prefix and
     the prefix's features, computed once. Only when the multipliers cannot change during the run."""

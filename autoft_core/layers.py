@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .core.recipe import GRANULARITIES
 from .errors import BadArgumentError
+from .models.adapters import adapter_for
 
-GRANULARITIES = ("module", "block")
 _STARTS_LAYER = (nn.Conv2d, nn.Linear)
 
 
@@ -43,19 +44,8 @@ def _own_param_names(name: str, module: nn.Module) -> list[str]:
 
 
 def block_spec(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
-    """Lee et al.'s blocks as (block name, module-name prefixes); top-level children if unknown."""
-    spec = getattr(model, "autoft_blocks", None)
-    if spec is not None:
-        return [(name, tuple(prefixes)) for name, prefixes in spec]
-    cls = type(model).__name__
-    if cls == "WideResNet":  # robustbench's WRN-28-10: final bn1 normalises block3's output
-        return [("stem+block1", ("conv1", "block1")), ("block2", ("block2",)),
-                ("block3", ("block3", "bn1")), ("head", ("fc",))]
-    if cls == "ResNet":  # torchvision ResNet-50
-        return [("conv1+layer1", ("conv1", "bn1", "layer1")), ("layer2", ("layer2",)),
-                ("layer3", ("layer3",)), ("layer4", ("layer4",)), ("fc", ("fc",))]
-    return [(name, (name,)) for name, child in model.named_children()
-            if any(True for _ in child.parameters())]
+    """Lee et al.'s blocks as (block name, module-name prefixes), from the model's adapter."""
+    return adapter_for(model).blocks(model)
 
 
 def _matches(name: str, prefix: str) -> bool:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autoft_core.compat import import_robustbench  # noqa: E402
-from autoft_core.data.task import Split, TaskData  # noqa: E402
+from autoft_core.core.data import Split, TaskData  # noqa: E402
 from autoft_core.device import autocast, prepare_model, resolve_device  # noqa: E402
 from autoft_core.finetune import FinetuneConfig, set_train_mode, finetune  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402

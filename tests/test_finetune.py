@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autoft_core.data.task import Split, TaskData
+from autoft_core.core.data import Split, TaskData
 from autoft_core.errors import BadArgumentError
 from autoft_core.evaluation import flat_layer_params
 from autoft_core.finetune import FinetuneConfig, finetune

@@ -12,7 +12,7 @@ from torch import nn
 
 from autoft_core.cli import main
 from autoft_core.config import RunConfig
-from autoft_core.data.task import Split, TaskData
+from autoft_core.core.data import Split, TaskData
 from autoft_core.evaluation import accuracy, flat_layer_params
 from autoft_core.experiment import compute_weights, finetune_config, load_task, resolve, run_experiment
 from autoft_core.finetune import FinetuneConfig

@@ -18,7 +18,7 @@ from torch import nn
 
 from autoft_core.cli import main
 from autoft_core.config import RunConfig
-from autoft_core.data.task import Split, TaskData
+from autoft_core.core.data import Split, TaskData
 from autoft_core.errors import AutoFTError
 from autoft_core.experiment import compute_weights, run_experiment
 from autoft_core.finetune import FinetuneConfig, finetune

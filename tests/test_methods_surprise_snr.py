@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autoft_core.config import RunConfig
-from autoft_core.data.task import TaskData
+from autoft_core.core.data import TaskData
 from autoft_core.experiment import compute_weights, run_experiment
 from autoft_core.finetune import FinetuneConfig
 from autoft_core.layers import partition

@@ -208,7 +208,7 @@ def test_source_model_is_trained_cached_and_has_five_blocks(world: DataPaths, tm
         raise AssertionError("retrained although the recipe is cached")
 
     monkeypatch.setattr(breeds, "train_lp_ft", no_training)
-    assert cached_path(f"{setup.name}-mocov2-lpft", setup.recipe()).is_file()
+    assert cached_path(f"{setup.name}-mocov2-lpft", setup.source_recipe()).is_file()
     again = setup.source_model("output")
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)

@@ -10,14 +10,15 @@ from functools import lru_cache
 import torch
 from torch import nn
 
-from ..finetune import FinetuneConfig, finetune
+from ..core.recipe import Recipe
+from ..finetune import finetune
 from ..layers import partition
 from ..models.digits_net import DigitsResNet
 from ..models.weights_cache import cached_model
-from ..setups.base import TaskSpec
+from ..core.recipe import TaskSpec
 from .corruptions import corrupt
 from .digits import DATASET_SEED, coloured_digits, source_target_split
-from .task import Split, TaskData, balanced_indices
+from ..core.data import Split, TaskData, balanced_indices
 
 TEST_SIZE = 500
 VAL_SIZE = 150
@@ -61,10 +62,10 @@ def _pretrain(model: nn.Module, family: str) -> None:
     cut = int(len(source) * PRETRAIN["holdout"])
     held, train = source.subset(order[:cut]), source.subset(order[cut:])
     data = TaskData(source=train, train=train, val=held, test=held, num_classes=model.head.out_features)
-    cfg = FinetuneConfig(epochs=PRETRAIN["epochs"], lr=PRETRAIN["lr"], batch_size=PRETRAIN["batch_size"],
-                         train_bn_stats=True, seed=PRETRAIN["seed"], device="cpu")
+    cfg = Recipe(epochs=PRETRAIN["epochs"], lr=PRETRAIN["lr"], batch_size=PRETRAIN["batch_size"],
+                 train_bn_stats=True)
     layers = partition(model, "block")
-    finetune(model, layers, [1.0] * len(layers), data, cfg)
+    finetune(model, layers, [1.0] * len(layers), data, cfg, PRETRAIN["seed"], "cpu")
 
 
 @lru_cache(maxsize=2)

@@ -14,55 +14,44 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..cli_args import POSITIVE_INT, SEVERITY, add_paths, add_recipe, bounded, key_value, paths_from, recipe_from
 from ..config import RunConfig
+from ..core.recipe import DEFAULT_SEVERITY
+from ..core.values import Bounds
 from ..errors import AutoFTError, BadArgumentError
 from ..paths import DataPaths
 from ..store import ResultStore
 
 if TYPE_CHECKING:  # the handlers import these (and torch) only when they run
     from .backends import Backend
-    from .plan import Recipe
 
 BACKENDS = ("local", "ray")
 METRICS = ("test_acc", "best_val_test_acc", "zero_shot_acc")
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number >= 0")
-    return value
-
-
 def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
     """Setup, severity, seeds, recipe (as `finetune`), device, data paths and backend options."""
-    from ..cli import _add_recipe_args, _positive_int, _positive_float
-
     p.add_argument("--setup", default="digits")
-    p.add_argument("--severity", type=_positive_int, default=5, help="input-level shift: 1-5 (default 5)")
+    p.add_argument("--severity", type=SEVERITY, default=DEFAULT_SEVERITY, help="input-level shift: 1-5")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
-    if shots_help:
-        p.add_argument("--shots", type=_positive_int, default=None, help=shots_help)
-    p.add_argument("--granularity", default="module", help="module or block")
-    _add_recipe_args(p)
+    add_recipe(p, skip=() if shots_help else ("shots",))
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda, for every run")
     p.add_argument("--backend", default="local", choices=BACKENDS,
                    help="local: this process, or --max-parallel spawned processes; ray: Ray tasks")
-    p.add_argument("--max-parallel", type=_positive_int, default=None,
+    p.add_argument("--max-parallel", type=POSITIVE_INT, default=None,
                    help="runs at once (local default 1; ray default: as many as the cluster fits)")
-    p.add_argument("--cpus-per-run", type=_positive_float, default=None,
+    p.add_argument("--cpus-per-run", type=bounded("cpus-per-run", Bounds(float, 0.01)), default=None,
                    help="torch threads per run (local default: cores / max-parallel) and Ray num_cpus (default 1)")
-    p.add_argument("--gpus-per-run", type=_non_negative_float, default=None, help="Ray num_gpus per run (ray only)")
+    p.add_argument("--gpus-per-run", type=bounded("gpus-per-run", Bounds(float, 0.0)), default=None,
+                   help="Ray num_gpus per run (ray only)")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster (ray only; default: start a local one); its nodes get this engine "
                         "code and should see this cache folder and the data paths (same machine or shared disk)")
-    for name, var in DataPaths.ENV.items():
-        p.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
+    add_paths(p)
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Add sweep, shots, grid and table to the CLI's subparsers."""
-    from ..cli import _add_recipe_args, _positive_int
     from .plan import DEFAULT_CORRUPTION
 
     sweep = sub.add_parser("sweep", help="methods × shifts × corruptions × seeds, through the result store")
@@ -80,12 +69,14 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                        help="K examples PER CLASS, comma-separated (a run's shots = K × classes)")
     _add_common(shots, None)
 
-    grid = sub.add_parser("grid", help="one method's hyper-parameter grid (top-K × partial epochs) × seeds")
+    grid = sub.add_parser("grid", help="one method's hyper-parameter grid (e.g. criticality's top-K × partial "
+                                       "epochs) × seeds")
     grid.add_argument("--shift", default="input")
     grid.add_argument("--corruption", default=None, help=single_task)
     grid.add_argument("--method", required=True)
-    grid.add_argument("--topk", default=None, help="comma-separated top-K values; all = every layer")
-    grid.add_argument("--partial-epochs", default=None, help="comma-separated partial-epoch counts")
+    grid.add_argument("--values", type=key_value, action="append", default=[], metavar="KEY=V1,V2,...",
+                      help="values of one hyper-parameter to try (repeatable); default: the grid the method "
+                           "declares (see `methods`)")
     _add_common(grid, "TOTAL target training examples per run (default: the setup's)")
 
     table = sub.add_parser("table", help="Table 1: methods × shift levels, mean ± std over seeds (%%)")
@@ -93,29 +84,14 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--format", default="markdown", choices=("markdown", "csv"))
     table.add_argument("--out", default=None, help="write to this file instead of stdout")
     table.add_argument("--metric", default="test_acc", choices=METRICS)
-    table.add_argument("--severity", type=_positive_int, default=5, help="input-level severity (default 5)")
+    table.add_argument("--severity", type=SEVERITY, default=DEFAULT_SEVERITY, help="input-level severity")
     table.add_argument("--corruptions", default="all", help="input-level corruptions averaged (default all)")
     table.add_argument("--methods", default="all", help="rows: comma-separated methods or all with runs (default)")
     table.add_argument("--seeds", default=None, help="comma-separated seeds (default: all stored)")
-    table.add_argument("--shots", type=_positive_int, default=None, help="TOTAL shots of the runs (default: setup's)")
-    table.add_argument("--granularity", default="module")
     table.add_argument("--any-version", action="store_true",
                        help="include runs of older code versions (default: the current code's only)")
-    _add_recipe_args(table)
-    for name, var in DataPaths.ENV.items():
-        table.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
-
-
-def _recipe(args: argparse.Namespace) -> Recipe:
-    from .plan import Recipe
-
-    return Recipe(shots=getattr(args, "shots", None), epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                  optimizer=args.optimizer, weight_decay=args.weight_decay, train_bn_stats=args.train_bn_stats,
-                  granularity=args.granularity)
-
-
-def _paths(args: argparse.Namespace) -> DataPaths:
-    return DataPaths.from_env().with_overrides(**{k: getattr(args, k, None) for k in DataPaths.ENV})
+    add_recipe(table)
+    add_paths(table)
 
 
 def _store(args: argparse.Namespace) -> ResultStore:
@@ -157,7 +133,7 @@ def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]])
     """Plan (validating everything), then run what the store lacks; one summary line on stdout."""
     from .runner import SweepFailed, run_sweep
 
-    paths = _paths(args)
+    paths = paths_from(args)
     make_backend = _backend_factory(args, paths)
     store = _store(args)
     try:
@@ -182,7 +158,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     from .plan import sweep_configs
 
     _run(args, lambda paths: sweep_configs(args.setup, args.shifts, args.corruptions, args.severity,
-                                           args.methods, args.seeds, _recipe(args), paths))
+                                           args.methods, args.seeds, recipe_from(args, args.setup), paths))
 
 
 def _cmd_shots(args: argparse.Namespace) -> None:
@@ -190,7 +166,7 @@ def _cmd_shots(args: argparse.Namespace) -> None:
 
     def plan(paths: DataPaths) -> list[RunConfig]:
         configs, skipped = shots_configs(args.setup, args.shift, args.corruption, args.severity, args.methods,
-                                         args.shots_per_class, args.seeds, _recipe(args), paths)
+                                         args.shots_per_class, args.seeds, recipe_from(args, args.setup), paths)
         if skipped:
             print(f"note: K = {', '.join(map(str, skipped))} skipped: more than the target pool's smallest class "
                   "holds (the training set could not be balanced)", file=sys.stderr)
@@ -200,37 +176,28 @@ def _cmd_shots(args: argparse.Namespace) -> None:
 
 
 def _cmd_grid(args: argparse.Namespace) -> None:
-    from .plan import grid_configs, numbers
+    from .plan import grid_configs, grid_values
 
-    grid = {}
-    if args.topk is not None:
-        grid["topk"] = numbers("topk", args.topk, 0, allow_all=True)
-    if args.partial_epochs is not None:
-        grid["partial_epochs"] = numbers("partial_epochs", args.partial_epochs, 0)
-    if not grid:
-        raise AutoFTError("grid needs values to try: give --topk and/or --partial-epochs")
+    grid = grid_values(args.method, dict(args.values))
     _run(args, lambda paths: grid_configs(args.setup, args.shift, args.corruption, args.severity, args.method,
-                                          grid, args.seeds, _recipe(args), paths))
+                                          grid, args.seeds, recipe_from(args, args.setup), paths))
 
 
 def _cmd_table(args: argparse.Namespace) -> None:
     from ..config import code_version
-    from ..experiment import resolve
     from ..methods import method_class, method_names
     from ..setups import get_setup
     from .plan import choose, numbers
-    from .tables import RECIPE_FIELDS, Selection, table1, to_csv, to_markdown
+    from .tables import Selection, table1, to_csv, to_markdown
 
-    paths = _paths(args)
+    paths = paths_from(args)
     setup = get_setup(args.setup, paths)
     corruptions = choose("corruption", args.corruptions, setup.corruptions())
     frame = _store(args).frame(setup=args.setup)
     stored = sorted(set(frame["method"])) if not frame.empty else []
     known = [*method_names(), *(m for m in stored if m not in method_names())]
-    template = resolve(_recipe(args).config(setup=args.setup, shift=setup.shifts[0], corruption=corruptions[0],
-                                           severity=args.severity), paths)
     sel = Selection(setup=args.setup, shifts=setup.shifts, corruptions=corruptions, severity=args.severity,
-                    recipe={f: getattr(template, f) for f in RECIPE_FIELDS},
+                    recipe=recipe_from(args, args.setup).to_dict(),
                     default_params={m: method_class(m).resolve_params({}) for m in method_names()},
                     code_version=None if args.any_version else code_version(),
                     methods=None if args.methods == "all" else choose("method", args.methods, known),

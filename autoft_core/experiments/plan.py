@@ -6,12 +6,13 @@ Every list is validated against what is registered *now* (setups, shifts, corrup
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import product
 from typing import Any
 
 from ..config import RunConfig
-from ..errors import BadArgumentError
+from ..core.recipe import MAX_SHOTS, Recipe
+from ..errors import AutoFTError, BadArgumentError
 from ..paths import DataPaths
 from ..setups import TaskSpec, get_setup
 
@@ -22,26 +23,6 @@ DEFAULT_CORRUPTION = "gaussian_noise"  # shots / grid on the input shift without
 def task_corruption(shift: str, corruption: str | None) -> str | None:
     """The corruption a single-task command uses: the given one, or DEFAULT_CORRUPTION on the input shift."""
     return corruption or (DEFAULT_CORRUPTION if shift == "input" else None)
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The fine-tuning recipe shared by every run of a sweep (None: the setup's default)."""
-
-    shots: int | None = None
-    epochs: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    train_bn_stats: bool = False
-    granularity: str = "module"
-
-    def config(self, **task: Any) -> RunConfig:
-        """A RunConfig for one task (setup, shift, corruption, severity, method, params, seed) with this recipe."""
-        return RunConfig(shots=self.shots, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                         optimizer=self.optimizer, weight_decay=self.weight_decay,
-                         train_bn_stats=self.train_bn_stats, granularity=self.granularity, **task)
 
 
 def choose(what: str, text: str, valid: Sequence[str]) -> list[str]:
@@ -96,7 +77,7 @@ def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, meth
     corruption_list = _corruptions(setup, corruptions, paths) if "input" in shift_list else []
     method_list, seed_list = _methods(methods), numbers("seed", seeds, 0)
     tasks = [(shift, c) for shift in shift_list for c in (corruption_list if shift == "input" else [None])]
-    return [recipe.config(setup=setup, shift=shift, corruption=c, severity=severity, method=m, seed=seed)
+    return [RunConfig(setup=setup, shift=shift, corruption=c, severity=severity, method=m, recipe=recipe, seed=seed)
             for seed, (shift, c), m in product(seed_list, tasks, method_list)]
 
 
@@ -107,7 +88,7 @@ def shot_capacity(setup: str, shift: str, corruption: str | None, severity: int,
     import torch
 
     chosen = get_setup(setup, paths)
-    tasks = [chosen.task(chosen.check(TaskSpec(shift, corruption, severity, 10**9, seed))) for seed in seeds]
+    tasks = [chosen.task(chosen.check(TaskSpec(shift, corruption, severity, MAX_SHOTS, seed))) for seed in seeds]
     smallest = min(int(torch.bincount(t.train.y, minlength=t.num_classes).min()) for t in tasks)
     return tasks[0].num_classes, smallest
 
@@ -124,8 +105,8 @@ def shots_configs(setup: str, shift: str, corruption: str | None, severity: int,
     kept = [k for k in per_class if k <= smallest]
     if not kept:
         raise BadArgumentError("shots per class", shots, f"at most {smallest} (the target pool's smallest class)")
-    return ([replace(recipe.config(setup=setup, shift=shift, corruption=corruption, severity=severity,
-                                   method=m, seed=seed), shots=k * classes)
+    return ([RunConfig(setup=setup, shift=shift, corruption=corruption, severity=severity, method=m,
+                       recipe=replace(recipe, shots=k * classes), seed=seed)
              for seed, k, m in product(seed_list, kept, method_list)],
             [k for k in per_class if k > smallest])
 
@@ -140,6 +121,24 @@ def grid_configs(setup: str, shift: str, corruption: str | None, severity: int, 
         raise BadArgumentError("method for a grid (exactly one)", method, _methods(ALL))
     (name,), seed_list = _methods(method), numbers("seed", seeds, 0)
     names, values = list(grid), [list(v) for v in grid.values()]
-    return [recipe.config(setup=setup, shift=shift, corruption=corruption, severity=severity, method=name,
-                          params=dict(zip(names, combo)), seed=seed)
+    return [RunConfig(setup=setup, shift=shift, corruption=corruption, severity=severity, method=name,
+                      params=dict(zip(names, combo)), recipe=recipe, seed=seed)
             for seed, combo in product(seed_list, product(*values))]
+
+
+def grid_values(method: str, given: dict[str, str]) -> dict[str, list[Any]]:
+    """The values a hyper-parameter grid tries: each given KEY=V1,V2,... (every value checked against the
+    parameter's bounds), else the grid the method declares."""
+    from ..methods import method_class
+
+    cls = method_class(method)
+    if not given:
+        if not cls.grid():
+            raise AutoFTError(f"method {method} declares no hyper-parameter grid: give --values KEY=V1,V2,...")
+        return {k: list(v) for k, v in cls.grid().items()}
+    out = {}
+    for key, text in given.items():
+        if key not in cls.params:
+            raise BadArgumentError(f"parameter for method {method}", key, list(cls.params))
+        out[key] = list(dict.fromkeys(cls.params[key].parse(key, v) for v in text.split(",") if v.strip()))
+    return out

@@ -50,29 +50,26 @@ def describe(cfg: RunConfig) -> str:
     """A short human-readable name of a run for logs and progress lines."""
     task = f"{cfg.shift}/{cfg.corruption}@{cfg.severity}" if cfg.shift == "input" else cfg.shift
     params = "".join(f" {k}={v}" for k, v in sorted(cfg.params.items()))
-    return (f"{cfg.setup} {task} {cfg.method}{params} seed={cfg.seed} shots={cfg.shots} "
-            f"epochs={cfg.epochs} lr={cfg.lr:g}")
+    recipe = f" shots={cfg.recipe.shots} epochs={cfg.recipe.epochs} lr={cfg.recipe.lr:g}" if cfg.recipe else ""
+    return f"{cfg.setup} {task} {cfg.method}{params} seed={cfg.seed}{recipe}"
 
 
 def plan_jobs(requests: Sequence[RunConfig], store: ResultStore,
               paths: DataPaths | None) -> tuple[dict[str, Job], dict[str, tuple[RunConfig, dict]]]:
-    """(runs still to compute, runs already stored) by resolved key, reading the store only; every
-    request is resolved (so validated) before anything runs."""
-    from ..experiment import resolve
+    """(runs still to compute, runs already stored) by key, through `experiment.lookup`; every request
+    missing from the store is resolved (so validated) before anything runs."""
+    from ..experiment import lookup
 
     jobs: dict[str, Job] = {}
     cached: dict[str, tuple[RunConfig, dict]] = {}
     for request in requests:
-        cfg = resolve(request, paths)
-        key = cfg.key()
-        if key in jobs:
-            jobs[key].requests.append(request.key())
-            continue
-        found = cached[key][1] if key in cached else store.get(key)
-        if found is None:
-            jobs[key] = Job(cfg, [request.key()])
+        found = lookup(request, store, paths)
+        if found.stored:
+            cached[found.key] = (found.cfg, found.record)
+        elif found.key in jobs:
+            jobs[found.key].requests.append(request.key())
         else:
-            cached[key] = (cfg, found)
+            jobs[found.key] = Job(found.cfg, [request.key()])
     return jobs, cached
 
 

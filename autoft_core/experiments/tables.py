@@ -14,8 +14,10 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.recipe import field_names
+
 LEVELS = {"input": "input-level", "feature": "feature-level", "output": "output-level"}
-RECIPE_FIELDS = ("shots", "epochs", "lr", "batch_size", "optimizer", "weight_decay", "train_bn_stats", "granularity")
+RECIPE_FIELDS = field_names()  # a Table 1 cell never mixes recipes
 _CELL = ["method", "shift", "corruption", "seed"]
 
 

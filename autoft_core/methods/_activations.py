@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..errors import BadArgumentError
 from ..layers import Layer
 from ._common import normalise_by_max, restored
 from .base import MethodContext, Param
@@ -35,9 +34,10 @@ UNITS = ("channel", "flat")
 CHUNK = 128  # images per forward pass: bounds the one layer's activations held at a time
 
 SURPRISE_PARAMS = {
-    "samples": Param(512, "source and target images each, seeded (0: all)"),
-    "bins": Param(8, "equal-width bins over each unit's source range"),
-    "pseudocount": Param(1e-3, "probability added to every bin, then renormalised (no empty-bin infinities)"),
+    "samples": Param(512, "source and target images each, seeded (0 or all: all)", minimum=0, all_means=0),
+    "bins": Param(8, "equal-width bins over each unit's source range", minimum=2, maximum=1024),
+    "pseudocount": Param(1e-3, "probability added to every bin, then renormalised (no empty-bin infinities)",
+                         minimum=1e-12, maximum=1.0),
     "unit": Param("channel", "channel: one distribution per channel, positions pooled; "
                              "flat: one per C×H×W value", choices=UNITS),
 }
@@ -154,9 +154,7 @@ def seeded_sample(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 def context_surprise(ctx: MethodContext) -> list[float]:
     """Layerwise surprise of the target train split against the source sample, with ctx's parameters."""
     p = ctx.params
-    if p["samples"] < 0 or p["bins"] < 1 or not p["pseudocount"] > 0:
-        raise BadArgumentError("surprise parameters", p, "samples >= 0, bins >= 1, pseudocount > 0")
-    seed = ctx.finetune_cfg.seed
+    seed = ctx.seed
     ctx.note("surprise: histogramming source and target activations")
     return layerwise_surprise(ctx.model, ctx.layers, seeded_sample(ctx.data.source.x, p["samples"], seed),
                               seeded_sample(ctx.data.train.x, p["samples"], seed),

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.task import Split
+from ..core.data import Split
 from ..device import autocast
 
 

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..data.task import Split
-from ..errors import AutoFTError, BadArgumentError
+from ..core.data import Split
+from ..errors import AutoFTError
 from ..layers import Layer
 from ._common import mean_loss, minibatches, normalise_by_max, restored
 from .base import LayerWeights, Method, MethodContext, Param
@@ -227,15 +227,16 @@ def _every_param(default: str) -> Param:
 
 def rgn_params(every: str, batches: int) -> dict[str, Param]:
     """The parameters every relative-norm method has."""
-    return {"batches": Param(batches, "minibatches the gradients are averaged over"),
-            "batch_size": Param(64, "images per minibatch"),
+    return {"batches": Param(batches, "minibatches the gradients are averaged over", minimum=1, maximum=10_000),
+            "batch_size": Param(64, "images per minibatch", minimum=1, maximum=65_536),
             "every": _every_param(every)}
 
 
 def lbfgs_params() -> dict[str, Param]:
     """The extra parameters of the Hessian variants."""
-    return {"pairs": Param(5, "L-BFGS curvature pairs m collected per layer"),
-            "step": Param(0.01, "length of each curvature probe, relative to the layer's weight norm")}
+    return {"pairs": Param(5, "L-BFGS curvature pairs m collected per layer", minimum=1, maximum=100),
+            "step": Param(0.01, "length of each curvature probe, relative to the layer's weight norm",
+                          minimum=1e-8, maximum=1.0)}
 
 
 class RelativeNormMethod(Method):
@@ -247,18 +248,6 @@ class RelativeNormMethod(Method):
     """
 
     uses_source: ClassVar[bool] = False
-
-    @classmethod
-    def resolve_params(cls, given: dict[str, object] | None) -> dict[str, Any]:
-        """As `Method.resolve_params`, with counts and the probe length checked for range."""
-        params = super().resolve_params(given)
-        lowest = {"batches": 1, "batch_size": 1, "pairs": 0}
-        for key, low in lowest.items():
-            if key in params and params[key] < low:
-                raise BadArgumentError(f"value for {key}", params[key], f"a whole number >= {low}")
-        if "step" in params and not params["step"] > 0:
-            raise BadArgumentError("value for step", params["step"], "a positive number")
-        return params
 
     @abstractmethod
     def _vectors(self, model: nn.Module, layers: Sequence[Layer], probe: Probe,
@@ -273,7 +262,7 @@ class RelativeNormMethod(Method):
 
     def _probe(self, ctx: MethodContext, params: dict[str, Any], call: int, batch: Batch | None = None) -> Probe:
         """The minibatches of call number `call` (0: `weights`); a given `batch` replaces the target ones."""
-        seed = ctx.finetune_cfg.seed + call
+        seed = ctx.seed + call
         n, size = (1, len(batch[1])) if batch is not None else (params["batches"], params["batch_size"])
         target = [batch] if batch is not None else probe_batches(ctx.data.train, n, size, seed)
         source = probe_batches(ctx.data.source, n, size, seed) if self.uses_source else None

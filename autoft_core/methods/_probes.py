@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..data.task import Split
+from ..core.data import Split
 from ..evaluation import EVAL_BATCH
 from ..finetune import Progress
 from ..layers import Layer

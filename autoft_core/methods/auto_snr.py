@@ -88,16 +88,15 @@ class AutoSNR(Method):
     name = "auto-snr"
     summary = "Auto-SNR (Lee et al. 2023): per-layer mean E[g]²/Var[g] of per-example gradients."
     params = {
-        "samples": Param(128, "target training examples for the per-example gradients, seeded (0: all)"),
-        "eps": Param(1e-20, "added to each gradient variance"),
+        "samples": Param(128, "target training examples for the per-example gradients, seeded (0 or all: all)",
+                         minimum=0, all_means=0),
+        "eps": Param(1e-20, "added to each gradient variance", minimum=0.0),
     }
     order = 40
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
         p = ctx.params
-        if p["samples"] < 0 or p["eps"] < 0:
-            raise BadArgumentError("Auto-SNR parameters", p, "samples >= 0, eps >= 0")
-        seed = ctx.finetune_cfg.seed
+        seed = ctx.seed
         x = seeded_sample(ctx.data.train.x, p["samples"], seed)
         y = seeded_sample(ctx.data.train.y, p["samples"], seed)
         ctx.note("auto-snr: per-example gradients")

@@ -14,37 +14,35 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..data.task import TaskData
+from ..core.data import TaskData
+from ..core.recipe import Recipe
+from ..core.values import Bounds
 from ..errors import BadArgumentError
-from ..finetune import FinetuneConfig, FinetuneResult, Progress, Reweighter, finetune
+from ..finetune import FinetuneResult, Progress, Reweighter, finetune
 from ..layers import Layer
 
 
 @dataclass(frozen=True)
 class Param:
-    """A method hyper-parameter: its default, type, help and optional choices."""
+    """A method hyper-parameter: default, help, bounds (choices or an inclusive range) and the values its
+    hyper-parameter grid tries (`grid`, empty: not a grid axis). Count-like parameters accept "all" (0)."""
 
     default: Any
     help: str
     choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    grid: tuple = ()
+    all_means: Any = None  # the value "all" stands for (count-like parameters: 0)
+
+    @property
+    def bounds(self) -> Bounds:
+        return Bounds(type(self.default), self.minimum, self.maximum, self.choices, self.all_means)
 
     def parse(self, name: str, raw: object) -> Any:
-        """Convert `raw` (often a CLI string) to this parameter's type, or raise BadArgumentError."""
-        kind = type(self.default)
-        try:
-            if kind is bool and isinstance(raw, str):
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                value: Any = raw.lower() in ("true", "1", "yes")
-            elif kind is int and isinstance(raw, str) and raw == "all" and self.choices is None:
-                value = 0  # 0 means "all" for count-like parameters (documented in their help)
-            else:
-                value = kind(raw)
-        except (TypeError, ValueError):
-            raise BadArgumentError(f"value for {name}", raw, f"a {kind.__name__} ({self.help})") from None
-        if self.choices is not None and value not in self.choices:
-            raise BadArgumentError(f"value for {name}", raw, self.choices)
-        return value
+        """Convert `raw` (often a CLI string) to this parameter's type and check its bounds, or raise
+        BadArgumentError naming the valid values."""
+        return self.bounds.parse(f"value for {name}", raw)
 
 
 @dataclass
@@ -55,7 +53,8 @@ class MethodContext:
     layers: list[Layer]
     data: TaskData
     params: dict[str, Any]
-    finetune_cfg: FinetuneConfig
+    recipe: Recipe
+    seed: int
     device: torch.device
     progress: Progress | None = None
     status: Callable[[str], None] | None = None  # short human-readable notes on long steps
@@ -93,6 +92,11 @@ class Method(ABC):
             raise BadArgumentError(f"parameter for method {cls.name}", unknown[0], valid)
         return {k: p.parse(k, given[k]) if k in given else p.default for k, p in cls.params.items()}
 
+    @classmethod
+    def grid(cls) -> dict[str, tuple]:
+        """The hyper-parameters this method declares as a grid, with the values a grid run tries."""
+        return {k: p.grid for k, p in cls.params.items() if p.grid}
+
     @abstractmethod
     def weights(self, ctx: MethodContext) -> LayerWeights:
         """Per-layer scores and multipliers for this model and task."""
@@ -104,6 +108,6 @@ class Method(ABC):
     def run(self, ctx: MethodContext) -> tuple[LayerWeights, FinetuneResult]:
         """Weights, then fine-tuning with them; the model in `ctx` is fine-tuned in place."""
         chosen = self.weights(ctx)
-        result = finetune(ctx.model, ctx.layers, chosen.weights, ctx.data, ctx.finetune_cfg,
+        result = finetune(ctx.model, ctx.layers, chosen.weights, ctx.data, ctx.recipe, ctx.seed, ctx.device,
                           self.reweighter(ctx), ctx.progress)
         return chosen, result

@@ -38,18 +38,18 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ..errors import BadArgumentError
 from ..finetune import finetune
 from ._common import normalise_by_max, restored
 from ._probes import probe_losses, probe_sample
 from .base import LayerWeights, Method, MethodContext, Param
 
 _PARAMS = {
-    "topk": Param(0, "keep the K most critical layers, freeze the rest (0 or 'all': every layer)"),
-    "samples": Param(512, "examples in the fixed, seeded probe sample (0: all; source, or target train "
-                          "when partial_epochs > 0)"),
+    "topk": Param(0, "keep the K most critical layers, freeze the rest (0 or 'all': every layer)",
+                  minimum=0, maximum=10_000, all_means=0, grid=(1, 2, 4, 0)),
+    "samples": Param(512, "examples in the fixed, seeded probe sample (0 or all: all; source, or target train "
+                          "when partial_epochs > 0)", minimum=0, all_means=0),
     "partial_epochs": Param(0, "fine-tune all layers this many epochs on the target before probing (Algorithm 4)",
-                            choices=(0, 1, 2, 3, 4, 5)),
+                            choices=(0, 1, 2, 3, 4, 5), grid=(0, 1, 2, 3, 4, 5)),
 }
 
 
@@ -76,17 +76,13 @@ class _ModuleCriticality(Method):
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
         topk, samples, epochs = ctx.params["topk"], ctx.params["samples"], ctx.params["partial_epochs"]
-        if topk < 0:
-            raise BadArgumentError("value for topk", topk, "a whole number >= 0 (0 or 'all': every layer)")
-        if samples < 0:
-            raise BadArgumentError("value for samples", samples, "a whole number >= 0 (0 or 'all': every example)")
         with restored(ctx.model):
             if epochs:
                 ctx.note(f"{self.name}: {epochs} partial fine-tuning epoch(s)")
-                cfg = replace(ctx.finetune_cfg, epochs=epochs)
-                finetune(ctx.model, ctx.layers, [1.0] * len(ctx.layers), ctx.data, cfg)
+                finetune(ctx.model, ctx.layers, [1.0] * len(ctx.layers), ctx.data,
+                         replace(ctx.recipe, epochs=epochs), ctx.seed, ctx.device)
             split = ctx.data.train if epochs else ctx.data.source
-            sample = probe_sample(split, samples or len(split), ctx.finetune_cfg.seed)
+            sample = probe_sample(split, samples or len(split), ctx.seed)
             ctx.note(f"{self.name}: probing {len(ctx.layers)} layers")
             base, losses = probe_losses(ctx.model, ctx.layers, sample,
                                         lambda modules, index: self.replace_layer(modules, index, ctx))
@@ -141,7 +137,7 @@ class RandomCriticality(_ModuleCriticality):
     def replace_layer(self, modules: list[nn.Module], layer_index: int, ctx: MethodContext) -> None:
         devices = [ctx.device] if ctx.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(ctx.finetune_cfg.seed * 10_000 + layer_index)
+            torch.manual_seed(ctx.seed * 10_000 + layer_index)
             for module in modules:
                 if not hasattr(module, "reset_parameters"):
                     raise ValueError(f"criticality-random: a {type(module).__name__} module has no reset_parameters()")

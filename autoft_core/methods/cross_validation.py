@@ -75,14 +75,15 @@ class CrossValidation(Method):
     def _search(self, ctx: MethodContext) -> _Search:
         """Fine-tune every candidate on its own copy of the model; keep the first with the best val acc."""
         candidates, owner = _candidates(ctx)
-        total = len(candidates) * ctx.finetune_cfg.epochs
+        total = len(candidates) * ctx.recipe.epochs
         rows: list[dict] = []
         best: _Search | None = None
         for i, (name, multipliers) in enumerate(candidates):
             ctx.note(f"cross-validation: {name} ({i + 1}/{len(candidates)})")
             model = copy.deepcopy(ctx.model)
-            progress = offset_progress(ctx.progress, i * ctx.finetune_cfg.epochs, total, candidate=name)
-            result = finetune(model, ctx.layers, multipliers, ctx.data, ctx.finetune_cfg, None, progress)
+            progress = offset_progress(ctx.progress, i * ctx.recipe.epochs, total, candidate=name)
+            result = finetune(model, ctx.layers, multipliers, ctx.data, ctx.recipe, ctx.seed, ctx.device, None,
+                              progress)
             rows.append({"name": name, "val_acc": result.best_val_acc, "test_acc": result.test_acc,
                          "best_val_test_acc": result.best_val_test_acc, "best_val_epoch": result.best_val_epoch})
             if best is None or result.best_val_acc > best.result.best_val_acc:

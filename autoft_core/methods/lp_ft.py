@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..errors import BadArgumentError
 from ..evaluation import flat_layer_params, param_change
-from ..finetune import FinetuneConfig, FinetuneResult, finetune
+from ..core.recipe import Recipe
+from ..finetune import FinetuneResult, finetune
 from ._probes import offset_progress
 from .base import LayerWeights, Method, MethodContext, Param
 
@@ -37,19 +37,15 @@ class LinearProbeThenFineTune(Method):
     summary = "LP-FT (Kumar et al. 2022): train the head alone first, then fine-tune all layers."
     order = 2
     params = {
-        "lp_epochs": Param(5, "epochs of the linear-probe phase (head only)"),
-        "lp_lr": Param(0.0, f"learning rate of the linear-probe phase (0: {LP_LR_FACTOR:g}x the run's lr)"),
+        "lp_epochs": Param(5, "epochs of the linear-probe phase (head only)", minimum=0, maximum=10_000),
+        "lp_lr": Param(0.0, f"learning rate of the linear-probe phase (0: {LP_LR_FACTOR:g}x the run's lr)",
+                       minimum=0.0, maximum=10.0),
     }
 
-    def _lp_config(self, ctx: MethodContext) -> FinetuneConfig:
+    def _lp_config(self, ctx: MethodContext) -> Recipe:
         """The run's recipe with the probe's epochs and lr, BatchNorm statistics frozen."""
         epochs, lr = ctx.params["lp_epochs"], ctx.params["lp_lr"]
-        if epochs < 0:
-            raise BadArgumentError("value for lp_epochs", epochs, "a whole number >= 0")
-        if lr < 0:
-            raise BadArgumentError("value for lp_lr", lr, "a positive number, or 0 for the default")
-        return replace(ctx.finetune_cfg, epochs=epochs, lr=lr or LP_LR_FACTOR * ctx.finetune_cfg.lr,
-                       train_bn_stats=False)
+        return replace(ctx.recipe, epochs=epochs, lr=lr or LP_LR_FACTOR * ctx.recipe.lr, train_bn_stats=False)
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
         lp = self._lp_config(ctx)
@@ -59,14 +55,14 @@ class LinearProbeThenFineTune(Method):
 
     def run(self, ctx: MethodContext) -> tuple[LayerWeights, FinetuneResult]:
         chosen = self.weights(ctx)
-        lp, ft = self._lp_config(ctx), ctx.finetune_cfg
+        lp, ft = self._lp_config(ctx), ctx.recipe
         total = lp.epochs + ft.epochs
         initial = [t.clone() for t in flat_layer_params(ctx.model, ctx.layers)]
         ctx.note("lp-ft: linear probe")
-        probe = finetune(ctx.model, ctx.layers, _head_only(len(ctx.layers)), ctx.data, lp, None,
+        probe = finetune(ctx.model, ctx.layers, _head_only(len(ctx.layers)), ctx.data, lp, ctx.seed, ctx.device, None,
                          offset_progress(ctx.progress, 0, total, phase="lp"))
         ctx.note("lp-ft: fine-tuning")
-        tuned = finetune(ctx.model, ctx.layers, chosen.weights, ctx.data, ft, None,
+        tuned = finetune(ctx.model, ctx.layers, chosen.weights, ctx.data, ft, ctx.seed, ctx.device, None,
                          offset_progress(ctx.progress, lp.epochs, total, phase="ft"))
         return chosen, _combined(probe, tuned, param_change(ctx.model, ctx.layers, initial))
 

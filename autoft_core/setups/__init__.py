@@ -5,7 +5,8 @@ import importlib
 
 from ..errors import BadArgumentError
 from ..paths import DataPaths
-from .base import CORRUPTIONS, Defaults, Setup, TaskSpec
+from ..core.recipe import CORRUPTIONS, TaskSpec
+from .base import Setup
 
 _SETUPS = {
     "digits": ("digits", "DigitsSetup"),
@@ -27,4 +28,4 @@ def get_setup(name: str, paths: DataPaths | None = None) -> Setup:
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(paths)
 
 
-__all__ = ["CORRUPTIONS", "Defaults", "Setup", "TaskSpec", "get_setup", "setup_names"]
+__all__ = ["CORRUPTIONS", "Setup", "TaskSpec", "get_setup", "setup_names"]

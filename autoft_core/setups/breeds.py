@@ -20,11 +20,12 @@ from torchvision import transforms
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from ..data.breeds_hierarchy import ENTITY30, LIVING17, BreedsSpec, Superclasses, make_superclasses, missing_files
-from ..data.task import Split, TaskData, balanced_indices
+from ..core.data import Split, TaskData, balanced_indices
 from ..errors import AutoFTError, MissingFileError
 from ..models.weights_cache import cached_model
 from ..paths import DataPaths
-from .base import Defaults, Setup, TaskSpec
+from ..core.recipe import Recipe, TaskSpec
+from .base import Setup
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -163,7 +164,7 @@ class BreedsSetup(Setup):
 
     breeds: BreedsSpec
     shifts = ("feature", "output")
-    defaults = Defaults(shots=1000, epochs=10, lr=1e-4, batch_size=64)
+    recipe = Recipe(shots=1000, epochs=10, lr=1e-4, batch_size=64)
 
     def __init__(self, paths: DataPaths | None = None, *, image_size: int = 224, source_size: int = 1000,
                  val_per_class: int = 25, test_per_class: int = 50, breeds: BreedsSpec | None = None,
@@ -254,7 +255,7 @@ class BreedsSetup(Setup):
         return TaskData(source, self._load(paths, labels, train_index), self._load(paths, labels, val_index),
                         self._load(test_paths, test_labels, test_index), n)
 
-    def recipe(self) -> dict:
+    def source_recipe(self) -> dict:
         """Everything the source model's weights depend on (its cache key)."""
         checkpoint = Path(self.paths.moco_checkpoint).resolve()
         stat = checkpoint.stat()
@@ -283,7 +284,7 @@ class BreedsSetup(Setup):
         if problems := self._data_problems() + self._checkpoint_problems():
             raise problems[0]
         n = len(self.superclasses)
-        return cached_model(f"{self.name}-mocov2-lpft", self.recipe(), lambda: NormalizedResNet(n),
+        return cached_model(f"{self.name}-mocov2-lpft", self.source_recipe(), lambda: NormalizedResNet(n),
                             self._train_source)
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Defaults, Setup, TaskSpec
+from ..core.recipe import Recipe, TaskSpec
+from .base import Setup
 
 if TYPE_CHECKING:  # the tasks module imports torch, scikit-learn and the corruptions: loaded on first use
     from torch import nn
 
-    from ..data.task import TaskData
+    from ..core.data import TaskData
 
 
 class DigitsSetup(Setup):
@@ -22,7 +23,7 @@ class DigitsSetup(Setup):
 
     name = "digits"
     description = "Embedded: scikit-learn handwritten digits, coloured, 32x32x3 (no download)"
-    defaults = Defaults(shots=1000, epochs=15, lr=1e-3, batch_size=64)
+    recipe = Recipe(shots=1000, epochs=15, lr=1e-3, batch_size=64)
 
     def missing(self) -> list[str]:
         return []

@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 import torch
 
+
 @dataclass(frozen=True)
 class Split:
-    """Images (N, 3, H, W) float32 in [0, 1] and their integer labels (N,)."""
+    """Images (N, C, H, W) float32 in [0, 1] (or features) and their integer labels (N,)."""
 
     x: torch.Tensor
     y: torch.Tensor

@@ -1,0 +1,90 @@
+"""The command line's shared arguments, derived from the engine's declarations (Recipe's fields, the
+data paths), so every subcommand offers the same flags with the same defaults and checks."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .config import RunConfig
+from .core.recipe import DEFAULT_SEVERITY, SEED_BOUNDS, SEVERITY_BOUNDS, Recipe, field_info
+from .core.values import Bounds
+from .paths import DataPaths
+from .setups import get_setup, setup_names
+
+
+def bounded(name: str, bounds: Bounds) -> Any:
+    """An argparse type checking `bounds` (argparse prints its one-line error and exits 2)."""
+    def parse(text: str) -> Any:
+        try:
+            return bounds.parse(name, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = name
+    return parse
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """KEY=VALUE (a method hyper-parameter)."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+POSITIVE_INT = bounded("count", Bounds(int, 1))
+SEED = bounded("seed", SEED_BOUNDS)
+SEVERITY = bounded("severity", SEVERITY_BOUNDS)
+
+
+def add_paths(p: argparse.ArgumentParser) -> None:
+    """One flag per real-setup path (each also read from its AUTOFT_* variable)."""
+    for name, var in DataPaths.ENV.items():
+        p.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
+
+
+def add_recipe(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per Recipe setting (default: the setup's, see `setups`), plus --store."""
+    for name, default, help_text, bounds in field_info():
+        if name in skip:
+            continue
+        flag = f"--{name.replace('_', '-')}"
+        if bounds.kind is bool:
+            p.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            p.add_argument(flag, type=bounded(name, bounds), default=None,
+                           help=f"{help_text}; {bounds.describe()} (default: the setup's)")
+    p.add_argument("--store", default=None, help="result store file (default cache/results.sqlite)")
+
+
+def add_task(p: argparse.ArgumentParser, recipe: bool = True) -> None:
+    """Setup, shift, corruption, severity, method and its parameters, seed, device, output and paths."""
+    p.add_argument("--setup", default="digits", help=f"one of: {', '.join(setup_names())}")
+    p.add_argument("--shift", default="output", help="input, feature or output")
+    p.add_argument("--corruption", default=None, help="input-level shift: which corruption")
+    p.add_argument("--severity", type=SEVERITY, default=DEFAULT_SEVERITY, help="input-level shift: 1-5")
+    p.add_argument("--method", default="full", help="see `python -m autoft_core methods`")
+    p.add_argument("--param", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   help="a method hyper-parameter (repeatable)")
+    p.add_argument("--seed", type=SEED, default=0)
+    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    if recipe:
+        add_recipe(p)
+    add_paths(p)
+
+
+def paths_from(args: argparse.Namespace) -> DataPaths:
+    return DataPaths.from_env().with_overrides(**{k: getattr(args, k, None) for k in DataPaths.ENV})
+
+
+def recipe_from(args: argparse.Namespace, setup: str, **override: Any) -> Recipe:
+    """The setup's default recipe with the flags given (and `override`) applied."""
+    given = {name: getattr(args, name, None) for name, *_ in field_info()}
+    return get_setup(setup, paths_from(args)).recipe.with_values(**{**given, **override})
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig the task and recipe flags ask for."""
+    return RunConfig(setup=args.setup, shift=args.shift, corruption=args.corruption, severity=args.severity,
+                     method=args.method, params=dict(args.param), recipe=recipe_from(args, args.setup),
+                     seed=args.seed)
