@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autoft_core.config import RunConfig  # noqa: E402
-from autoft_core.experiment import compute_weights, finetune_config, load_task, resolve  # noqa: E402
+from autoft_core.experiment import compute_weights, load_task, resolve  # noqa: E402
 from autoft_core.finetune import finetune  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402
 from autoft_core.methods import method_names  # noqa: E402
@@ -31,9 +31,9 @@ def epoch_seconds(cfg: RunConfig, repeats: int) -> float:
 
     def timed(epochs: int) -> float:
         model = setup.source_model(cfg.shift)
-        layers = partition(model, cfg.granularity)
+        layers = partition(model, cfg.recipe.granularity)
         start = time.perf_counter()
-        finetune(model, layers, [1.0] * len(layers), data, replace(finetune_config(cfg), epochs=epochs))
+        finetune(model, layers, [1.0] * len(layers), data, replace(cfg.recipe, epochs=epochs), cfg.seed)
         return time.perf_counter() - start
 
     return statistics.median((timed(3) - timed(0)) / 3 for _ in range(repeats))

@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from autoft_core.compat import import_robustbench  # noqa: E402
 from autoft_core.core.data import Split, TaskData  # noqa: E402
 from autoft_core.device import autocast, prepare_model, resolve_device  # noqa: E402
-from autoft_core.finetune import FinetuneConfig, set_train_mode, finetune  # noqa: E402
+from autoft_core.core.recipe import Recipe  # noqa: E402
+from autoft_core.finetune import set_train_mode, finetune  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402
 from autoft_core.models.digits_net import DigitsResNet  # noqa: E402
 
@@ -77,10 +78,10 @@ def project_loop(model: torch.nn.Module, train: Split, epochs: int, batch: int, 
     tiny = synthetic(8, device, seed=1)
     data = TaskData(source=tiny, train=train, val=tiny, test=tiny, num_classes=10)
     layers = partition(model, "module")
-    cfg = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch, device=str(device))
+    cfg = Recipe(epochs=epochs, lr=lr, batch_size=batch)
     sync(device)
     start = time.perf_counter()
-    finetune(model, layers, [1.0] * len(layers), data, cfg)
+    finetune(model, layers, [1.0] * len(layers), data, cfg, device=device)
     sync(device)
     return time.perf_counter() - start
 
@@ -92,7 +93,7 @@ def full_run(model: torch.nn.Module, device: torch.device) -> float:
     layers = partition(model, "module")
     sync(device)
     start = time.perf_counter()
-    finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=25, lr=1e-4, device=str(device)))
+    finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=25, lr=1e-4), device=device)
     sync(device)
     return time.perf_counter() - start
 

@@ -36,7 +36,7 @@ def test_weights_json_has_the_contract_keys():
     out = cli("weights", "--setup", "digits", "--shift", "output", "--method", "linear-probe", "--json")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert set(got) == {"method", "layers", "scores", "weights"}
+    assert set(got) == {"method", "layers", "scores", "weights", "extras"}
     assert got["weights"][-1] == 1.0 and sum(got["weights"]) == 1.0
 
 

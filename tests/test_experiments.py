@@ -19,7 +19,8 @@ from autoft_core.config import RunConfig, code_version
 from autoft_core.errors import BadArgumentError
 from autoft_core.experiment import resolve
 from autoft_core.experiments import backends
-from autoft_core.experiments.plan import Recipe, grid_configs, shots_configs, sweep_configs
+from autoft_core.core.recipe import Recipe, field_names
+from autoft_core.experiments.plan import grid_configs, shots_configs, sweep_configs
 from autoft_core.experiments.runner import SweepFailed, plan_jobs, run_sweep
 from autoft_core.methods import method_names
 from autoft_core.paths import REPO_ROOT
@@ -48,17 +49,17 @@ def test_sweep_expands_methods_shifts_corruptions_seeds():
     assert len(configs) == 3 * 2 * (len(CORRUPTIONS) + 2)
     assert {c.corruption for c in configs if c.shift == "input"} == set(CORRUPTIONS)
     assert {c.corruption for c in configs if c.shift != "input"} == {None}
-    assert len({c.key() for c in configs}) == len(configs) and {c.epochs for c in configs} == {1}
+    assert len({c.key() for c in configs}) == len(configs) and {c.recipe.epochs for c in configs} == {1}
     every = sweep_configs("digits", "output", "all", 5, "all", "0", Recipe())
     assert [c.method for c in every] == method_names()  # "all" = registered now
 
 
 def test_shots_are_k_per_class_times_classes_and_unbalanceable_k_skipped():
     configs, skipped = shots_configs("digits", "feature", None, 5, "full", "1,5,10000", "0", Recipe())
-    assert [c.shots for c in configs] == [5, 25] and skipped == [10000]  # feature: 5 classes
+    assert [c.recipe.shots for c in configs] == [5, 25] and skipped == [10000]  # feature: 5 classes
     configs, _ = shots_configs("digits", "input", None, 5, "full,linear-probe", "1,5", "0,1", Recipe(),
                                capacity=lambda *a: (10, 30))
-    assert len(configs) == 8 and {c.shots for c in configs} == {10, 50}
+    assert len(configs) == 8 and {c.recipe.shots for c in configs} == {10, 50}
     assert {c.corruption for c in configs} == {"gaussian_noise"}  # the documented default
 
 
@@ -195,7 +196,8 @@ def test_ray_stores_the_same_rows_as_the_local_backend(killed_then_resumed, tmp_
 # ----------------------------------------------------------------------------- Table 1
 
 def _put(store: ResultStore, acc: float, version: str | None = None, **task) -> None:
-    cfg = resolve(RunConfig(**task))
+    recipe = Recipe(**{k: task.pop(k) for k in list(task) if k in field_names()})
+    cfg = resolve(RunConfig(**task, recipe=recipe))
     config = cfg.to_dict() | ({"code_version": version} if version else {})
     store.put(f"{cfg.key()}{version or ''}", config, {"test_acc": acc, "best_val_test_acc": acc / 2})
 
@@ -247,7 +249,9 @@ def test_table_csv_other_metric_and_any_version(hand_store, capsys, tmp_path):
     (["sweep", "--corruptions", "fog"], "unknown or invalid corruption 'fog'; valid: frost"),
     (["sweep", "--seeds", "0,x"], "unknown or invalid seed 'x'"),
     (["sweep", "--gpus-per-run", "1"], "option for --backend local '--gpus-per-run'"),
-    (["grid", "--method", "full,linear-probe", "--topk", "1"], "method for a grid (exactly one)"),
+    (["grid", "--method", "full,linear-probe", "--values", "topk=1"], "unknown or invalid method 'full,linear-probe'"),
+    (["grid", "--method", "criticality-random", "--values", "topk=1,-1"], "value for topk '-1'"),
+    (["grid", "--method", "full"], "declares no hyper-parameter grid"),
     (["table", "--metric", "loss"], "argument --metric: invalid choice: 'loss'"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, capsys):

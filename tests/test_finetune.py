@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from autoft_core.core.data import Split, TaskData
 from autoft_core.errors import BadArgumentError
 from autoft_core.evaluation import flat_layer_params
-from autoft_core.finetune import FinetuneConfig, finetune
+from autoft_core.core.recipe import Recipe
+from autoft_core.finetune import finetune
 from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
 
@@ -34,7 +35,7 @@ def test_one_sgd_step_moves_each_layer_by_base_lr_times_alpha():
     # Independent gradient: the mean loss over the whole training set, BatchNorm in eval mode.
     loss = F.cross_entropy(before(data.train.x), data.train.y)
     grads = dict(zip([n for n, _ in before.named_parameters()], torch.autograd.grad(loss, list(before.parameters()))))
-    cfg = FinetuneConfig(epochs=1, lr=0.01, batch_size=len(data.train), optimizer="sgd", momentum=0.0, device="cpu")
+    cfg = Recipe(epochs=1, lr=0.01, batch_size=len(data.train), optimizer="sgd", momentum=0.0)
     finetune(model, layers, alphas, data, cfg)
     after, start = dict(model.named_parameters()), dict(before.named_parameters())
     for layer, alpha in zip(layers, alphas):
@@ -49,7 +50,7 @@ def test_frozen_layers_are_bit_for_bit_unchanged_and_get_no_gradient():
     alphas = [0.0] * 5 + [1.0] * 5
     frozen_before = [t.clone() for t in flat_layer_params(model, layers)[:5]]
     running_before = model.stem.bn.running_mean.clone()
-    cfg = FinetuneConfig(epochs=3, lr=1e-2, batch_size=8, weight_decay=1e-3, device="cpu")
+    cfg = Recipe(epochs=3, lr=1e-2, batch_size=8, weight_decay=1e-3)
     result = finetune(model, layers, alphas, data, cfg)
     for a, b in zip(flat_layer_params(model, layers)[:5], frozen_before):
         assert torch.equal(a, b)
@@ -63,7 +64,7 @@ def test_param_change_is_relative_distance_from_start():
     model, data = _model(), _task()
     layers = partition(model, "block")
     start = [t.clone() for t in flat_layer_params(model, layers)]
-    result = finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=2, lr=1e-2, device="cpu"))
+    result = finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=2, lr=1e-2))
     end = flat_layer_params(model, layers)
     expected = [((e - s).norm() / s.norm()).item() for e, s in zip(end, start)]
     assert result.param_change == pytest.approx(expected, rel=1e-5)
@@ -73,7 +74,7 @@ def test_bn_statistics_train_only_when_asked():
     model, data = _model(), _task()
     layers = partition(model, "module")
     before = model.stem.bn.running_mean.clone()
-    finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=1, train_bn_stats=True, device="cpu"))
+    finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=1, train_bn_stats=True))
     assert not torch.equal(model.stem.bn.running_mean, before)
 
 
@@ -84,7 +85,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
         model = _model()
         layers = partition(model, "module")
         r = finetune(model, layers, [1.0] * len(layers), data,
-                     FinetuneConfig(epochs=2, batch_size=8, seed=seed, device="cpu"))
+                     Recipe(epochs=2, batch_size=8), seed)
         runs.append((r.history[-1]["train_loss"], torch.cat([p.flatten() for p in model.parameters()])))
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
     assert not torch.equal(runs[0][1], runs[2][1])
@@ -108,7 +109,7 @@ def test_reweighter_runs_each_epoch_and_its_multipliers_apply():
     model, data = _model(), _task()
     layers = partition(model, "module")
     hook = _Recorder(len(layers))
-    result = finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=3, device="cpu"), hook)
+    result = finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=3), reweighter=hook)
     assert hook.calls == 3
     assert [h["multipliers"][0] for h in result.history] == [1.0, 0.0, 1.0]
 
@@ -118,31 +119,45 @@ def test_step_reweighter_is_called_before_every_step():
     layers = partition(model, "module")
     hook = _Recorder(len(layers))
     hook.every = "step"
-    finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=2, batch_size=8, device="cpu"), hook)
+    finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=2, batch_size=8), reweighter=hook)
     assert hook.calls == 2 * 4
 
 
-def test_best_validation_epoch_and_metrics_are_consistent():
-    model, data = _model(), _task()
+def _acc(model, split) -> float:
+    with torch.no_grad():
+        return (model(split.x).argmax(1) == split.y).float().mean().item()
+
+
+def test_best_validation_epoch_and_its_test_accuracy_come_from_the_restored_best_state():
+    model, data = _model(), _task(n=64)
     layers = partition(model, "module")
-    r = finetune(model, layers, [1.0] * len(layers), data, FinetuneConfig(epochs=3, lr=1e-2, device="cpu"))
-    assert len(r.history) == 3 and 0 <= r.best_val_epoch <= 3
-    if r.best_val_epoch:
-        assert r.best_val_acc == max(h["val_acc"] for h in r.history)
-    for value in (r.zero_shot_acc, r.test_acc, r.best_val_test_acc):
-        assert 0.0 <= value <= 1.0
+    states = {0: copy.deepcopy(model.state_dict())}  # snapshot after each epoch's validation
+    val = {0: _acc(model, data.val)}
+
+    def snapshot(epoch, total, stats):
+        states[epoch] = copy.deepcopy(model.state_dict())
+        val[epoch] = stats["val_acc"]
+
+    r = finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=4, lr=3e-2, batch_size=16),
+                 progress=snapshot)
+    best = max(val, key=lambda e: (val[e], -e))  # the first epoch with the highest validation accuracy
+    assert r.best_val_epoch == best and r.best_val_acc == pytest.approx(val[best])
+    assert r.test_acc == pytest.approx(_acc(model, data.test))  # the model is left in its final state
+    probe = _model()
+    probe.load_state_dict(states[best])
+    assert r.best_val_test_acc == pytest.approx(_acc(probe.eval(), data.test))
 
 
 @pytest.mark.parametrize("bad", [{"epochs": -1}, {"lr": 0}, {"batch_size": 0}, {"optimizer": "rmsprop"}])
 def test_bad_recipe_is_a_clear_error(bad):
     with pytest.raises(BadArgumentError):
-        FinetuneConfig(**bad)
+        Recipe(**bad)
 
 
 def test_wrong_number_of_multipliers_is_rejected():
     model, data = _model(), _task()
     with pytest.raises(ValueError, match="multipliers"):
-        finetune(model, partition(model), [1.0, 1.0], data, FinetuneConfig(epochs=1, device="cpu"))
+        finetune(model, partition(model), [1.0, 1.0], data, Recipe(epochs=1))
 
 
 class _Constant:
@@ -164,7 +179,7 @@ def test_frozen_prefix_shortcut_gives_the_same_training_as_the_full_forward():
     for hook in (None, _Constant(alphas)):
         model = _model()
         layers = partition(model, "module")
-        r = finetune(model, layers, alphas, data, FinetuneConfig(epochs=2, batch_size=8, device="cpu"), hook)
+        r = finetune(model, layers, alphas, data, Recipe(epochs=2, batch_size=8), reweighter=hook)
         results.append((r, torch.cat([p.detach().flatten() for p in model.parameters()])))
     (fast, w_fast), (slow, w_slow) = results
     torch.testing.assert_close(w_fast, w_slow, rtol=1e-4, atol=1e-5)

@@ -14,12 +14,11 @@ from autoft_core.cli import main
 from autoft_core.config import RunConfig
 from autoft_core.core.data import Split, TaskData
 from autoft_core.evaluation import accuracy, flat_layer_params
-from autoft_core.experiment import compute_weights, finetune_config, load_task, resolve, run_experiment
-from autoft_core.finetune import FinetuneConfig
+from autoft_core.experiment import load_task, resolve
+from autoft_core.core.recipe import Recipe
 from autoft_core.layers import partition
 from autoft_core.methods import MethodContext, get_method
 from autoft_core.methods.cross_validation import block_of_layers
-from autoft_core.store import ResultStore
 
 METHODS = ("criticality-identity", "criticality-random", "cross-validation", "lp-ft")
 
@@ -39,11 +38,11 @@ def _assert_same_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None
 
 def _digits_ctx(method: str, **params: object) -> MethodContext:
     """A CPU context on the digits output-shift task with the pretrained source model."""
-    cfg = resolve(RunConfig(method=method, params=params, epochs=1))
+    cfg = resolve(RunConfig(method=method, params=params, recipe=Recipe(epochs=1)))
     setup, data = load_task(cfg)
     model = setup.source_model(cfg.shift)
     return MethodContext(model=model, layers=partition(model, "module"), data=data, params=dict(cfg.params),
-                         finetune_cfg=finetune_config(cfg, "cpu"), device=torch.device("cpu"))
+                         recipe=cfg.recipe, seed=cfg.seed, device=torch.device("cpu"))
 
 
 class _TinyNet(nn.Module):
@@ -74,7 +73,7 @@ def _tiny_ctx(method: str, epochs: int = 1, **params: object) -> MethodContext:
     return MethodContext(model=model, layers=partition(model, "module"),
                          data=TaskData(split(64), split(32), split(32), split(32), num_classes=3),
                          params=get_method(method).resolve_params(params),
-                         finetune_cfg=FinetuneConfig(epochs=epochs, lr=1e-2, batch_size=16, device="cpu"),
+                         recipe=Recipe(epochs=epochs, lr=1e-2, batch_size=16), seed=0,
                          device=torch.device("cpu"))
 
 
@@ -159,17 +158,6 @@ def test_lp_ft_reports_original_zero_shot_and_both_phases():
     assert [(h["epoch"], h["phase"]) for h in result.history] == [(1, "lp"), (2, "lp"), (3, "ft")]
     assert chosen.weights == [1.0] * len(ctx.layers) and chosen.extras["lp"]["lr"] == pytest.approx(0.1)
     assert all(c > 0 for c in result.param_change)
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_weights_and_one_stored_run_per_method(method, tmp_path):
-    params = {"lp_epochs": 1} if method == "lp-ft" else {}
-    cfg = RunConfig(setup="digits", shift="output", method=method, params=params, epochs=1)
-    out = compute_weights(cfg, device="cpu")
-    assert all(math.isfinite(w) and w >= 0 for w in out["weights"]) and max(out["weights"]) == 1.0
-    store = ResultStore(tmp_path / "r.sqlite")
-    record = run_experiment(cfg, store=store, device="cpu")
-    assert not record["cached"] and len(store.frame()) == 1
 
 
 def test_cli_topk_and_bad_topk(capsys):

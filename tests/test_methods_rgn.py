@@ -17,15 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from autoft_core.cli import main
-from autoft_core.config import RunConfig
 from autoft_core.core.data import Split, TaskData
 from autoft_core.errors import AutoFTError
-from autoft_core.experiment import compute_weights, run_experiment
-from autoft_core.finetune import FinetuneConfig, finetune
+from autoft_core.core.recipe import Recipe
+from autoft_core.finetune import finetune
 from autoft_core.layers import partition
 from autoft_core.methods import MethodContext, get_method
 from autoft_core.methods._gradients import lbfgs_memories, to_multipliers, two_loop
-from autoft_core.store import ResultStore
 
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ["auto-rgn", "auto-rgn+hessian", "auto-rgn+change", "auto-rgn+hessian+change"]
@@ -64,8 +62,7 @@ def _context(method: str, data: TaskData, model: nn.Module | None = None, **para
     cls = type(get_method(method))
     return MethodContext(model=model, layers=partition(model), data=data,
                          params=cls.resolve_params({"batches": BATCHES, "batch_size": BATCH_SIZE, **params}),
-                         finetune_cfg=FinetuneConfig(epochs=2, batch_size=BATCH_SIZE, device="cpu"),
-                         device=torch.device("cpu"))
+                         recipe=Recipe(epochs=2, batch_size=BATCH_SIZE), seed=0, device=torch.device("cpu"))
 
 
 def test_auto_rgn_equals_relative_gradient_norm_computed_by_hand():
@@ -206,8 +203,8 @@ def test_reweighter_rescores_during_fine_tuning(every):
         return reweighter(model, batch)
 
     counted.every = reweighter.every
-    cfg = FinetuneConfig(epochs=2, lr=0.05, batch_size=BATCH_SIZE, device="cpu")
-    result = finetune(ctx.model, ctx.layers, initial.weights, data, cfg, counted)
+    cfg = Recipe(epochs=2, lr=0.05, batch_size=BATCH_SIZE)
+    result = finetune(ctx.model, ctx.layers, initial.weights, data, cfg, reweighter=counted)
     steps_per_epoch = len(data.train) // BATCH_SIZE
     assert calls == ([True] * 2 if every == "epoch" else [False] * 2 * steps_per_epoch)
     first, second = (h["multipliers"] for h in result.history)
@@ -220,18 +217,6 @@ def test_once_means_no_reweighter():
     ctx = _context("auto-rgn", _task(), every="once")
     assert get_method("auto-rgn").reweighter(ctx) is None
     assert get_method("auto-rgn+hessian").reweighter(_context("auto-rgn+hessian", _task())) is None
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_digits_weights_and_one_stored_run(method, tmp_path):
-    cfg = RunConfig(setup="digits", shift="output", method=method, epochs=1)
-    out = compute_weights(cfg, device="cpu")
-    weights = out["weights"]
-    assert len(weights) == len(out["layers"]) == 10
-    assert all(math.isfinite(w) and w >= 0 for w in weights) and max(weights) == 1.0
-    store = ResultStore(tmp_path / "r.sqlite")
-    record = run_experiment(cfg, store=store, device="cpu")
-    assert record["cached"] is False and len(store.frame()) == 1
 
 
 def test_cli_weights_json_and_bad_parameter(capsys):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autoft_core.config import RunConfig
 from autoft_core.core.data import TaskData
-from autoft_core.experiment import compute_weights, run_experiment
-from autoft_core.finetune import FinetuneConfig
+from autoft_core.core.recipe import Recipe
 from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.methods import MethodContext, get_method
@@ -24,7 +21,6 @@ from autoft_core.methods import auto_snr
 from autoft_core.methods._activations import bin_counts, kl_divergence, output_points, weights_or_ones
 from autoft_core.methods.surprise_diff import surprise_increase
 from autoft_core.setups import TaskSpec, get_setup
-from autoft_core.store import ResultStore
 
 METHODS = ("surprise", "surprise-diff", "auto-snr")
 FEW = {"surprise": 128, "surprise-diff": 128, "auto-snr": 32}  # samples where the numbers themselves don't matter
@@ -40,7 +36,7 @@ def _context(method: str, model: nn.Module, data: TaskData, granularity: str = "
              **params: object) -> MethodContext:
     return MethodContext(model=model, layers=partition(model, granularity), data=data,
                          params=get_method(method).resolve_params(params),
-                         finetune_cfg=FinetuneConfig(device="cpu"), device=torch.device("cpu"))
+                         recipe=Recipe(), seed=0, device=torch.device("cpu"))
 
 
 def test_hook_points_are_post_activation_outputs():
@@ -163,15 +159,6 @@ def test_model_restored_bit_for_bit(digits, method):
     after = model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert model.training and all(p.requires_grad and p.grad is None for p in model.parameters())
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_weights_through_engine_and_one_stored_run(method, tmp_path):
-    out = compute_weights(RunConfig(setup="digits", shift="output", method=method), device="cpu")
-    assert all(math.isfinite(w) and w >= 0 for w in out["weights"]) and max(out["weights"]) == 1.0
-    store = ResultStore(tmp_path / "r.sqlite")
-    run_experiment(RunConfig(setup="digits", shift="output", method=method, epochs=1), store=store, device="cpu")
-    assert len(store.frame()) == 1
 
 
 def test_cli_weights_json():

@@ -23,7 +23,8 @@ from autoft_core.models.weights_cache import cached_path
 from autoft_core.paths import DataPaths
 from autoft_core.setups import breeds
 from autoft_core.setups.base import TaskSpec
-from autoft_core.setups.breeds import Entity30Setup, Living17Setup, NormalizedResNet, SourceTraining, load_moco
+from autoft_core.models.normalized_resnet import IMAGENET_MEAN, IMAGENET_STD, NormalizedResNet
+from autoft_core.setups.breeds import Entity30Setup, Living17Setup, SourceTraining, load_moco
 
 LIVING = "n00004258"
 S1, S2, S3 = "n10000051", "n10000052", "n10000053"  # level 5 under "living thing": 4, 5 and 3 classes
@@ -98,7 +99,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> DataPaths:
 
 def living(paths: DataPaths, **kwargs) -> Living17Setup:
     options = dict(image_size=32, source_size=8, val_per_class=2, test_per_class=3, workers=0,
-                   training=SourceTraining(lp_epochs=1, ft_epochs=1, batch_size=24))
+                   training=SourceTraining(lp_epochs=1, ft_epochs=1, batch_size=24, per_class=12, holdout_per_class=1))
     return Living17Setup(paths, **{**options, **kwargs})
 
 
@@ -199,8 +200,8 @@ def test_source_model_is_trained_cached_and_has_five_blocks(world: DataPaths, tm
     assert [layer.name for layer in layers.partition(model, "block")] == \
         ["conv1+layer1", "layer2", "layer3", "layer4", "fc"]
     x = torch.rand(2, 3, 32, 32)
-    normalised = (x - torch.tensor(breeds.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
-        breeds.IMAGENET_STD).view(1, 3, 1, 1)
+    normalised = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         assert torch.allclose(model(x), ResNet.forward(model, normalised), atol=1e-5)
 

@@ -204,7 +204,7 @@ def test_check_points_to_breeds_for_feature_shift_and_needs_a_shot_per_class(dat
         setup.source_model("feature")
     with pytest.raises(BadArgumentError, match="shots"):
         setup.check(TaskSpec("output", shots=9))
-    assert setup.check(TaskSpec("output")).shots == setup.defaults.shots
+    assert setup.check(TaskSpec("output", shots=setup.recipe.shots)).shots == setup.recipe.shots
 
 
 def test_corrupted_clean_files_fail_with_a_checksum_message(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--shifts", default="all", help="comma-separated shifts or all (default)")
     sweep.add_argument("--corruptions", default="all", help="input-level corruptions, comma-separated or all (default)")
     sweep.add_argument("--methods", default="all", help="comma-separated methods or all registered (default)")
+    sweep.add_argument("--param", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                       help="a method hyper-parameter for every run (repeatable; each method must have it)")
     _add_common(sweep, "TOTAL target training examples per run, as in finetune (default: the setup's)")
 
     single_task = f"input shift: which corruption (default {DEFAULT_CORRUPTION})"
@@ -158,7 +160,8 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     from .plan import sweep_configs
 
     _run(args, lambda paths: sweep_configs(args.setup, args.shifts, args.corruptions, args.severity,
-                                           args.methods, args.seeds, recipe_from(args, args.setup), paths))
+                                           args.methods, args.seeds, recipe_from(args, args.setup), paths,
+                                           dict(args.param)))
 
 
 def _cmd_shots(args: argparse.Namespace) -> None:

@@ -71,13 +71,16 @@ def _corruptions(setup: str, text: str, paths: DataPaths | None) -> list[str]:
 
 
 def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, methods: str, seeds: str,
-                  recipe: Recipe, paths: DataPaths | None = None) -> list[RunConfig]:
-    """Methods × shifts (× corruptions for the input shift) × seeds, grouped by task so data is reused."""
+                  recipe: Recipe, paths: DataPaths | None = None,
+                  params: dict[str, Any] | None = None) -> list[RunConfig]:
+    """Methods × shifts (× corruptions for the input shift) × seeds, grouped by task so data is reused;
+    `params` go to every method (each must have them)."""
     shift_list = _shifts(setup, shifts, paths)
     corruption_list = _corruptions(setup, corruptions, paths) if "input" in shift_list else []
     method_list, seed_list = _methods(methods), numbers("seed", seeds, 0)
     tasks = [(shift, c) for shift in shift_list for c in (corruption_list if shift == "input" else [None])]
-    return [RunConfig(setup=setup, shift=shift, corruption=c, severity=severity, method=m, recipe=recipe, seed=seed)
+    return [RunConfig(setup=setup, shift=shift, corruption=c, severity=severity, method=m, params=dict(params or {}),
+                      recipe=recipe, seed=seed)
             for seed, (shift, c), m in product(seed_list, tasks, method_list)]
 
 

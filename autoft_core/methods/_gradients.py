@@ -234,7 +234,8 @@ def rgn_params(every: str, batches: int) -> dict[str, Param]:
 
 def lbfgs_params() -> dict[str, Param]:
     """The extra parameters of the Hessian variants."""
-    return {"pairs": Param(5, "L-BFGS curvature pairs m collected per layer", minimum=1, maximum=100),
+    return {"pairs": Param(5, "L-BFGS curvature pairs m collected per layer (0: no curvature, plain gradient)",
+                            minimum=0, maximum=100),
             "step": Param(0.01, "length of each curvature probe, relative to the layer's weight norm",
                           minimum=1e-8, maximum=1.0)}
 

@@ -1,8 +1,9 @@
 """The model-adapter registry: how the engine sees an architecture's blocks and forward stages.
 
 A model declares them itself (`autoft_blocks`, a list of (block name, module-name prefixes), and
-`autoft_stages()`, its forward as a chain of modules), or whoever brings the architecture registers an
-adapter for its class (`register_adapter`); the engine never matches class names. Unknown models get
+`autoft_stages()`, its forward as a chain of modules), or an adapter is registered for its class
+(`register_adapter`; torchvision's ResNet and RobustBench's WRN in `known_adapters`); the engine never
+matches class names. Unknown models get
 their top-level children as blocks and no stages (fine-tuned whole).
 """
 from __future__ import annotations
@@ -48,6 +49,9 @@ def adapter_for(model: nn.Module) -> Adapter:
     the default (top-level children as blocks, no stages)."""
     if hasattr(model, "autoft_blocks") or hasattr(model, "autoft_stages"):
         return _declared(model)
+    from .known_adapters import register_known
+
+    register_known()
     for cls in type(model).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]

@@ -12,23 +12,23 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
-from torchvision.models.resnet import Bottleneck, ResNet
+from torchvision.models.resnet import ResNet
 
 from ..data.breeds_hierarchy import ENTITY30, LIVING17, BreedsSpec, Superclasses, make_superclasses, missing_files
 from ..core.data import Split, TaskData, balanced_indices
 from ..errors import AutoFTError, MissingFileError
+from ..finetune import finetune
+from ..layers import partition
+from ..models.normalized_resnet import NormalizedResNet
 from ..models.weights_cache import cached_model
 from ..paths import DataPaths
 from ..core.recipe import Recipe, TaskSpec
 from .base import Setup
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
 MOCO_PREFIX = "module.encoder_q."  # facebookresearch/moco main_lincls.py keeps these keys, minus fc
 IMAGENET_WHERE = ("BREEDS needs a local ImageNet (ILSVRC-2012, from image-net.org) laid out as "
@@ -41,30 +41,26 @@ MOCO_WHERE = ("Download moco_v2_800ep_pretrain.pth.tar, the MoCo v2 800-epoch Re
 
 @dataclass(frozen=True)
 class SourceTraining:
-    """LP-FT on the source subclasses: LP trains the head only (SGD, momentum 0.9, BN frozen), FT all (Adam)."""
+    """LP-FT on the source subclasses through `finetune()`: LP trains the head only (SGD, momentum 0.9,
+    BatchNorm frozen), then FT all layers (Adam, BatchNorm statistics updated). The images are decoded once
+    into memory at the test view (no random-crop augmentation: `finetune` trains on device tensors), so the
+    source set is capped at `per_class` images per superclass (0.6 MB each at 224 px)."""
 
     lp_epochs: int = 2
     lp_lr: float = 0.1
     ft_epochs: int = 3
     ft_lr: float = 1e-5
     batch_size: int = 64
-    per_class: int | None = None  # cap on source training images per superclass; None: all of them
+    per_class: int = 300
+    holdout_per_class: int = 10  # held out to report the source model's accuracy while it trains
     seed: int = 0
 
-
-class NormalizedResNet(ResNet):
-    """torchvision's ResNet taking [0, 1] images: it normalises with ImageNet's mean and std itself."""
-
-    autoft_blocks = [("conv1+layer1", ("conv1", "bn1", "layer1")), ("layer2", ("layer2",)),
-                     ("layer3", ("layer3",)), ("layer4", ("layer4",)), ("fc", ("fc",))]
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__(Bottleneck, [3, 4, 6, 3], num_classes=num_classes)  # = torchvision resnet50()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward((x - self.mean) / self.std)
+    def phases(self) -> tuple[Recipe, Recipe]:
+        """The LP and FT recipes."""
+        return (Recipe(epochs=self.lp_epochs, lr=self.lp_lr, batch_size=self.batch_size, optimizer="sgd",
+                       momentum=0.9, granularity="block"),
+                Recipe(epochs=self.ft_epochs, lr=self.ft_lr, batch_size=self.batch_size, train_bn_stats=True,
+                       granularity="block"))
 
 
 def load_moco(model: ResNet, checkpoint: Path) -> None:
@@ -82,12 +78,6 @@ def eval_transform(image_size: int) -> transforms.Compose:
     """ImageNet's test view scaled to `image_size`: shorter side to size*256/224, centre crop."""
     return transforms.Compose([transforms.Resize(round(image_size * 256 / 224)),
                                transforms.CenterCrop(image_size), transforms.ToTensor()])
-
-
-def train_transform(image_size: int) -> transforms.Compose:
-    """ImageNet's training augmentation (random resized crop, horizontal flip), as BREEDS trains."""
-    return transforms.Compose([transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(),
-                               transforms.ToTensor()])
 
 
 class ImageFiles(Dataset):
@@ -112,34 +102,13 @@ def load_split(files: ImageFiles, image_size: int, workers: int) -> Split:
     return Split(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
 
 
-def _epochs(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, epochs: int,
-            device: torch.device, train_bn: bool) -> None:
-    """Plain cross-entropy epochs; `train_bn` False keeps BatchNorm on its running statistics."""
-    model.train(train_bn)
-    for _ in range(epochs):
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-
-def train_lp_ft(model: ResNet, data: ImageFiles, recipe: SourceTraining, workers: int) -> None:
-    """LP (head only, SGD) then FT (all layers, Adam) on `data`, on CUDA when there is one; ends on CPU."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    loader = DataLoader(data, batch_size=recipe.batch_size, shuffle=True, num_workers=workers,
-                        generator=torch.Generator().manual_seed(recipe.seed), pin_memory=device.type == "cuda",
-                        drop_last=len(data) > recipe.batch_size)  # no size-1 batch for BatchNorm
-    model.to(device)
-    model.requires_grad_(False)
-    model.fc.requires_grad_(True)
-    lp = torch.optim.SGD(model.fc.parameters(), lr=recipe.lp_lr, momentum=0.9)
-    _epochs(model, loader, lp, recipe.lp_epochs, device, train_bn=False)
-    model.requires_grad_(True)
-    _epochs(model, loader, torch.optim.Adam(model.parameters(), lr=recipe.ft_lr), recipe.ft_epochs, device,
-            train_bn=True)
+def train_lp_ft(model: ResNet, data: TaskData, training: SourceTraining) -> None:
+    """LP (head only) then FT (all layers) on `data.train`, through `finetune` (CUDA when there is one)."""
+    layers = partition(model, "block")
+    lp, ft = training.phases()
+    head_only = [0.0] * (len(layers) - 1) + [1.0]
+    finetune(model, layers, head_only, data, lp, training.seed)
+    finetune(model, layers, [1.0] * len(layers), data, ft, training.seed)
     model.cpu().eval()
 
 
@@ -262,21 +231,27 @@ class BreedsSetup(Setup):
         return {"dataset": self.name, "breeds": asdict(self.breeds), "source": self.superclasses.source,
                 "checkpoint": str(checkpoint), "checkpoint_size": stat.st_size,
                 "checkpoint_mtime_ns": stat.st_mtime_ns, "image_size": self.image_size,
-                "lp_optimizer": "SGD(momentum=0.9)", "ft_optimizer": "Adam", **asdict(self.training)}
+                "training": "finetune() LP then FT, test view, no augmentation", **asdict(self.training)}
 
     def _train_source(self, model: ResNet) -> None:
-        """MoCo-v2 backbone, a seeded new head, then LP-FT on the source subclasses' train/ images."""
+        """MoCo-v2 backbone, a seeded new head, then LP-FT on (a capped sample of) the source subclasses'
+        train/ images, a few per superclass held out to watch the source accuracy."""
         paths, labels = self._files("train", self.superclasses.source)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.training.seed)
-            model.fc.reset_parameters()
-            if self.training.per_class is not None:
-                index = balanced_indices(labels, self.training.per_class,
-                                         torch.Generator().manual_seed(self.training.seed))
-                paths, labels = [paths[i] for i in index.tolist()], labels[index]
-            load_moco(model, Path(self.paths.moco_checkpoint))
-            data = ImageFiles(paths, labels, train_transform(self.image_size))
-            train_lp_ft(model, data, self.training, self.workers)
+        generator = torch.Generator().manual_seed(self.training.seed)
+        bound = model.fc.in_features ** -0.5
+        with torch.no_grad():
+            model.fc.weight.uniform_(-bound, bound, generator=generator)
+            model.fc.bias.uniform_(-bound, bound, generator=generator)
+        held = balanced_indices(labels, self.training.holdout_per_class, generator)
+        rest = torch.ones(len(labels), dtype=torch.bool)
+        rest[held] = False
+        rest_index = torch.nonzero(rest).flatten()
+        train = rest_index[balanced_indices(labels[rest_index], self.training.per_class, generator)]
+        load_moco(model, Path(self.paths.moco_checkpoint))
+        held_out, train_split = self._load(paths, labels, held), self._load(paths, labels, train)
+        data = TaskData(source=train_split, train=train_split, val=held_out, test=held_out,
+                        num_classes=len(self.superclasses))
+        train_lp_ft(model, data, self.training)
 
     def source_model(self, shift: str) -> nn.Module:
         """The LP-FT'd MoCo-v2 ResNet-50 (one for both shifts), from the cache after its first training."""

@@ -21,7 +21,6 @@ from torchvision.datasets import CIFAR10
 from ..compat import import_robustbench
 from ..core.data import Split, TaskData, balanced_indices
 from ..errors import AutoFTError, BadArgumentError, MissingFileError
-from ..models.adapters import register_adapter
 from ..paths import DataPaths
 from ..core.recipe import Recipe, TaskSpec
 from .base import Setup
@@ -81,28 +80,6 @@ def _require(needs: list[_Need]) -> None:
             raise error
 
 
-class _WrnTail(nn.Module):
-    """RobustBench WRN-28-10 after block3: relu(bn1), 8x8 average pool, flatten (the head is separate)."""
-
-    def __init__(self, wrn: nn.Module) -> None:
-        super().__init__()
-        self.bn1, self.relu, self.channels = wrn.bn1, wrn.relu, wrn.nChannels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.avg_pool2d(self.relu(self.bn1(x)), 8).view(-1, self.channels)
-
-
-def register_wrn_adapter() -> None:
-    """Lee et al.'s blocks of RobustBench's WRN-28-10 (its final bn1 normalises block3's output) and its
-    forward as a chain of stages."""
-    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
-
-    register_adapter(WideResNet,
-                     blocks=lambda m: [("stem+block1", ("conv1", "block1")), ("block2", ("block2",)),
-                                       ("block3", ("block3", "bn1")), ("head", ("fc",))],
-                     stages=lambda m: [m.conv1, m.block1, m.block2, m.block3, _WrnTail(m), m.fc])
-
-
 class Cifar10Setup(Setup):
     """CIFAR-10 -> CIFAR-10-C / CIFAR-10F with RobustBench's Standard WideResNet-28-10 (Lee et al., 2023)."""
 
@@ -148,8 +125,6 @@ class Cifar10Setup(Setup):
         _check_safe_torch_load()
         import_robustbench()
         from robustbench.utils import load_model
-
-        register_wrn_adapter()
 
         path = self.paths.robustbench_model_dir / MODEL_FILE
         try:
