@@ -1,0 +1,54 @@
+"""The public Python API works as README documents it: the README example runs, and its records are
+the CLI's."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import autoft_core
+from autoft_core import store as store_module
+from autoft_core.errors import BadArgumentError
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _readme_example() -> str:
+    section = README.read_text().split("## Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_example_runs(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(store_module, "default_store_path", lambda: tmp_path / "results.sqlite")
+    exec(compile(_readme_example(), "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    model = autoft_core.pretrained_model("digits", "output")
+    assert printed[1] == str([layer.name for layer in autoft_core.layer_partition(model, "block")])
+    weights = eval(printed[2])  # noqa: S307 (our own printed dict)
+    assert list(weights) == [layer.name for layer in autoft_core.layer_partition(model)]
+    assert printed[3].endswith("False") and (tmp_path / "results.sqlite").is_file()
+
+
+def test_run_record_is_stored_and_found_again(monkeypatch, tmp_path):
+    monkeypatch.setattr(store_module, "default_store_path", lambda: tmp_path / "results.sqlite")
+    first = autoft_core.run("digits", "output", "linear-probe", epochs=1, shots=50)
+    again = autoft_core.run("digits", "output", "linear-probe", epochs=1, shots=50)
+    assert first["cached"] is False and again["cached"] is True
+    assert {k: v for k, v in again.items() if k not in ("cached", "seconds")} == \
+           {k: v for k, v in first.items() if k not in ("cached", "seconds")}
+
+
+def test_partition_names_index_named_parameters():
+    model = autoft_core.pretrained_model("digits", "output")
+    layers = autoft_core.layer_partition(model)
+    names = [p for layer in layers for p in layer.param_names]
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())
+
+
+def test_bad_settings_are_refused_by_name():
+    with pytest.raises(BadArgumentError, match="lr"):
+        autoft_core.run("digits", "output", "full", lr=-1.0)
+    with pytest.raises(BadArgumentError, match="setting"):
+        autoft_core.load_task("digits", "output", epochz=3)
