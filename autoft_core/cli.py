@@ -18,6 +18,7 @@ from .cli_args import add_paths, add_task, paths_from, run_config as config_from
 from .errors import AutoFTError
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
 from .setups import get_setup, setup_names
+from .runs import lookup
 from .store import ResultStore
 
 
@@ -74,10 +75,10 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
     store = ResultStore(args.store) if args.store else ResultStore()
     cfg = config_from(args)
-    found = store.get(cfg.key())  # the request's own key: a hit answers without importing torch
+    found = lookup(cfg, store, paths_from(args))  # a hit on the request's own key never imports torch
     try:
-        if found is not None:
-            out = {**found, "cached": True}
+        if found.stored:
+            out = {**found.record, "cached": True}
         else:
             from .api import run_config
 

@@ -13,7 +13,7 @@ from .core.recipe import DEFAULT_SEED, DEFAULT_SEVERITY, Recipe, TaskSpec, field
 
 ENGINE_ROOT = Path(__file__).resolve().parent
 # Code that orchestrates, stores or displays runs without changing their numbers.
-NOT_NUMERIC = ("__main__.py", "cli.py", "dashboard_api.py", "store.py", "experiments/")
+NOT_NUMERIC = ("__main__.py", "api.py", "cli.py", "cli_args.py", "dashboard_api.py", "runs.py", "store.py", "experiments/")
 
 
 @lru_cache(maxsize=1)

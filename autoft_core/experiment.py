@@ -1,14 +1,12 @@
 """One experiment = one config: build the task, compute a method's weights, fine-tune, store.
 
-`lookup` is the one answer to "is this run stored?": the request's own key first (a cache hit needs no
-resolving, so no torch), then the resolved config's key, which is then aliased to the request. The CLI,
-the sweep planner, the dashboard and `run_experiment` all go through it.
+Whether a run is already stored is answered by `runs.lookup` alone (the CLI, the sweep planner, the
+dashboard and `run_experiment` all go through it).
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -16,51 +14,14 @@ import torch
 
 from .config import RunConfig
 from .core.data import TaskData
-from .core.recipe import SEED_BOUNDS
 from .device import prepare_model, resolve_device
 from .finetune import Progress
 from .layers import Layer, partition
-from .methods import MethodContext, get_method, method_class
+from .methods import MethodContext, get_method
 from .paths import DataPaths
+from .runs import lookup, resolve
 from .setups import Setup, get_setup
 from .store import ResultStore
-
-
-def resolve(cfg: RunConfig, paths: DataPaths | None = None) -> RunConfig:
-    """Defaults filled in and every field validated (BadArgumentError names the valid choices); loads nothing."""
-    setup = get_setup(cfg.setup, paths)
-    recipe = cfg.recipe if cfg.recipe is not None else setup.recipe
-    spec = setup.check(replace(cfg, recipe=recipe).task_spec())
-    return replace(cfg, corruption=spec.corruption, severity=spec.severity,
-                   params=method_class(cfg.method).resolve_params(cfg.params), recipe=recipe,
-                   seed=SEED_BOUNDS.parse("seed", cfg.seed))
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """Where a request stands in the store: its resolved config and key, and the record when stored."""
-
-    cfg: RunConfig
-    key: str
-    record: dict | None
-
-    @property
-    def stored(self) -> bool:
-        return self.record is not None
-
-
-def lookup(request: RunConfig, store: ResultStore, paths: DataPaths | None = None) -> Lookup:
-    """The stored run a request stands for, if any (by the request's key, then the resolved key, which
-    then gets the request as an alias so the next look-up needs no resolving)."""
-    found = store.get(request.key())
-    if found is not None:
-        return Lookup(request, request.key(), found)
-    cfg = resolve(request, paths)
-    key = cfg.key()
-    found = store.get(key)
-    if found is not None:
-        store.alias(request.key(), key)
-    return Lookup(cfg, key, found)
 
 
 @lru_cache(maxsize=32)

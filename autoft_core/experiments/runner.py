@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..config import RunConfig
 from ..errors import AutoFTError
 from ..paths import DataPaths
+from ..runs import lookup
 from ..store import ResultStore
 from .backends import Backend
 
@@ -58,8 +59,6 @@ def plan_jobs(requests: Sequence[RunConfig], store: ResultStore,
               paths: DataPaths | None) -> tuple[dict[str, Job], dict[str, tuple[RunConfig, dict]]]:
     """(runs still to compute, runs already stored) by key, through `experiment.lookup`; every request
     missing from the store is resolved (so validated) before anything runs."""
-    from ..experiment import lookup
-
     jobs: dict[str, Job] = {}
     cached: dict[str, tuple[RunConfig, dict]] = {}
     for request in requests:

@@ -49,9 +49,10 @@ def adapter_for(model: nn.Module) -> Adapter:
     the default (top-level children as blocks, no stages)."""
     if hasattr(model, "autoft_blocks") or hasattr(model, "autoft_stages"):
         return _declared(model)
-    from .known_adapters import register_known
+    from .known_adapters import known
 
-    register_known()
+    for cls, (blocks, stages) in known().items():
+        _REGISTRY.setdefault(cls, Adapter(blocks, stages))
     for cls in type(model).__mro__:
         if cls in _REGISTRY:
             return _REGISTRY[cls]

@@ -1,13 +1,14 @@
 """Adapters for third-party architectures the engine knows: torchvision's ResNets and RobustBench's
-WideResNet-28-10. `adapters.adapter_for` registers them on first use (torch is loaded by then)."""
+WideResNet-28-10. `adapters.adapter_for` registers them on first use (torch is loaded by then); this
+module only describes them, so it imports nothing of the registry."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from .adapters import register_adapter
 
 
 class _WrnTail(nn.Module):
@@ -27,15 +28,15 @@ def _resnet_blocks(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
             ("layer4", ("layer4",)), ("fc", ("fc",))]
 
 
-def register_known() -> None:
-    """Register torchvision's ResNet, and RobustBench's WideResNet when RobustBench is loaded."""
+def known() -> dict[type, tuple[Callable, Callable]]:
+    """(blocks, stages) per class: torchvision's ResNet, and RobustBench's WideResNet when it is loaded."""
     from torchvision.models.resnet import ResNet
 
-    register_adapter(ResNet, _resnet_blocks)
+    found: dict[type, tuple[Callable, Callable]] = {ResNet: (_resnet_blocks, lambda m: None)}
     if "robustbench" in sys.modules:
         from robustbench.model_zoo.architectures.wide_resnet import WideResNet
 
-        register_adapter(WideResNet,
-                         blocks=lambda m: [("stem+block1", ("conv1", "block1")), ("block2", ("block2",)),
-                                           ("block3", ("block3", "bn1")), ("head", ("fc",))],
-                         stages=lambda m: [m.conv1, m.block1, m.block2, m.block3, _WrnTail(m), m.fc])
+        found[WideResNet] = (lambda m: [("stem+block1", ("conv1", "block1")), ("block2", ("block2",)),
+                                        ("block3", ("block3", "bn1")), ("head", ("fc",))],
+                             lambda m: [m.conv1, m.block1, m.block2, m.block3, _WrnTail(m), m.fc])
+    return found

@@ -1,0 +1,52 @@
+"""Resolving a request (defaults filled in, everything validated, nothing loaded) and the one answer to
+"is this run stored?", shared by the CLI, the sweep planner, the dashboard and
+`experiment.run_experiment`: the request's own key first (a hit needs no resolving, so no torch), then
+the resolved config's key, which is then aliased to the request so the next look-up is the fast one."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .config import RunConfig
+from .core.recipe import SEED_BOUNDS
+from .paths import DataPaths
+from .setups import get_setup
+from .store import ResultStore
+
+
+def resolve(cfg: RunConfig, paths: DataPaths | None = None) -> RunConfig:
+    """Defaults filled in and every field validated (BadArgumentError names the valid choices); loads nothing."""
+    from .methods import method_class  # the registry imports torch: only when a request must be resolved
+
+    setup = get_setup(cfg.setup, paths)
+    recipe = cfg.recipe if cfg.recipe is not None else setup.recipe
+    spec = setup.check(replace(cfg, recipe=recipe).task_spec())
+    return replace(cfg, corruption=spec.corruption, severity=spec.severity,
+                   params=method_class(cfg.method).resolve_params(cfg.params), recipe=recipe,
+                   seed=SEED_BOUNDS.parse("seed", cfg.seed))
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Where a request stands in the store: its resolved config and key, and the record when stored."""
+
+    cfg: RunConfig
+    key: str
+    record: dict | None
+
+    @property
+    def stored(self) -> bool:
+        return self.record is not None
+
+
+def lookup(request: RunConfig, store: ResultStore, paths: DataPaths | None = None) -> Lookup:
+    """The stored run a request stands for, if any (by the request's key, then the resolved key, which
+    then gets the request as an alias so the next look-up needs no resolving)."""
+    found = store.get(request.key())
+    if found is not None:
+        return Lookup(request, request.key(), found)
+    cfg = resolve(request, paths)
+    key = cfg.key()
+    found = store.get(key)
+    if found is not None:
+        store.alias(request.key(), key)
+    return Lookup(cfg, key, found)
