@@ -15,11 +15,12 @@ from typing import Any, NoReturn
 from tqdm import tqdm
 
 from .config import RunConfig
-from .errors import AutoFTError
+from .errors import AutoFTError, RunDiverged
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
 from .paths import DataPaths
 from .setups import get_setup, setup_names
 from .store import ResultStore
+from .validation import MAX_COUNT, MAX_EPOCHS, MAX_LR, MAX_SEED, MAX_SHOTS, arg_type
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,25 +30,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a whole number >= 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
+_positive_int = arg_type(whole=True, minimum=1, maximum=MAX_COUNT)
+_positive_float = arg_type(whole=False, minimum=0, above=True)
+_seed = arg_type(whole=True, minimum=0, maximum=MAX_SEED)
+_shots = arg_type(whole=True, minimum=1, maximum=MAX_SHOTS)
+_epochs = arg_type(whole=True, minimum=0, maximum=MAX_EPOCHS)
+_lr = arg_type(whole=False, minimum=0, maximum=MAX_LR, above=True)
+_weight_decay = arg_type(whole=False, minimum=0)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -66,8 +55,8 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="a method hyper-parameter (repeatable)")
     p.add_argument("--granularity", default="module", help="module or block")
-    p.add_argument("--shots", type=_positive_int, default=None, help="target training examples")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--shots", type=_shots, default=None, help="target training examples")
+    p.add_argument("--seed", type=_seed, default=0, help=f"0 to {MAX_SEED}")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     for name, var in DataPaths.ENV.items():
@@ -75,11 +64,11 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_recipe_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=_non_negative_int, default=None)
-    p.add_argument("--lr", type=_positive_float, default=None)
+    p.add_argument("--epochs", type=_epochs, default=None)
+    p.add_argument("--lr", type=_lr, default=None, help=f"base learning rate, > 0 and at most {MAX_LR:g}")
     p.add_argument("--batch-size", type=_positive_int, default=None)
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=_weight_decay, default=0.0)
     p.add_argument("--train-bn-stats", action="store_true", help="update BatchNorm running statistics")
     p.add_argument("--store", default=None, help="result store file (default cache/results.sqlite)")
 
@@ -160,8 +149,12 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     if args.json:
         keys = ("method", "layers", "scores", "weights", "zero_shot_acc", "test_acc", "best_val_test_acc",
                 "best_val_epoch", "param_change", "history", "seconds", "cached")
-        print(json.dumps({k: out[k] for k in keys}))
-    else:
+        print(json.dumps({**{k: out[k] for k in keys}, "status": out.get("status", "ok"),
+                          "diverged_epoch": out.get("diverged_epoch")}))
+    if out.get("status") == "diverged":
+        raise RunDiverged(f"training diverged at epoch {out['diverged_epoch']} (the loss or the weights became "
+                          f"infinite or NaN): lower --lr; the run is stored with status diverged")
+    if not args.json:
         _print_layers(out)
         print(f"zero-shot {out['zero_shot_acc']:.4f}  final {out['test_acc']:.4f}  "
               f"best-val (epoch {out['best_val_epoch']}) {out['best_val_test_acc']:.4f}  "
@@ -206,10 +199,15 @@ COMMANDS = {"weights": _cmd_weights, "finetune": _cmd_finetune, "setups": _cmd_s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit status: 0 done, 2 bad input or an unusable file or store (one line on stderr), 3 the run diverged
+    (stored as such), 130 interrupted (Ctrl-C); sweeps exit 1 when some runs failed (see experiments.commands)."""
     try:
+        args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
     except AutoFTError as exc:
         print(f"autoft_core: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("autoft_core: interrupted; nothing of the unfinished run was stored", file=sys.stderr)
+        return 130
     return 0

@@ -9,6 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .validation import check_run_config
+
 ENGINE_ROOT = Path(__file__).resolve().parent
 # Code that orchestrates, stores or displays runs without changing their numbers.
 NOT_NUMERIC = ("__main__.py", "cli.py", "dashboard_api.py", "store.py", "experiments/")
@@ -45,6 +47,9 @@ class RunConfig:
     weight_decay: float = 0.0
     train_bn_stats: bool = False
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_run_config(self)  # every number finite and in range before it can reach a run or the store
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "code_version": code_version()}

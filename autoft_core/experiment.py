@@ -23,6 +23,7 @@ from .methods import MethodContext, get_method, method_class
 from .paths import DataPaths
 from .setups import Setup, TaskSpec, get_setup
 from .store import ResultStore
+from .threads import fixed_cpu_threads
 
 def resolve(cfg: RunConfig, paths: DataPaths | None = None) -> RunConfig:
     """Defaults filled in and every field validated (BadArgumentError names the valid choices)."""
@@ -77,10 +78,11 @@ def compute_weights(cfg: RunConfig, paths: DataPaths | None = None, device: str 
                     status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """A method's per-layer scores and multipliers for one task (no fine-tuning unless the method needs it)."""
     cfg = resolve(cfg, paths)
-    torch.manual_seed(cfg.seed)
-    ctx, layers = _context(cfg, paths, device, None, status)
-    started = time.perf_counter()
-    chosen = get_method(cfg.method).weights(ctx)
+    with fixed_cpu_threads(get_setup(cfg.setup, paths).cpu_threads):
+        torch.manual_seed(cfg.seed)
+        ctx, layers = _context(cfg, paths, device, None, status)
+        started = time.perf_counter()
+        chosen = get_method(cfg.method).weights(ctx)
     return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
             "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
             "seconds": time.perf_counter() - started}
@@ -101,12 +103,16 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, paths: Data
     if found is not None:
         store.alias(request, key)
         return {**found, "cached": True, "key": key}
+    store.check_writable()  # before any computing: a finished run must have somewhere to go
     started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    ctx, layers = _context(cfg, paths, device, progress, status)
-    chosen, result = get_method(cfg.method).run(ctx)
+    with fixed_cpu_threads(get_setup(cfg.setup, paths).cpu_threads):
+        torch.manual_seed(cfg.seed)
+        ctx, layers = _context(cfg, paths, device, progress, status)
+        chosen, result = get_method(cfg.method).run(ctx)
+        threads = torch.get_num_threads()
     record = {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
               "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
-              **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device)}
+              **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device),
+              "effective_shots": len(ctx.data.train), "cpu_threads": threads}
     store.put(key, cfg.to_dict(), record, aliases=(request,))
     return {**record, "cached": False, "key": key}

@@ -1,8 +1,9 @@
 """The `sweep`, `shots`, `grid` and `table` subcommands: argument parsing and their handlers.
 
 Registered by `cli.build_parser`; the engine (torch) is imported only inside the handlers. Bad input is
-an AutoFTError (one line, exit 2); failed runs exit 1 after the others are stored; Ctrl-C or SIGTERM
-stops the workers at once and exits 130 (finished runs are stored as each one ends).
+an AutoFTError (one line, exit 2); failed runs exit 1 after the others are stored; diverged runs are
+stored and counted (exit 0, with a warning); Ctrl-C or SIGTERM stops the workers at once and exits 130
+(finished runs are stored as each one ends).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..config import RunConfig
 from ..errors import AutoFTError, BadArgumentError
 from ..paths import DataPaths
 from ..store import ResultStore
+from ..validation import arg_type
 
 if TYPE_CHECKING:  # the handlers import these (and torch) only when they run
     from .backends import Backend
@@ -25,24 +27,22 @@ if TYPE_CHECKING:  # the handlers import these (and torch) only when they run
 
 BACKENDS = ("local", "ray")
 METRICS = ("test_acc", "best_val_test_acc", "zero_shot_acc")
+MAX_CPUS, MAX_GPUS = 4096, 1024  # per run: more is a typo
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number >= 0")
-    return value
+_gpus = arg_type(whole=False, minimum=0, maximum=MAX_GPUS)
+_cpus = arg_type(whole=False, minimum=0, maximum=MAX_CPUS, above=True)
 
 
 def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
     """Setup, severity, seeds, recipe (as `finetune`), device, data paths and backend options."""
-    from ..cli import _add_recipe_args, _positive_int, _positive_float
+    from ..cli import _add_recipe_args, _positive_int, _shots
 
     p.add_argument("--setup", default="digits")
     p.add_argument("--severity", type=_positive_int, default=5, help="input-level shift: 1-5 (default 5)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     if shots_help:
-        p.add_argument("--shots", type=_positive_int, default=None, help=shots_help)
+        p.add_argument("--shots", type=_shots, default=None, help=shots_help)
     p.add_argument("--granularity", default="module", help="module or block")
     _add_recipe_args(p)
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda, for every run")
@@ -50,9 +50,9 @@ def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
                    help="local: this process, or --max-parallel spawned processes; ray: Ray tasks")
     p.add_argument("--max-parallel", type=_positive_int, default=None,
                    help="runs at once (local default 1; ray default: as many as the cluster fits)")
-    p.add_argument("--cpus-per-run", type=_positive_float, default=None,
+    p.add_argument("--cpus-per-run", type=_cpus, default=None,
                    help="torch threads per run (local default: cores / max-parallel) and Ray num_cpus (default 1)")
-    p.add_argument("--gpus-per-run", type=_non_negative_float, default=None, help="Ray num_gpus per run (ray only)")
+    p.add_argument("--gpus-per-run", type=_gpus, default=None, help="Ray num_gpus per run (ray only)")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster (ray only; default: start a local one); its nodes get this engine "
                         "code and should see this cache folder and the data paths (same machine or shared disk)")
@@ -62,7 +62,7 @@ def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Add sweep, shots, grid and table to the CLI's subparsers."""
-    from ..cli import _add_recipe_args, _positive_int
+    from ..cli import _add_recipe_args, _positive_int, _shots
     from .plan import DEFAULT_CORRUPTION
 
     sweep = sub.add_parser("sweep", help="methods × shifts × corruptions × seeds, through the result store")
@@ -97,7 +97,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--corruptions", default="all", help="input-level corruptions averaged (default all)")
     table.add_argument("--methods", default="all", help="rows: comma-separated methods or all with runs (default)")
     table.add_argument("--seeds", default=None, help="comma-separated seeds (default: all stored)")
-    table.add_argument("--shots", type=_positive_int, default=None, help="TOTAL shots of the runs (default: setup's)")
+    table.add_argument("--shots", type=_shots, default=None, help="TOTAL shots of the runs (default: setup's)")
     table.add_argument("--granularity", default="module")
     table.add_argument("--any-version", action="store_true",
                        help="include runs of older code versions (default: the current code's only)")
@@ -174,8 +174,12 @@ def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]])
         print(f"autoft_core: warning: engine files changed during the {args.command}; some runs are stored under "
               f"code version {', '.join(sorted(report.other_versions))}; re-run the command to complete it under "
               "the current code", file=sys.stderr)
-    print(f"{args.command}: {report.total} runs, {report.cached} from the store, {report.ran} ran; "
-          f"store {store.path}; log {report.log_path}")
+    if report.diverged:
+        print(f"autoft_core: warning: {len(report.diverged)} of {report.total} runs diverged "
+              f"({', '.join(report.diverged[:3])}{', ...' if len(report.diverged) > 3 else ''}); they are stored "
+              "with status diverged; lower --lr for results from them", file=sys.stderr)
+    print(f"{args.command}: {report.total} runs, {report.cached} from the store, {report.ran} ran, "
+          f"{len(report.diverged)} diverged; store {store.path}; log {report.log_path}")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:

@@ -18,15 +18,21 @@ from ..data.task import TaskData
 from ..errors import BadArgumentError
 from ..finetune import FinetuneConfig, FinetuneResult, Progress, Reweighter, finetune
 from ..layers import Layer
+from ..validation import MAX_COUNT, check_number
+
+
+KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
 
 
 @dataclass(frozen=True)
 class Param:
-    """A method hyper-parameter: its default, type, help and optional choices."""
+    """A method hyper-parameter: its default, type, help, optional choices and optional bounds."""
 
     default: Any
     help: str
     choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
 
     def parse(self, name: str, raw: object) -> Any:
         """Convert `raw` (often a CLI string) to this parameter's type, or raise BadArgumentError."""
@@ -40,10 +46,15 @@ class Param:
                 value = 0  # 0 means "all" for count-like parameters (documented in their help)
             else:
                 value = kind(raw)
-        except (TypeError, ValueError):
-            raise BadArgumentError(f"value for {name}", raw, f"a {kind.__name__} ({self.help})") from None
+        except (TypeError, ValueError, OverflowError):
+            raise BadArgumentError(f"value for {name}", raw, f"{KIND_NAMES.get(kind, kind.__name__)} "
+                                   f"({self.help})") from None
         if self.choices is not None and value not in self.choices:
             raise BadArgumentError(f"value for {name}", raw, self.choices)
+        if kind in (int, float):
+            default_max = MAX_COUNT if kind is int else None  # a larger count is a typo
+            check_number(f"value for {name}", value, whole=kind is int, minimum=self.minimum,
+                         maximum=default_max if self.maximum is None else self.maximum)
         return value
 
 

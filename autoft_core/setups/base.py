@@ -49,6 +49,7 @@ class Setup(ABC):
     description: str
     shifts: tuple[str, ...] = SHIFTS
     defaults: Defaults
+    cpu_threads: int | None = None  # torch intra-op threads its runs are pinned to (threads.py); None: any
 
     def __init__(self, paths: DataPaths | None = None) -> None:
         self.paths = paths or DataPaths.from_env()
