@@ -128,12 +128,13 @@ class ResultStore:
         row = (key, *(config.get(c) for c in _COLUMNS), json.dumps(config, sort_keys=True),
                json.dumps(result, allow_nan=False), time.time(), status)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # the store (and its folder) may have been deleted
             with self._connect() as conn:
                 self._create_tables(conn)
                 conn.execute(_INSERT if status != "failed" else _INSERT + " WHERE runs.status = 'failed'", row)
                 conn.executemany("INSERT OR REPLACE INTO aliases (request, key) VALUES (?, ?)",
                                  [(a, key) for a in aliases if a != key])
-        except StoreError as exc:
+        except (StoreError, OSError) as exc:
             saved = self._recover({"key": key, "config": config, "result": result, "aliases": list(aliases)})
             raise StoreError(f"{exc}. The finished run was saved to {saved}; once the store is fixed, "
                              f"ResultStore().import_recovered('{saved}') puts it in") from None

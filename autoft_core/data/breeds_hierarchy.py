@@ -70,19 +70,22 @@ def _malformed(path: Path, problem: str) -> AutoFTError:
                        f"{WHERE_TO_GET}")
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
-    """(line number, text) of each non-blank line."""
+def _text(path: Path) -> str:
     try:
-        text = path.read_text()
+        return path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise _malformed(path, f"it cannot be read as text ({exc})") from None
-    return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of each non-blank line."""
+    return [(n, line) for n, line in enumerate(_text(path).splitlines(), start=1) if line.strip()]
 
 
 def _class_wnids(path: Path) -> frozenset[str]:
     """The ImageNet classes' WordNet IDs from dataset_class_info.json."""
     try:
-        rows = json.loads("\n".join(line for _, line in _lines(path)))
+        rows = json.loads(_text(path))
     except json.JSONDecodeError as exc:
         raise _malformed(path, f"it is not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(rows, list) or not rows or not all(
