@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 WEIGHTS_KEYS = ("method", "layers", "scores", "weights", "extras")
 RUN_KEYS = ("method", "layers", "scores", "weights", "zero_shot_acc", "test_acc", "best_val_test_acc",
-            "best_val_epoch", "param_change", "history", "seconds", "cached")
+            "best_val_epoch", "param_change", "history", "seconds", "cached", "status", "diverged_epoch")
 _PATH_NAMES = tuple(f.name for f in fields(DataPaths))
 
 

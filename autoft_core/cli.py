@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from tqdm import tqdm
 
 from .cli_args import add_paths, add_task, paths_from, run_config as config_from
-from .errors import AutoFTError
+from .errors import AutoFTError, RunDiverged
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
 from .setups import get_setup, setup_names
 from .runs import lookup
@@ -88,8 +88,11 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     if args.json:
         from .api import RUN_KEYS  # torch-free: a cache hit stays fast
 
-        print(json.dumps({k: out[k] for k in RUN_KEYS}))
-    else:
+        print(json.dumps({k: out.get(k) for k in RUN_KEYS}))
+    if out.get("status") == "diverged":
+        raise RunDiverged(f"training diverged at epoch {out['diverged_epoch']} (the loss or the weights became "
+                          f"infinite or NaN): lower --lr; the run is stored with status diverged")
+    if not args.json:
         _print_layers(out)
         print(f"zero-shot {out['zero_shot_acc']:.4f}  final {out['test_acc']:.4f}  "
               f"best-val (epoch {out['best_val_epoch']}) {out['best_val_test_acc']:.4f}  "
@@ -136,10 +139,15 @@ COMMANDS = {"weights": _cmd_weights, "finetune": _cmd_finetune, "setups": _cmd_s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit status: 0 done, 2 bad input or an unusable file or store (one line on stderr), 3 the run diverged
+    (stored as such), 130 interrupted (Ctrl-C); sweeps exit 1 when some runs failed (see experiments.commands)."""
     try:
+        args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
     except AutoFTError as exc:
         print(f"autoft_core: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("autoft_core: interrupted; nothing of the unfinished run was stored", file=sys.stderr)
+        return 130
     return 0

@@ -9,7 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .core.recipe import DEFAULT_SEED, DEFAULT_SEVERITY, Recipe, TaskSpec, field_names
+from .core.recipe import DEFAULT_SEED, DEFAULT_SEVERITY, SEED_BOUNDS, Recipe, TaskSpec, field_names
+from .core.values import Bounds
 
 ENGINE_ROOT = Path(__file__).resolve().parent
 # Code that orchestrates, stores or displays runs without changing their numbers.
@@ -41,6 +42,11 @@ class RunConfig:
     params: dict[str, Any] = field(default_factory=dict)
     recipe: Recipe | None = None
     seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        """Seed and severity in range before they can reach a run or the store (the recipe checks itself)."""
+        object.__setattr__(self, "seed", SEED_BOUNDS.parse("seed", self.seed))
+        object.__setattr__(self, "severity", Bounds(int, 0, 5).parse("severity", self.severity))
 
     def task_spec(self) -> TaskSpec:
         """The target task this run fine-tunes on (needs a recipe: the shots are part of the task)."""

@@ -85,17 +85,25 @@ def recipe_problems(epochs: int, shots: int | None, lr: float | None, seeds: Seq
 
 
 def path_problems(raw: dict[str, str]) -> tuple[DataPaths, list[str]]:
-    """The given non-empty paths that exist as DataPaths, and a message for each one that doesn't."""
+    """The given paths the server configured (AUTOFT_* variables) as DataPaths, and a message for each other one.
+
+    Only the configured folders are looked up on disk: any other path a viewer types is refused unseen, so
+    the dashboard cannot be used to learn which paths exist on the server."""
     valid = {f.name for f in fields(DataPaths)}
+    configured = {name: text.strip() for name, text in env_paths().items()}
     problems, good = [], {}
     for name, text in raw.items():
         text = (text or "").strip()
         if name not in valid or not text:
             continue
-        if Path(text).expanduser().exists():
+        label = PATH_LABELS.get(name, name)
+        if text != configured.get(name):
+            problems.append(f"{label}: {text} is not the folder configured for this server, so it is not used; "
+                            f"set {DataPaths.ENV[name]} where the dashboard is started.")
+        elif Path(text).expanduser().exists():
             good[name] = Path(text).expanduser()
         else:
-            problems.append(f"{PATH_LABELS.get(name, name)}: {text} does not exist.")
+            problems.append(f"{label}: the configured {text} does not exist.")
     return DataPaths().with_overrides(**good), problems
 
 
@@ -286,7 +294,7 @@ def weights_frame(results: dict[str, dict]) -> pd.DataFrame:
         names = readable_layers(out["layers"])
         for i, (raw, name) in enumerate(zip(out["layers"], names)):
             rows.append({"method": label, "index": i, "layer": name, "name": raw,
-                         "weight": float(out["weights"][i]), "score": float(out["scores"][i])})
+                         "weight": _number(out["weights"][i]), "score": _number(out["scores"][i])})
     return pd.DataFrame(rows, columns=["method", "index", "layer", "name", "weight", "score"])
 
 
@@ -298,11 +306,28 @@ def _mean_std(values: pd.Series) -> str:
     return f"{values.mean():.1f}" if len(values) == 1 else f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
 
 
+def diverged_message(label: str, result: dict) -> str:
+    """One line for a run whose training diverged."""
+    return (f"{label}: training diverged at epoch {result.get('diverged_epoch')} (the loss became infinite or "
+            "NaN): lower the learning rate. It is stored as diverged, without a final accuracy.")
+
+
+def _status(result: dict) -> str:
+    """'ok', or 'diverged at epoch 3'."""
+    status = result.get("status", "ok")
+    return f"diverged at epoch {result.get('diverged_epoch')}" if status == "diverged" else status
+
+
+def _number(value: Any) -> float:
+    """A stored number as a float; null (a non-finite number, or none) as NaN."""
+    return float("nan") if value is None else float(value)
+
+
 def accuracy_table(runs: Sequence[RunRef]) -> pd.DataFrame:
-    """Per method: zero-shot, final and best-val test accuracy (mean ± std over seeds, %), epochs, time."""
-    flat = pd.DataFrame([{"method": r.label, "seed": r.seed, **{k: r.result[k] for k in METRICS},
-                          "best_val_epoch": r.result["best_val_epoch"], "seconds": r.result["seconds"]}
-                         for r in runs])
+    """Per method: zero-shot, final and best-val test accuracy (mean ± std over seeds, %), epochs, time, status."""
+    flat = pd.DataFrame([{"method": r.label, "seed": r.seed, **{k: _number(r.result[k]) for k in METRICS},
+                          "best_val_epoch": r.result["best_val_epoch"], "seconds": r.result["seconds"],
+                          "status": _status(r.result)} for r in runs])
     if flat.empty:
         return flat
     rows = []
@@ -311,13 +336,15 @@ def accuracy_table(runs: Sequence[RunRef]) -> pd.DataFrame:
                      "zero-shot %": _mean_std(group["zero_shot_acc"]), "final %": _mean_std(group["test_acc"]),
                      "best-val %": _mean_std(group["best_val_test_acc"]),
                      "best epoch": ", ".join(str(e) for e in group["best_val_epoch"]),
-                     "seconds": round(float(group["seconds"].mean()), 1)})
+                     "seconds": round(float(group["seconds"].mean()), 1),
+                     "status": ", ".join(dict.fromkeys(group["status"]))})
     return pd.DataFrame(rows)
 
 
 def history_frame(runs: Sequence[RunRef]) -> pd.DataFrame:
     """Per method and epoch: train loss, train and validation accuracy averaged over seeds."""
-    rows = [{"method": r.label, "seed": r.seed, **{k: h[k] for k in ("epoch", "train_loss", "train_acc", "val_acc")}}
+    rows = [{"method": r.label, "seed": r.seed, "epoch": h["epoch"],
+             **{k: _number(h.get(k)) for k in ("train_loss", "train_acc", "val_acc")}}
             for r in runs for h in r.result.get("history", [])]
     if not rows:
         return pd.DataFrame(columns=["method", "epoch", "train_loss", "train_acc", "val_acc"])
@@ -327,7 +354,7 @@ def history_frame(runs: Sequence[RunRef]) -> pd.DataFrame:
 
 def param_change_frame(runs: Sequence[RunRef]) -> pd.DataFrame:
     """Per method and layer: ‖θ_ft − θ_0‖/‖θ_0‖, mean and std over seeds, layers input -> output."""
-    rows = [{"method": r.label, "seed": r.seed, "index": i, "layer": name, "change": float(c),
+    rows = [{"method": r.label, "seed": r.seed, "index": i, "layer": name, "change": _number(c),
              "multiplier": float(r.result["multipliers"][i])}
             for r in runs
             for i, (name, c) in enumerate(zip(readable_layers(r.result["layers"]), r.result["param_change"]))]
@@ -341,7 +368,7 @@ def param_change_frame(runs: Sequence[RunRef]) -> pd.DataFrame:
 
 def shots_frame(runs: Sequence[RunRef], num_classes: int, metric: str = "test_acc") -> pd.DataFrame:
     """Per method and K (examples per class): accuracy mean, std and number of seeds."""
-    rows = [{"method": r.label, "seed": r.seed, "K": (r.shots or 0) // num_classes, "acc": r.result[metric]}
+    rows = [{"method": r.label, "seed": r.seed, "K": (r.shots or 0) // num_classes, "acc": _number(r.result[metric])}
             for r in runs]
     if not rows:
         return pd.DataFrame(columns=["method", "K", "mean", "std", "seeds"])

@@ -22,6 +22,7 @@ from .paths import DataPaths
 from .runs import lookup, resolve
 from .setups import Setup, get_setup
 from .store import ResultStore
+from .threads import fixed_cpu_threads
 
 
 @lru_cache(maxsize=32)
@@ -50,10 +51,11 @@ def compute_weights(cfg: RunConfig, paths: DataPaths | None = None, device: str 
                     status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """A method's per-layer scores and multipliers for one task (no fine-tuning unless the method needs it)."""
     cfg = resolve(cfg, paths)
-    torch.manual_seed(cfg.seed)
-    ctx, layers = _context(cfg, paths, device, None, status)
-    started = time.perf_counter()
-    chosen = get_method(cfg.method).weights(ctx)
+    with fixed_cpu_threads(get_setup(cfg.setup, paths).cpu_threads):
+        torch.manual_seed(cfg.seed)
+        ctx, layers = _context(cfg, paths, device, None, status)
+        started = time.perf_counter()
+        chosen = get_method(cfg.method).weights(ctx)
     return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
             "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
             "seconds": time.perf_counter() - started}
@@ -63,12 +65,15 @@ def compute_run(cfg: RunConfig, paths: DataPaths | None = None, device: str | No
                 progress: Progress | None = None, status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Weights + fine-tuning + evaluation of a resolved config: the record the store keeps (not stored here)."""
     started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    ctx, layers = _context(cfg, paths, device, progress, status)
-    chosen, result = get_method(cfg.method).run(ctx)
+    with fixed_cpu_threads(get_setup(cfg.setup, paths).cpu_threads):  # the thread count changes the numbers
+        torch.manual_seed(cfg.seed)
+        ctx, layers = _context(cfg, paths, device, progress, status)
+        chosen, result = get_method(cfg.method).run(ctx)
+        threads = torch.get_num_threads()
     return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
             "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
-            **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device)}
+            **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device),
+            "effective_shots": len(ctx.data.train), "cpu_threads": threads}
 
 
 def run_experiment(cfg: RunConfig, store: ResultStore | None = None, paths: DataPaths | None = None,
@@ -79,6 +84,7 @@ def run_experiment(cfg: RunConfig, store: ResultStore | None = None, paths: Data
     found = lookup(cfg, store, paths)
     if found.stored:
         return {**found.record, "cached": True, "key": found.key}
+    store.check_writable()  # before any computing: a finished run must have somewhere to go
     record = compute_run(found.cfg, paths, device, progress, status)
     store.put(found.key, found.cfg.to_dict(), record, aliases=(cfg.key(),))
     return {**record, "cached": False, "key": found.key}

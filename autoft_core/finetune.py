@@ -3,10 +3,13 @@
 The loop reads top to bottom: snapshot, zero-shot accuracy, epochs of shuffled minibatches drawn
 from device-resident tensors (no DataLoader, no host sync per step), validation each epoch with the
 best-validation weights kept, then final / best-validation test accuracy and per-layer change.
-Layers with alpha 0 are frozen (requires_grad off: no weight-gradient work); BatchNorm running
-statistics stay frozen unless `train_bn_stats`. When the multipliers are fixed and the first
-stages of the network are all frozen, that prefix runs once over the data (no grad) and the epochs
-train the rest on its cached features. A `Reweighter` may change the multipliers at the start of
+A non-finite loss (or weights, or re-weighting scores) sets a device-side flag, read once per epoch
+with the epoch's other statistics: the run then stops there as "diverged" (the best-validation
+numbers of the epochs before stay; the final test accuracy is None). Layers with alpha 0 are frozen
+(requires_grad off: no weight-gradient work); BatchNorm running statistics stay frozen unless
+`train_bn_stats`. When the multipliers are fixed and the first stages of the network are all
+frozen, that prefix runs once over the data (no grad) and the epochs train the rest on its cached
+features. A `Reweighter` may change the multipliers at the start of
 each epoch or before each step (Auto-RGN does).
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ from .device import autocast, prepare_model, resolve_device
 from .evaluation import EVAL_BATCH, accuracy, flat_layer_params, param_change
 from .layers import Layer
 from .stages import frozen_prefix
+from .errors import NonFiniteError
 
 class Reweighter(Protocol):
     """Re-weights the multipliers during fine-tuning; `every` is "epoch" or "step"."""
@@ -41,7 +45,7 @@ class FinetuneResult:
     """What one fine-tuning run measured."""
 
     zero_shot_acc: float
-    test_acc: float
+    test_acc: float | None  # None when the run diverged (its final weights are not finite)
     best_val_epoch: int
     best_val_acc: float
     best_val_test_acc: float
@@ -49,6 +53,8 @@ class FinetuneResult:
     multipliers: list[float]
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    status: str = "ok"  # or "diverged"
+    diverged_epoch: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,39 +123,28 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
     history: list[dict] = []
     n = len(data.train)
 
+    diverged: int | None = None
     for epoch in range(1, cfg.epochs + 1):
-        if reweighter is not None and reweighter.every == "epoch":
-            optimizer.apply(reweighter(model, None))
-        set_train_mode(model, cfg.train_bn_stats)
-        order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        for start in range(0, n, cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            x, y = data.train.x[idx], data.train.y[idx]
-            if reweighter is not None and reweighter.every == "step":
-                optimizer.apply(reweighter(model, (x, y)))
-                set_train_mode(model, cfg.train_bn_stats)
-            if not optimizer.any_trainable:
-                continue
-            with autocast(device):
-                logits = net(x)
-                loss = F.cross_entropy(logits, y)
-            optimizer.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.opt.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (logits.detach().argmax(dim=1) == y).sum()
-        val_acc = accuracy(net, data.val)
-        stats = {"epoch": epoch, "train_loss": loss_sum.item() / max(n, 1), "train_acc": correct.item() / max(n, 1),
-                 "val_acc": val_acc, "multipliers": list(optimizer.multipliers)}
+        try:
+            loss_sum, correct, bad = _train_epoch(net, model, data.train, optimizer, cfg, reweighter, generator)
+        except NonFiniteError:  # the re-weighting scores of a model that has blown up
+            loss_sum, correct, bad = torch.tensor(float("nan")), torch.tensor(0), torch.tensor(True)
+        bad = bad.to(device) | ~_finite(optimizer.groups)  # the epoch's last step may have broken the weights
+        loss, hits, broken = torch.stack([loss_sum.to(device), correct.to(device).float(), bad.float()]).tolist()
+        stats = {"epoch": epoch, "train_loss": loss / max(n, 1), "train_acc": hits / max(n, 1), "val_acc": None,
+                 "multipliers": list(optimizer.multipliers)}
+        if broken:
+            history.append(stats)
+            diverged = epoch
+            break
+        stats["val_acc"] = val_acc = accuracy(net, data.val)
         history.append(stats)
         if val_acc > best["val_acc"]:
             best = {"epoch": epoch, "val_acc": val_acc, "state": _clone_state(model)}
         if progress is not None:
             progress(epoch, cfg.epochs, stats)
 
-    test_acc = accuracy(net, data.test)
+    test_acc = None if diverged else accuracy(net, data.test)
     change = param_change(model, layers, initial)
     final_state = _clone_state(model)
     model.load_state_dict(best["state"])
@@ -161,7 +156,50 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
     return FinetuneResult(zero_shot_acc=zero_shot, test_acc=test_acc, best_val_epoch=best["epoch"],
                           best_val_acc=best["val_acc"], best_val_test_acc=best_test, param_change=change,
                           multipliers=list(optimizer.multipliers), history=history,
-                          seconds=time.perf_counter() - started)
+                          seconds=time.perf_counter() - started, status="diverged" if diverged else "ok",
+                          diverged_epoch=diverged)
+
+
+def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: _LayerwiseOptimizer,
+                 cfg: Recipe, reweighter: Reweighter | None,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One epoch of shuffled minibatches: (summed loss, correct count, any non-finite loss), all on the device."""
+    device = train.x.device
+    if reweighter is not None and reweighter.every == "epoch":
+        optimizer.apply(reweighter(model, None))
+    set_train_mode(model, cfg.train_bn_stats)
+    n = len(train)
+    order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    for start in range(0, n, cfg.batch_size):
+        idx = order[start:start + cfg.batch_size]
+        x, y = train.x[idx], train.y[idx]
+        if reweighter is not None and reweighter.every == "step":
+            optimizer.apply(reweighter(model, (x, y)))
+            set_train_mode(model, cfg.train_bn_stats)
+        if not optimizer.any_trainable:
+            continue
+        with autocast(device):
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+        optimizer.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.opt.step()
+        loss = loss.detach()
+        bad |= ~torch.isfinite(loss)  # on the device: no host sync per step
+        loss_sum += loss * len(idx)
+        correct += (logits.detach().argmax(dim=1) == y).sum()
+    return loss_sum, correct, bad
+
+
+def _finite(groups: list[list[nn.Parameter]]) -> torch.Tensor:
+    """Whether every parameter is finite, as a device-side bool (a sum is NaN or inf when any entry is)."""
+    params = [p for group in groups for p in group]
+    if not params:
+        return torch.ones((), dtype=torch.bool)
+    return torch.isfinite(torch.stack([p.detach().float().sum() for p in params]).sum())
 
 
 def _skip_frozen_prefix(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], data: TaskData,

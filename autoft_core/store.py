@@ -1,37 +1,58 @@
 """The result store: one SQLite row per run, keyed by a hash of the run's full config.
 
 SQLite in WAL mode lets the dashboard read while a sweep writes; each write is one transaction, so a
-crash leaves either the whole row or none. `frame()` gives pandas a DataFrame for tables and charts.
+crash leaves either the whole row or none. Every row has a status: "ok", "diverged" (training blew up:
+a result like any other, never recomputed) or "failed" (an error; `get` ignores it, so it is retried).
+Non-finite numbers are stored as null. A store that cannot be read or written is a StoreError naming
+the file and what to do; a finished run whose write fails goes to a recovery JSON file beside the
+store (`import_recovered` puts it back). `frame()` gives pandas a DataFrame for tables and charts.
 """
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .errors import StoreError
 from .paths import cache_dir
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY,
     setup TEXT NOT NULL, shift TEXT NOT NULL, corruption TEXT, severity INTEGER,
     method TEXT NOT NULL, seed INTEGER NOT NULL, shots INTEGER,
-    config TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS aliases (request TEXT PRIMARY KEY, key TEXT NOT NULL REFERENCES runs(key))
-"""
+    config TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL, status TEXT NOT NULL DEFAULT 'ok')""",
+    "CREATE TABLE IF NOT EXISTS aliases (request TEXT PRIMARY KEY, key TEXT NOT NULL REFERENCES runs(key))",
+)
 _COLUMNS = ("setup", "shift", "corruption", "severity", "method", "seed", "shots")
+STATUSES = ("ok", "diverged", "failed")
+_INSERT = (f"INSERT INTO runs (key, {', '.join(_COLUMNS)}, config, result, created, status) "
+           f"VALUES ({', '.join('?' * (len(_COLUMNS) + 5))}) ON CONFLICT(key) DO UPDATE SET "
+           + ", ".join(f"{c} = excluded.{c}" for c in (*_COLUMNS, "config", "result", "created", "status")))
 
 
 def default_store_path() -> Path:
     return cache_dir() / "results.sqlite"
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
 
 
 class ResultStore:
@@ -39,36 +60,105 @@ class ResultStore:
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of the result store {self.path}: {exc.strerror}; "
+                             "choose another store file (--store, or AUTOFT_STORE for the dashboard)") from None
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            self._create_tables(conn)
+
+    @staticmethod
+    def _create_tables(conn: sqlite3.Connection) -> None:
+        """The tables if absent (a new or deleted store), and the status column stores made before it lack."""
+        for statement in _TABLES:
+            conn.execute(statement)
+        if "status" not in {row[1] for row in conn.execute("PRAGMA table_info(runs)")}:
+            conn.execute("ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=60)
+        """One transaction: commits on success, rolls back on any exception; SQLite errors become StoreError."""
+        conn = None
         try:
-            with conn:  # commits on success, rolls back on any exception
+            conn = sqlite3.connect(self.path, timeout=60)
+            with conn:
                 yield conn
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        """What went wrong with this store file, in one line, with what to do."""
+        text = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
+            return StoreError(f"the result store {self.path} is damaged (SQLite: {text}); move it away or delete "
+                              "it (a new, empty store is made in its place; the runs in it are lost)")
+        if "readonly" in text or "read-only" in text:
+            return StoreError(f"the result store {self.path} is read-only; make it writable, or choose another "
+                              "store file (--store, or AUTOFT_STORE for the dashboard)")
+        return StoreError(f"cannot use the result store {self.path} (SQLite: {text}); check the file and its "
+                          "folder, or choose another store file (--store, or AUTOFT_STORE for the dashboard)")
+
+    def check_writable(self) -> None:
+        """Raise StoreError now, before any computing, when a finished run could not be written."""
+        with self._connect() as conn:
+            self._create_tables(conn)
+            conn.execute("DELETE FROM aliases WHERE 0")  # takes the write lock; changes nothing
 
     def get(self, key: str) -> dict | None:
-        """The stored result of run `key` (a run key or an alias of one), or None."""
+        """The stored result of run `key` (a run key or an alias of one), or None; failed runs count as absent."""
         with self._connect() as conn:
-            row = conn.execute("SELECT result FROM runs WHERE key = ? UNION ALL SELECT r.result FROM aliases a "
-                               "JOIN runs r ON r.key = a.key WHERE a.request = ?", (key, key)).fetchone()
+            row = conn.execute("SELECT result FROM runs WHERE key = ? AND status != 'failed' UNION ALL "
+                               "SELECT r.result FROM aliases a JOIN runs r ON r.key = a.key "
+                               "WHERE a.request = ? AND r.status != 'failed'", (key, key)).fetchone()
         return json.loads(row[0]) if row else None
 
     def put(self, key: str, config: dict, result: dict, aliases: tuple[str, ...] = ()) -> None:
-        """Store one run and its aliases in one transaction (serialised first: a bad value writes nothing)."""
+        """Store one run and its aliases in one transaction (serialised first: a bad value writes nothing).
+
+        When the write fails, the record goes to a recovery file and the StoreError says where."""
+        config, result = finite_json(config), finite_json(result)
+        status = result.get("status", "ok")
+        if status not in STATUSES:
+            raise ValueError(f"run status {status!r} is not one of {STATUSES}")
         row = (key, *(config.get(c) for c in _COLUMNS), json.dumps(config, sort_keys=True),
-               json.dumps(result, allow_nan=False), time.time())
-        with self._connect() as conn:
-            conn.execute(f"INSERT OR REPLACE INTO runs (key, {', '.join(_COLUMNS)}, config, result, created) "
-                         f"VALUES ({', '.join('?' * (len(_COLUMNS) + 4))})", row)
-            conn.executemany("INSERT OR REPLACE INTO aliases (request, key) VALUES (?, ?)",
-                             [(a, key) for a in aliases if a != key])
+               json.dumps(result, allow_nan=False), time.time(), status)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # the store (and its folder) may have been deleted
+            with self._connect() as conn:
+                self._create_tables(conn)
+                conn.execute(_INSERT if status != "failed" else _INSERT + " WHERE runs.status = 'failed'", row)
+                conn.executemany("INSERT OR REPLACE INTO aliases (request, key) VALUES (?, ?)",
+                                 [(a, key) for a in aliases if a != key])
+        except (StoreError, OSError) as exc:
+            saved = self._recover({"key": key, "config": config, "result": result, "aliases": list(aliases)})
+            raise StoreError(f"{exc}. The finished run was saved to {saved}; once the store is fixed, "
+                             f"ResultStore().import_recovered('{saved}') puts it in") from None
+
+    def put_failed(self, key: str, config: dict, error: str) -> None:
+        """Record that run `key` failed (never replacing a finished run); `get` still treats it as absent."""
+        self.put(key, config, {"status": "failed", "error": error})
+
+    def _recover(self, record: dict) -> Path:
+        """Write `record` beside the store (or, if that folder is unwritable, to the temporary folder)."""
+        name = f"{self.path.name}.recovered-{record['key']}.json"
+        for folder in (self.path.parent, Path(tempfile.gettempdir())):
+            try:
+                (folder / name).write_text(json.dumps(record, allow_nan=False))
+                return folder / name
+            except OSError:
+                continue
+        raise StoreError(f"could not write run {record['key']} to the result store {self.path} nor a recovery "
+                         "file beside it or in the temporary folder")
+
+    def import_recovered(self, path: Path | str) -> None:
+        """Put a run saved by a failed write (its recovery file) into this store."""
+        record = json.loads(Path(path).read_text())
+        self.put(record["key"], record["config"], record["result"], tuple(record["aliases"]))
 
     def alias(self, request: str, key: str) -> None:
         """Let `request` (a config as asked, before defaults) find run `key`."""
@@ -77,16 +167,16 @@ class ResultStore:
                 conn.execute("INSERT OR REPLACE INTO aliases (request, key) VALUES (?, ?)", (request, key))
 
     def frame(self, **filters: object) -> "pd.DataFrame":
-        """All runs (optionally filtered by column equality) with config and result fields as columns."""
+        """All runs (optionally filtered by column equality) with config and result fields and status as columns."""
         import pandas as pd  # heavy; only the tables need it
 
         where = " AND ".join(f"{c} = ?" for c in filters if c in _COLUMNS)
-        sql = "SELECT key, config, result, created FROM runs" + (f" WHERE {where}" if where else "")
+        sql = "SELECT key, config, result, created, status FROM runs" + (f" WHERE {where}" if where else "")
         with self._connect() as conn:
             raw = pd.read_sql(sql, conn, params=[v for c, v in filters.items() if c in _COLUMNS])
         if raw.empty:
             return pd.DataFrame()
         configs = pd.json_normalize([json.loads(c) for c in raw["config"]], max_level=0)
         results = pd.json_normalize([json.loads(r) for r in raw["result"]], max_level=0)
-        return pd.concat([raw[["key", "created"]], configs, results.drop(columns=configs.columns, errors="ignore")],
-                         axis=1)
+        return pd.concat([raw[["key", "created", "status"]], configs,
+                          results.drop(columns=[*configs.columns, "status"], errors="ignore")], axis=1)

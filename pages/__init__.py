@@ -236,6 +236,9 @@ def run_panel(plan: Sequence[api.PlannedRun], recipe_: api.Recipe, problems: Seq
                   "made by other engine code are not reused.")
     if clicked and _run_missing(plan, missing, recipe_, results):
         st.rerun()  # everything is in the store now: draw the page afresh from it
+    for p, result in zip(plan, (results.get(i) for i in range(len(plan)))):
+        if result and result.get("status") == "diverged":
+            st.warning(api.diverged_message(f"{p.label} · seed {p.seed}", result), icon="⚠️")
     return [api.RunRef(p.label, p.seed, p.shots, results[i]) for i, p in enumerate(plan) if results.get(i)]
 
 
@@ -243,7 +246,8 @@ def _run_missing(plan: Sequence[api.PlannedRun], missing: list[int], recipe_: ap
                  results: dict[int, dict | None]) -> bool:
     """Compute each missing run inside its own st.status, with a progress bar over its epochs.
 
-    Stops at the first failure (its message stays on the page); True when every run finished.
+    Stops at the first failure (its message stays on the page); a diverged run is a result and the others go
+    on. True when every run finished.
     """
     overall = st.progress(0.0, text=f"0 of {len(missing)} runs")
     for n, i in enumerate(missing, start=1):
@@ -261,8 +265,11 @@ def _run_missing(plan: Sequence[api.PlannedRun], missing: list[int], recipe_: ap
             with guard(f"Run {title}"):
                 out = api.run(run.cfg, store(), recipe_, progress, status=note.caption)
                 results[i], ok = out, True
-            box.update(label=f"{title}: final {out['test_acc']:.1%} in {out['seconds']:.1f}s" if ok
-                       else f"{title}: failed", state="complete" if ok else "error", expanded=not ok)
+            if ok and out.get("status") == "diverged":  # a result (stored as such): go on with the other runs
+                box.update(label=f"{title}: diverged at epoch {out['diverged_epoch']}", state="error")
+            else:
+                box.update(label=f"{title}: final {out['test_acc']:.1%} in {out['seconds']:.1f}s" if ok
+                           else f"{title}: failed", state="complete" if ok else "error", expanded=not ok)
         overall.progress(n / len(missing), text=f"{n} of {len(missing)} runs")
         if not ok:
             return False

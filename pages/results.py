@@ -13,7 +13,7 @@ from autoft_core import dashboard_api as api
 import pages as ui
 
 RUN_COLUMNS = ["shift", "corruption", "severity", "label", "seed", "shots", "epochs", "lr", "granularity",
-               "zero_shot_acc", "test_acc", "best_val_test_acc", "best_val_epoch", "seconds", "code_version"]
+               "status", "diverged_epoch", "zero_shot_acc", "test_acc", "best_val_test_acc", "best_val_epoch", "seconds", "code_version"]
 
 
 def _present(column: pd.Series) -> list:
@@ -105,9 +105,11 @@ def main() -> None:
     ui.frame("Results")
     st.title("Results")
     st.caption("Everything in the result store: runs from this dashboard, the command line and the sweeps.")
-    frame = pd.DataFrame()
+    frame = None
     with ui.guard("Reading the result store"):
         frame = ui.stored_runs()
+    if frame is None:  # the store is unreadable: its message is shown above, not "the store is empty"
+        st.stop()
     if frame.empty:
         st.info("The store is empty: run something on the Fine-tune & compare page (or the sweep commands).")
         st.stop()

@@ -199,8 +199,8 @@ def test_bad_settings_get_inline_messages(store_file, monkeypatch) -> None:
     assert at.button(key="run.finetune").disabled
 
     at.number_input(key="settings.epochs").set_value(1)
-    at.text_input(key="settings.path.cifar10_dir").set_value("/no/such/folder").run()
-    assert any("/no/such/folder does not exist" in e.value for e in at.sidebar.error)
+    at.text_input(key="settings.path.cifar10_dir").set_value("/etc").run()  # exists, but is not configured
+    assert any("/etc is not the folder configured for this server" in e.value for e in at.sidebar.error)
     at.selectbox(key="task.setup").set_value("cifar10").run()
     assert not at.exception and any("cannot run here" in e.value for e in at.error)
     at.selectbox(key="task.setup").set_value("digits").run()
@@ -213,6 +213,46 @@ def test_bad_settings_get_inline_messages(store_file, monkeypatch) -> None:
     monkeypatch.setattr(api, "run", _engine_crashes)
     at.button(key="run.finetune").click().run()
     assert not at.exception and any("failed unexpectedly (ZeroDivisionError" in e.value for e in at.error)
+
+
+def test_only_configured_folders_are_looked_up(monkeypatch) -> None:
+    monkeypatch.setenv("AUTOFT_CIFAR10_DIR", "/no/such/folder")
+    paths, problems = api.path_problems({"cifar10_dir": "/no/such/folder", "imagenet_dir": "/etc"})
+    assert problems == ["CIFAR-10 folder (holds cifar-10-batches-py/): the configured /no/such/folder does not exist.",
+                        "ImageNet root (train/, val/): /etc is not the folder configured for this server, so it is "
+                        "not used; set AUTOFT_IMAGENET_DIR where the dashboard is started."]
+    assert paths == api.DataPaths()
+    monkeypatch.setattr(api.Path, "exists", lambda self: pytest.fail(f"{self} was looked up"))
+    api.path_problems({"moco_checkpoint": "/root/secret"})
+
+
+def test_the_server_listens_on_localhost_only() -> None:
+    import tomllib
+
+    config = tomllib.loads((Path(APP).parent / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1" and config["server"]["headless"] is True
+
+
+def test_a_corrupt_store_is_named_not_called_empty(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(b"not a database" * 100)
+    monkeypatch.setenv(api.STORE_ENV, str(path))
+    at = open_page("results", methods=None)
+    assert any(str(path) in e.value and "move it away or delete it" in e.value for e in at.error)
+    assert not any("empty" in i.value for i in at.info)
+
+
+def test_a_diverged_run_is_shown_and_the_others_still_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(api.STORE_ENV, str(tmp_path / "results.sqlite"))
+    at = open_page("finetune_compare", epochs=3, shots=50)
+    at.number_input(key="settings.lr").set_value(1e6).run()
+    click_run(at, "finetune")
+    runs = ResultStore(tmp_path / "results.sqlite").frame()
+    assert sorted(runs["method"]) == FAST and "diverged" in set(runs["status"])  # both ran and are stored
+    diverged = runs[runs["status"] == "diverged"]["method"].tolist()
+    assert all(any(m in w.value and "diverged at epoch" in w.value for w in at.warning) for m in diverged)
+    table = at.dataframe[0].value.set_index("method")
+    assert all(table.loc[m, "status"].startswith("diverged at epoch") for m in diverged)
 
 
 def test_shot_levels_and_labels() -> None:

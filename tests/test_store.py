@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from autoft_core.errors import StoreError
 from autoft_core.store import ResultStore
 
 CONFIG = {"setup": "digits", "shift": "output", "corruption": None, "severity": 0, "method": "full",
@@ -28,12 +29,41 @@ def test_alias_finds_the_run(store):
 
 def test_a_failed_write_leaves_no_row(store):
     with pytest.raises(ValueError):
-        store.put("bad", CONFIG, {"test_acc": float("nan")})  # not valid JSON: rejected before writing
+        store.put("bad", CONFIG, {"test_acc": 0.1, "status": "finished?"})  # checked before writing
     assert store.get("bad") is None
-    with pytest.raises(sqlite3.Error):  # the alias cannot be bound, inside the transaction: all rolls back
-        store.put("half", CONFIG, {"test_acc": 0.1}, aliases=(object(),))
+    with pytest.raises(StoreError):  # the alias cannot be bound, inside the transaction: all rolls back
+        store.put("half", CONFIG, {"test_acc": 0.1}, aliases=(("not", "text"),))
     assert store.get("half") is None
     assert store.frame().empty
+
+
+def test_non_finite_numbers_are_stored_as_null_with_the_status(store):
+    result = {"test_acc": None, "param_change": [0.5, float("nan")], "history": [{"train_loss": float("inf")}],
+              "status": "diverged", "diverged_epoch": 1}
+    store.put("k", CONFIG, result)
+    assert store.get("k") == {**result, "param_change": [0.5, None], "history": [{"train_loss": None}]}
+    assert list(store.frame()["status"]) == ["diverged"]
+
+
+def test_failed_runs_are_recorded_but_never_found_and_never_replace_a_finished_one(store):
+    store.put_failed("f", CONFIG, "RuntimeError: boom")
+    assert store.get("f") is None and list(store.frame()["status"]) == ["failed"]
+    store.put("f", CONFIG, {"test_acc": 0.4})  # the retry succeeds
+    store.put_failed("f", CONFIG, "a late report of an earlier failure")
+    assert store.get("f") == {"test_acc": 0.4} and list(store.frame()["status"]) == ["ok"]
+
+
+def test_a_store_made_before_statuses_gets_the_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE runs (key TEXT PRIMARY KEY, setup TEXT NOT NULL, shift TEXT NOT NULL, "
+                     "corruption TEXT, severity INTEGER, method TEXT NOT NULL, seed INTEGER NOT NULL, shots INTEGER, "
+                     "config TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL)")
+        conn.execute("INSERT INTO runs VALUES ('old', 'digits', 'output', NULL, 0, 'full', 0, 100, '{}', "
+                     "'{\"test_acc\": 0.5}', 0)")
+    conn.close()
+    store = ResultStore(path)
+    assert store.get("old") == {"test_acc": 0.5} and list(store.frame()["status"]) == ["ok"]
 
 
 def _writer(path: str, worker: int) -> None:

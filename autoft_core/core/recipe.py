@@ -21,7 +21,7 @@ SEVERITIES = (1, 2, 3, 4, 5)
 DEFAULT_SEVERITY = 5
 DEFAULT_SEED = 0
 SEED_BOUNDS = Bounds(int, 0, 2**31 - 1)
-SEVERITY_BOUNDS = Bounds(int, choices=SEVERITIES)
+SEVERITY_BOUNDS = Bounds(int, min(SEVERITIES), max(SEVERITIES))
 GRANULARITIES = ("module", "block")
 OPTIMIZERS = ("adam", "sgd")
 MAX_SHOTS = 1_000_000
@@ -39,7 +39,7 @@ class Recipe:
     shots: int = _setting(1000, "target training images (the effective number is stored)",
                           minimum=1, maximum=MAX_SHOTS)
     epochs: int = _setting(15, "fine-tuning epochs", minimum=0, maximum=10_000)
-    lr: float = _setting(1e-3, "base learning rate (layer l trains at lr x alpha_l)", minimum=1e-12, maximum=10.0)
+    lr: float = _setting(1e-3, "base learning rate (layer l trains at lr x alpha_l)", minimum=1e-12, maximum=1e6)
     batch_size: int = _setting(64, "images per minibatch", minimum=1, maximum=65_536)
     optimizer: str = _setting("adam", "optimizer", choices=OPTIMIZERS)
     momentum: float = _setting(0.9, "SGD momentum (sgd only)", minimum=0.0, maximum=0.999)

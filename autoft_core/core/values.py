@@ -9,11 +9,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BadArgumentError
+from ..errors import BadArgumentError, BadNumberError
 
 ALL = "all"
 _KIND_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _number(value: float) -> str:
+    """2147483647 and 1000000 in full, 0.001 as 0.001, 1e-12 as 1e-12."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -32,26 +37,36 @@ class Bounds:
             return ", ".join(str(c) for c in self.choices)
         text = _KIND_WORDS.get(self.kind, self.kind.__name__)
         if self.minimum is not None and self.maximum is not None:
-            text += f" from {self.minimum:g} to {self.maximum:g}"
+            text += f" from {_number(self.minimum)} to {_number(self.maximum)}"
         elif self.minimum is not None:
-            text += f" >= {self.minimum:g}"
+            text += f" >= {_number(self.minimum)}"
         elif self.maximum is not None:
-            text += f" <= {self.maximum:g}"
+            text += f" <= {_number(self.maximum)}"
         return text + (f", or {ALL}" if self.all_means is not None else "")
 
     def parse(self, name: str, raw: object) -> Any:
         """`raw` converted to `kind` and checked; BadArgumentError (naming `name` and the valid values) if not."""
-        try:
-            value = self._convert(raw)
-        except (TypeError, ValueError, OverflowError):
-            raise BadArgumentError(name, raw, self.describe()) from None
-        if self.choices is not None and value not in self.choices:
-            raise BadArgumentError(name, raw, self.describe())
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value != self.all_means:
-            if not math.isfinite(value) or (self.minimum is not None and value < self.minimum) or (
-                    self.maximum is not None and value > self.maximum):
+        if self.choices is not None:
+            value = self._convert_or_none(raw)
+            if value is None or value not in self.choices:
                 raise BadArgumentError(name, raw, self.describe())
+            return value
+        value = self._convert_or_none(raw)
+        if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and
+                             value != self.all_means and not self._in_range(value)):
+            raise BadNumberError(name, raw, self.describe()) if self.kind in (int, float) else \
+                BadArgumentError(name, raw, self.describe())
         return value
+
+    def _in_range(self, value: float) -> bool:
+        return math.isfinite(value) and (self.minimum is None or value >= self.minimum) and (
+            self.maximum is None or value <= self.maximum)
+
+    def _convert_or_none(self, raw: object) -> Any:
+        try:
+            return self._convert(raw)
+        except (TypeError, ValueError, OverflowError):
+            return None
 
     def _convert(self, raw: object) -> Any:
         if isinstance(raw, str):

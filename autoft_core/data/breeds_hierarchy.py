@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingFileError
+from ..errors import AutoFTError, MissingFileError
 
 HIERARCHY_FILES = ("dataset_class_info.json", "class_hierarchy.txt", "node_names.txt")
 ROOT_WNID = "n00001740"  # "entity": ClassHierarchy's default root_wnid
 SPLIT_SEED = 2  # make_living17 / make_entity30 call get_superclasses(..., random_seed=2)
+FORMATS = {"dataset_class_info.json": "a JSON list of [index, wnid, name] rows, one per ImageNet class",
+           "class_hierarchy.txt": "lines of two WordNet IDs, 'parent child'",
+           "node_names.txt": "lines of 'wnid<TAB>name'"}
 WHERE_TO_GET = ("Copy dataset_class_info.json, class_hierarchy.txt and node_names.txt from the "
                 "imagenet_class_hierarchy/modified folder of https://github.com/MadryLab/BREEDS-Benchmarks "
                 "and point AUTOFT_BREEDS_INFO_DIR at that folder.")
@@ -61,6 +64,46 @@ def missing_files(info_dir: Path | None) -> list[MissingFileError]:
     return [MissingFileError("BREEDS hierarchy file", p, WHERE_TO_GET) for p in paths if not p.is_file()]
 
 
+def _malformed(path: Path, problem: str) -> AutoFTError:
+    """The one-line error for a hierarchy file that is there but not in its format."""
+    return AutoFTError(f"BREEDS hierarchy file {path} is malformed: {problem}; it should hold {FORMATS[path.name]}. "
+                       f"{WHERE_TO_GET}")
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _malformed(path, f"it cannot be read as text ({exc})") from None
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of each non-blank line."""
+    return [(n, line) for n, line in enumerate(_text(path).splitlines(), start=1) if line.strip()]
+
+
+def _class_wnids(path: Path) -> frozenset[str]:
+    """The ImageNet classes' WordNet IDs from dataset_class_info.json."""
+    try:
+        rows = json.loads(_text(path))
+    except json.JSONDecodeError as exc:
+        raise _malformed(path, f"it is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(row, list) and len(row) == 3 and isinstance(row[1], str) for row in rows):
+        raise _malformed(path, "its rows are not [index, wnid, name] lists")
+    return frozenset(row[1] for row in rows)
+
+
+def _edges(path: Path) -> list[list[str]]:
+    """The (parent, child) pairs of class_hierarchy.txt."""
+    edges = []
+    for number, line in _lines(path):
+        if len(line.split()) != 2:
+            raise _malformed(path, f"line {number} holds {len(line.split())} fields, not 2")
+        edges.append(line.split())
+    return edges
+
+
 def _ancestry(edges: list[list[str]], leaves: frozenset[str]) -> dict[str, set[str]]:
     """Children of each node, keeping only nodes that are ImageNet classes or have one below them."""
     parents: dict[str, set[str]] = {}
@@ -101,12 +144,10 @@ class Hierarchy:
         if problems:
             raise problems[0]
         info_dir = Path(info_dir)
-        class_info = json.loads((info_dir / "dataset_class_info.json").read_text())  # [[index, wnid, name], ...]
-        edges = [line.split() for line in (info_dir / "class_hierarchy.txt").read_text().splitlines() if line.strip()]
-        rows = [line.split("\t", 1) for line in (info_dir / "node_names.txt").read_text().splitlines()]
-        self.leaves = frozenset(row[1] for row in class_info)
+        self.leaves = _class_wnids(info_dir / "dataset_class_info.json")
+        rows = [line.split("\t", 1) for _, line in _lines(info_dir / "node_names.txt")]
         self.names = {row[0]: row[1].strip() for row in rows if len(row) == 2}
-        self.children = _ancestry(edges, self.leaves)
+        self.children = _ancestry(_edges(info_dir / "class_hierarchy.txt"), self.leaves)
         self.level = _longest_depths(self.children, ROOT_WNID)
 
     def descendants(self, node: str) -> set[str]:
@@ -158,6 +199,12 @@ def make_superclasses(info_dir: Path | None, spec: BreedsSpec, seed: int = SPLIT
     rng = np.random.RandomState(seed)
     nodes = [n for n in hierarchy.nodes_at_level(spec.level, spec.ancestor)
              if len(hierarchy.leaves_under(n)) >= spec.n_subclasses]
-    splits = [_split_rand(hierarchy, n, spec.n_subclasses, rng) for n in nodes]
+    try:
+        if not nodes:
+            raise ValueError(f"no node at level {spec.level} has {spec.n_subclasses} ImageNet classes below it")
+        splits = [_split_rand(hierarchy, n, spec.n_subclasses, rng) for n in nodes]
+    except ValueError as exc:
+        raise AutoFTError(f"the BREEDS hierarchy files in {info_dir} do not give this data set's superclasses "
+                          f"({exc}); use the unmodified files. {WHERE_TO_GET}") from None
     return Superclasses(tuple(nodes), tuple(hierarchy.names.get(n, n) for n in nodes),
                         tuple(s for s, _ in splits), tuple(t for _, t in splits))

@@ -16,13 +16,14 @@ from ..layers import partition
 from ..models.digits_net import DigitsResNet
 from ..models.weights_cache import cached_model
 from ..core.recipe import TaskSpec
+from ..threads import fixed_cpu_threads
 from .corruptions import corrupt
 from .digits import DATASET_SEED, coloured_digits, source_target_split
 from ..core.data import Split, TaskData, balanced_indices
 
 TEST_SIZE = 500
 VAL_SIZE = 150
-PRETRAIN = {"epochs": 30, "lr": 3e-3, "batch_size": 64, "seed": 0, "holdout": 0.1}
+PRETRAIN = {"epochs": 30, "lr": 3e-3, "batch_size": 64, "seed": 0, "holdout": 0.1, "cpu_threads": 1}
 
 
 def _family_data(family: str) -> tuple[Split, Split]:
@@ -65,7 +66,15 @@ def _pretrain(model: nn.Module, family: str) -> None:
     cfg = Recipe(epochs=PRETRAIN["epochs"], lr=PRETRAIN["lr"], batch_size=PRETRAIN["batch_size"],
                  train_bn_stats=True)
     layers = partition(model, "block")
-    finetune(model, layers, [1.0] * len(layers), data, cfg, PRETRAIN["seed"], "cpu")
+    with fixed_cpu_threads(PRETRAIN["cpu_threads"]):  # the thread count changes the numbers
+        finetune(model, layers, [1.0] * len(layers), data, cfg, PRETRAIN["seed"], "cpu")
+
+
+def _initial_model(classes: int) -> DigitsResNet:
+    """The untrained network, its initial weights drawn from the recipe's seed (not whatever the global RNG holds)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PRETRAIN["seed"])
+        return DigitsResNet(num_classes=classes)
 
 
 @lru_cache(maxsize=2)
@@ -73,8 +82,7 @@ def _pretrained_state(family: str) -> dict[str, torch.Tensor]:
     recipe = {"data": "sklearn-digits-coloured", "dataset_seed": DATASET_SEED, "family": family,
               "model": "DigitsResNet(width=16)", **PRETRAIN}
     classes = 5 if family == "feature" else 10
-    model = cached_model(f"digits-{family}", recipe, lambda: DigitsResNet(num_classes=classes),
-                         lambda m: _pretrain(m, family))
+    model = cached_model(f"digits-{family}", recipe, lambda: _initial_model(classes), lambda m: _pretrain(m, family))
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 

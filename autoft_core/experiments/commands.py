@@ -1,8 +1,9 @@
 """The `sweep`, `shots`, `grid` and `table` subcommands: argument parsing and their handlers.
 
 Registered by `cli.build_parser`; the engine (torch) is imported only inside the handlers. Bad input is
-an AutoFTError (one line, exit 2); failed runs exit 1 after the others are stored; Ctrl-C or SIGTERM
-stops the workers at once and exits 130 (finished runs are stored as each one ends).
+an AutoFTError (one line, exit 2); failed runs exit 1 after the others are stored; diverged runs are
+stored and counted (exit 0, with a warning); Ctrl-C or SIGTERM stops the workers at once and exits 130
+(finished runs are stored as each one ends).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..cli_args import POSITIVE_INT, SEVERITY, add_paths, add_recipe, bounded, key_value, paths_from, recipe_from
 from ..config import RunConfig
-from ..core.recipe import DEFAULT_SEVERITY
+from ..core.recipe import DEFAULT_SEVERITY, SEED_BOUNDS
 from ..core.values import Bounds
 from ..errors import AutoFTError, BadArgumentError
 from ..paths import DataPaths
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # the handlers import these (and torch) only when they run
 
 BACKENDS = ("local", "ray")
 METRICS = ("test_acc", "best_val_test_acc", "zero_shot_acc")
+MAX_CPUS, MAX_GPUS = 4096, 1024  # per run: more is a typo
 
 
 def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
@@ -40,9 +42,9 @@ def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
                    help="local: this process, or --max-parallel spawned processes; ray: Ray tasks")
     p.add_argument("--max-parallel", type=POSITIVE_INT, default=None,
                    help="runs at once (local default 1; ray default: as many as the cluster fits)")
-    p.add_argument("--cpus-per-run", type=bounded("cpus-per-run", Bounds(float, 0.01)), default=None,
+    p.add_argument("--cpus-per-run", type=bounded("cpus-per-run", Bounds(float, 0.01, MAX_CPUS)), default=None,
                    help="torch threads per run (local default: cores / max-parallel) and Ray num_cpus (default 1)")
-    p.add_argument("--gpus-per-run", type=bounded("gpus-per-run", Bounds(float, 0.0)), default=None,
+    p.add_argument("--gpus-per-run", type=bounded("gpus-per-run", Bounds(float, 0.0, MAX_GPUS)), default=None,
                    help="Ray num_gpus per run (ray only)")
     p.add_argument("--ray-address", default=None,
                    help="an existing Ray cluster (ray only; default: start a local one); its nodes get this engine "
@@ -152,8 +154,12 @@ def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]])
         print(f"autoft_core: warning: engine files changed during the {args.command}; some runs are stored under "
               f"code version {', '.join(sorted(report.other_versions))}; re-run the command to complete it under "
               "the current code", file=sys.stderr)
-    print(f"{args.command}: {report.total} runs, {report.cached} from the store, {report.ran} ran; "
-          f"store {store.path}; log {report.log_path}")
+    if report.diverged:
+        print(f"autoft_core: warning: {len(report.diverged)} of {report.total} runs diverged "
+              f"({', '.join(report.diverged[:3])}{', ...' if len(report.diverged) > 3 else ''}); they are stored "
+              "with status diverged; lower --lr for results from them", file=sys.stderr)
+    print(f"{args.command}: {report.total} runs, {report.cached} from the store, {report.ran} ran, "
+          f"{len(report.diverged)} diverged; store {store.path}; log {report.log_path}")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
@@ -204,7 +210,7 @@ def _cmd_table(args: argparse.Namespace) -> None:
                     default_params={m: method_class(m).resolve_params({}) for m in method_names()},
                     code_version=None if args.any_version else code_version(),
                     methods=None if args.methods == "all" else choose("method", args.methods, known),
-                    seeds=None if args.seeds is None else numbers("seed", args.seeds, 0))
+                    seeds=None if args.seeds is None else numbers("seed", args.seeds, SEED_BOUNDS))
     table = table1(frame, sel, args.metric)
     if not table.cells:
         version = "any code version" if args.any_version else f"code version {code_version()} (or add --any-version)"

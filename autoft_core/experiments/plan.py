@@ -11,7 +11,8 @@ from itertools import product
 from typing import Any
 
 from ..config import RunConfig
-from ..core.recipe import MAX_SHOTS, Recipe
+from ..core.recipe import MAX_SHOTS, SEED_BOUNDS, Recipe
+from ..core.values import Bounds
 from ..errors import AutoFTError, BadArgumentError
 from ..paths import DataPaths
 from ..setups import TaskSpec, get_setup
@@ -38,22 +39,9 @@ def choose(what: str, text: str, valid: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def numbers(what: str, text: str, minimum: int, allow_all: bool = False) -> list[int]:
-    """A comma list of whole numbers >= `minimum` ("all" -> 0 where `allow_all`, the engine's "all" count)."""
-    values = []
-    for item in (i.strip() for i in text.split(",")):
-        if allow_all and item == ALL:
-            values.append(0)
-            continue
-        try:
-            value = int(item)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise BadArgumentError(what, item, f"comma-separated whole numbers >= {minimum}"
-                                   + (" or all" if allow_all else ""))
-        values.append(value)
-    return list(dict.fromkeys(values))
+def numbers(what: str, text: str, bounds: Bounds) -> list[int]:
+    """A comma list of whole numbers, each checked against `bounds`, duplicates dropped, order kept."""
+    return list(dict.fromkeys(bounds.parse(what, item) for item in text.split(",")))
 
 
 def _methods(text: str) -> list[str]:
@@ -77,7 +65,7 @@ def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, meth
     `params` go to every method (each must have them)."""
     shift_list = _shifts(setup, shifts, paths)
     corruption_list = _corruptions(setup, corruptions, paths) if "input" in shift_list else []
-    method_list, seed_list = _methods(methods), numbers("seed", seeds, 0)
+    method_list, seed_list = _methods(methods), numbers("seed", seeds, SEED_BOUNDS)
     tasks = [(shift, c) for shift in shift_list for c in (corruption_list if shift == "input" else [None])]
     return [RunConfig(setup=setup, shift=shift, corruption=c, severity=severity, method=m, params=dict(params or {}),
                       recipe=recipe, seed=seed)
@@ -103,7 +91,7 @@ def shots_configs(setup: str, shift: str, corruption: str | None, severity: int,
     RunConfig.shots is the total, K × the task's class count (the dashboard's convention)."""
     _shifts(setup, shift, paths)
     corruption = task_corruption(shift, corruption)
-    per_class, method_list, seed_list = numbers("shots", shots, 1), _methods(methods), numbers("seed", seeds, 0)
+    per_class, method_list, seed_list = numbers("shots per class", shots, Bounds(int, 1, MAX_SHOTS)), _methods(methods), numbers("seed", seeds, SEED_BOUNDS)
     classes, smallest = capacity(setup, shift, corruption, severity, seed_list, paths)
     kept = [k for k in per_class if k <= smallest]
     if not kept:
@@ -122,7 +110,7 @@ def grid_configs(setup: str, shift: str, corruption: str | None, severity: int, 
     corruption = task_corruption(shift, corruption)
     if method == ALL or "," in method:
         raise BadArgumentError("method for a grid (exactly one)", method, _methods(ALL))
-    (name,), seed_list = _methods(method), numbers("seed", seeds, 0)
+    (name,), seed_list = _methods(method), numbers("seed", seeds, SEED_BOUNDS)
     names, values = list(grid), [list(v) for v in grid.values()]
     return [RunConfig(setup=setup, shift=shift, corruption=corruption, severity=severity, method=name,
                       params=dict(zip(names, combo)), recipe=recipe, seed=seed)

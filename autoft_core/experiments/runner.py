@@ -1,7 +1,9 @@
 """The sweep driver: resolve every request, answer what the store already holds, dispatch the rest.
 
 Cached runs never reach a backend (a finished sweep re-run starts no worker at all); each finished run
-is written to the store as soon as it comes back, so an interrupted sweep resumes where it stopped.
+is written to the store as soon as it comes back, so an interrupted sweep resumes where it stopped. The
+store is checked writable before anything is planned or run. A diverged run is a result like any other
+(stored, counted, the sweep goes on); a failed one is recorded as failed and retried on the next call.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class SweepReport:
     cached: int
     ran: int = 0
     failed: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
     other_versions: set[str] = field(default_factory=set)  # code versions workers ran that the driver did not
     log_path: Path | None = None
 
@@ -73,8 +76,11 @@ def plan_jobs(requests: Sequence[RunConfig], store: ResultStore,
 
 
 def _line(cfg: RunConfig, record: dict[str, Any], cached: bool) -> str:
-    return (f"{'cached' if cached else 'ran':<6} {record['seconds']:7.1f}s  test_acc={record['test_acc']:.4f}  "
-            f"best_val_test_acc={record['best_val_test_acc']:.4f}  {describe(cfg)}  key={cfg.key()}")
+    if record.get("status") == "diverged":
+        outcome = f"DIVERGED at epoch {record['diverged_epoch']}"
+    else:
+        outcome = f"test_acc={record['test_acc']:.4f}  best_val_test_acc={record['best_val_test_acc']:.4f}"
+    return f"{'cached' if cached else 'ran':<6} {record['seconds']:7.1f}s  {outcome}  {describe(cfg)}  key={cfg.key()}"
 
 
 def _log(log: TextIO, text: str) -> None:
@@ -85,6 +91,7 @@ def _log(log: TextIO, text: str) -> None:
 def run_sweep(requests: Sequence[RunConfig], store: ResultStore, make_backend: Callable[[], Backend],
               paths: DataPaths | None = None, log_dir: Path | None = None, title: str = "sweep") -> SweepReport:
     """Run every request not yet in `store` on a backend made only if something is missing."""
+    store.check_writable()
     jobs, cached = plan_jobs(requests, store, paths)
     report = SweepReport(total=len(jobs) + len(cached), cached=len(cached))
     log_dir = log_dir or store.path.parent / "logs"
@@ -97,6 +104,8 @@ def run_sweep(requests: Sequence[RunConfig], store: ResultStore, make_backend: C
                   f"{len(jobs)} to run")
         for cfg, record in cached.values():
             _log(log, _line(cfg, record, cached=True))
+            if record.get("status") == "diverged":
+                report.diverged.append(describe(cfg))
         if not jobs:
             return report
         backend = make_backend()
@@ -110,7 +119,8 @@ def run_sweep(requests: Sequence[RunConfig], store: ResultStore, make_backend: C
         except Exception as exc:  # the backend broke (a worker process killed, Ray lost) or the store did
             _log(log, "stopped\n" + "".join(traceback.format_exception(exc)))
             backend.close(abort=True)
-            raise SweepFailed(f"the {title} stopped after {report.ran} runs: {exc!r}; traceback in "
+            reason = str(exc) if isinstance(exc, AutoFTError) else repr(exc)
+            raise SweepFailed(f"the {title} stopped after {report.ran} runs: {reason}; traceback in "
                               f"{report.log_path}; re-run the same command to resume") from exc
         backend.close()
     if report.failed:
@@ -126,9 +136,12 @@ def _finish(cfg: RunConfig, outcome: dict[str, Any] | BaseException, job: Job, s
     bar.update(1)
     if isinstance(outcome, BaseException):
         report.failed.append(describe(cfg))
+        store.put_failed(cfg.key(), cfg.to_dict(), f"{type(outcome).__name__}: {outcome}")
         _log(log, f"FAILED {describe(cfg)}\n" + "".join(traceback.format_exception(outcome)))
         bar.write(f"FAILED {describe(cfg)}: {outcome}", file=sys.stderr)
         return
+    if outcome.get("status") == "diverged":
+        report.diverged.append(describe(cfg))
     record = {k: v for k, v in outcome.items() if k not in _TRANSIENT}
     line = _line(cfg, record, cached=False)
     if outcome["key"] == cfg.key():

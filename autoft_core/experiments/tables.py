@@ -1,7 +1,8 @@
 """Table 1 from the result store: rows = methods, one column per shift level, mean ± std over seeds.
 
 The input-level value of one seed is the mean over the chosen corruptions; the mean and the sample
-standard deviation (ddof 1) are then taken over seeds. Pure pandas on `ResultStore.frame()` rows, so
+standard deviation (ddof 1) are then taken over seeds. Diverged runs are left out with a note; failed
+ones are ignored. Pure pandas on `ResultStore.frame()` rows, so
 the layout can be checked against a hand computation.
 """
 from __future__ import annotations
@@ -72,16 +73,24 @@ def select(frame: pd.DataFrame, sel: Selection) -> pd.DataFrame:
         keep &= frame["method"].isin(sel.methods)
     if sel.seeds is not None:
         keep &= frame["seed"].isin(sel.seeds)
+    if "status" in frame:  # a failed run has no numbers (it is retried by the next sweep)
+        keep &= frame["status"] != "failed"
     return frame[keep].sort_values("created").drop_duplicates(_CELL, keep="last")
 
 
 def table1(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Table:
     """Aggregate the selected runs: per seed (input: mean over corruptions), then mean ± std over seeds."""
     runs = select(frame, sel)
+    notes = []
+    if "status" in runs:  # a diverged run has no final accuracy: left out of the means, and said so
+        diverged = runs[runs["status"] == "diverged"].groupby(["method", "shift"]).size()
+        notes = [f"{m}, {LEVELS.get(s, s)}: {n} diverged run{'s' if n > 1 else ''} left out (lower the lr)"
+                 for (m, s), n in diverged.items()]
+        runs = runs[runs["status"] != "diverged"]
     order = list(sel.methods or sel.default_params)
     methods = [m for m in order if m in set(runs.get("method", []))]
     methods += sorted(set(runs.get("method", [])) - set(methods))
-    table = Table(metric, sel, methods, {}, set())
+    table = Table(metric, sel, methods, {}, set(), notes)
     if runs.empty:
         return table
     per_seed = runs.groupby(["method", "shift", "seed"])[metric].agg(["mean", "count"]).reset_index()

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..core.data import Split
-from ..errors import AutoFTError
+from ..errors import AutoFTError, NonFiniteError
 from ..layers import Layer
 from ._common import mean_loss, minibatches, normalise_by_max, restored
 from .base import LayerWeights, Method, MethodContext, Param
@@ -214,8 +214,9 @@ def relative_norms(vectors: Sequence[torch.Tensor], model: nn.Module, layers: Se
 def to_multipliers(scores: Sequence[float], method: str) -> list[float]:
     """Scores divided by the largest (top layer 1); all-zero scores give all ones (full fine-tuning)."""
     if not all(torch.isfinite(torch.as_tensor(list(scores), dtype=torch.float64))):
-        raise AutoFTError(f"{method}: a layer's score is not finite ({list(scores)}); the loss or its "
-                          "gradient overflowed on this data; try --device cpu or a smaller model")
+        raise NonFiniteError(f"{method}: a layer's score is infinite or NaN: the loss or its gradient overflowed "
+                             "(the model's weights or the data hold very large values; during fine-tuning this "
+                             "means the run diverged: lower --lr)")
     weights = normalise_by_max(scores)
     return weights if max(weights, default=0.0) > 0 else [1.0] * len(weights)
 

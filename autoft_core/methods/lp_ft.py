@@ -6,8 +6,8 @@ Out-of-Distribution"): linear-probe the head first, then fine-tune every layer f
 
 Choices the paper leaves open (it fits the probe by L-BFGS logistic regression to convergence):
 - the probe is fitted by the run's optimizer for `lp_epochs` (default 5) epochs at `lp_lr`, by
-  default 10x the run's base lr (0 means that default): only the head moves, so it can take larger
-  steps; BatchNorm statistics stay frozen during the probe (the features are fixed);
+  default 10x the run's base lr, at most 1e6 (0 means that default): only the head moves, so it can
+  take larger steps; BatchNorm statistics stay frozen during the probe (the features are fixed);
 - the "head" is the last layer of the run's partition, as for `linear-probe`;
 - reported: the original model's zero-shot accuracy, the final test accuracy, the best-validation
   epoch over both phases (numbered 1..lp_epochs, then on; ties keep the earlier), per-layer change
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..evaluation import flat_layer_params, param_change
-from ..core.recipe import Recipe
+from ..core.recipe import Recipe, bounds
 from ..finetune import FinetuneResult, finetune
 from ._probes import offset_progress
 from .base import LayerWeights, Method, MethodContext, Param
@@ -45,7 +45,8 @@ class LinearProbeThenFineTune(Method):
     def _lp_config(self, ctx: MethodContext) -> Recipe:
         """The run's recipe with the probe's epochs and lr, BatchNorm statistics frozen."""
         epochs, lr = ctx.params["lp_epochs"], ctx.params["lp_lr"]
-        return replace(ctx.recipe, epochs=epochs, lr=lr or LP_LR_FACTOR * ctx.recipe.lr, train_bn_stats=False)
+        return replace(ctx.recipe, epochs=epochs, lr=lr or min(LP_LR_FACTOR * ctx.recipe.lr, bounds("lr").maximum),
+                       train_bn_stats=False)
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
         lp = self._lp_config(ctx)
@@ -61,6 +62,8 @@ class LinearProbeThenFineTune(Method):
         ctx.note("lp-ft: linear probe")
         probe = finetune(ctx.model, ctx.layers, _head_only(len(ctx.layers)), ctx.data, lp, ctx.seed, ctx.device, None,
                          offset_progress(ctx.progress, 0, total, phase="lp"))
+        if probe.status == "diverged":  # no fine-tuning phase on broken weights
+            return chosen, probe
         ctx.note("lp-ft: fine-tuning")
         tuned = finetune(ctx.model, ctx.layers, chosen.weights, ctx.data, ft, ctx.seed, ctx.device, None,
                          offset_progress(ctx.progress, lp.epochs, total, phase="ft"))
@@ -78,4 +81,6 @@ def _combined(probe: FinetuneResult, tuned: FinetuneResult, change: list[float])
         best_epoch, best_acc, best_test = probe.best_val_epoch, probe.best_val_acc, probe.best_val_test_acc
     return FinetuneResult(zero_shot_acc=probe.zero_shot_acc, test_acc=tuned.test_acc, best_val_epoch=best_epoch,
                           best_val_acc=best_acc, best_val_test_acc=best_test, param_change=change,
-                          multipliers=tuned.multipliers, history=history, seconds=probe.seconds + tuned.seconds)
+                          multipliers=tuned.multipliers, history=history, seconds=probe.seconds + tuned.seconds,
+                          status=tuned.status,
+                          diverged_epoch=None if tuned.diverged_epoch is None else tuned.diverged_epoch + offset)

@@ -1,16 +1,20 @@
 """Pretrained source models cached as safetensors, keyed by a hash of their training recipe.
 
 A changed recipe (data, architecture, epochs, lr, seed...) gives a new hash and so a retrain; the file
-is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint.
+is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint. A
+SHA-256 of the file is kept beside it (`.sha256`): a file that no longer matches it (cut short, edited,
+damaged on disk) or cannot be loaded is rebuilt, with a warning, instead of failing every run.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -27,18 +31,47 @@ def cached_path(name: str, recipe: dict) -> Path:
     return cache_dir() / "models" / f"{name}-{recipe_hash(recipe)}.safetensors"
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` then rename over `path`: readers see the old file or the whole new one."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _load_verified(path: Path, model: nn.Module) -> bool:
+    """Load the cached weights into `model` when the file matches its recorded hash; False to rebuild."""
+    hash_file = path.with_name(path.name + ".sha256")
+    try:
+        recorded = hash_file.read_text().strip() if hash_file.is_file() else None
+        if recorded is not None and recorded != _digest(path):
+            raise ValueError("it does not match its recorded SHA-256")
+        model.load_state_dict(load_file(str(path)))
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        warnings.warn(f"cached model {path} is damaged ({exc}); rebuilding it", stacklevel=3)
+        return False
+    if recorded is None:  # made before hashes were kept: record it now that it loaded
+        _write_atomic(hash_file, lambda tmp: tmp.write_text(_digest(path)))
+    return True
+
+
 def cached_model(name: str, recipe: dict, build: Callable[[], nn.Module],
                  train: Callable[[nn.Module], None]) -> nn.Module:
-    """`build()` with the cached weights for `recipe`, training with `train(model)` on first use."""
+    """`build()` with the cached weights for `recipe`, training with `train(model)` on first use (or when
+    the cached file is damaged)."""
     path = cached_path(name, recipe)
     model = build()
-    if path.exists():
-        model.load_state_dict(load_file(str(path)))
-        return model.eval()
+    if path.is_file():
+        if _load_verified(path, model):
+            return model.eval()
+        model = build()  # the failed load may have filled part of it
     train(model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"recipe": json.dumps(recipe, sort_keys=True, default=str)})
-    os.replace(tmp, path)
+    metadata = {"recipe": json.dumps(recipe, sort_keys=True, default=str)}
+    _write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    _write_atomic(path.with_name(path.name + ".sha256"), lambda tmp: tmp.write_text(_digest(path)))
     return model.eval()

@@ -21,6 +21,7 @@ class Setup(ABC):
     description: str
     shifts: tuple[str, ...] = SHIFTS
     recipe: Recipe = Recipe()  # this setup's default fine-tuning recipe
+    cpu_threads: int | None = None  # torch intra-op threads its runs are pinned to (threads.py); None: any
 
     def __init__(self, paths: DataPaths | None = None) -> None:
         self.paths = paths or DataPaths.from_env()

@@ -7,6 +7,8 @@ model is MoCo-v2 (800 epochs) with a new head, trained on the source subclasses 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +22,7 @@ from torchvision.models.resnet import ResNet
 
 from ..data.breeds_hierarchy import ENTITY30, LIVING17, BreedsSpec, Superclasses, make_superclasses, missing_files
 from ..core.data import Split, TaskData, balanced_indices
+from ..models.checkpoints import CHECKPOINT_ERRORS, checkpoint_problem
 from ..errors import AutoFTError, MissingFileError
 from ..finetune import finetune
 from ..layers import partition
@@ -65,13 +68,18 @@ class SourceTraining:
 
 def load_moco(model: ResNet, checkpoint: Path) -> None:
     """Load MoCo's query encoder (all but its fc) into the model; the model's own fc stays as it is."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    backbone = {k[len(MOCO_PREFIX):]: v for k, v in state.items()
-                if k.startswith(MOCO_PREFIX) and not k.startswith(MOCO_PREFIX + "fc.")}
-    result = model.load_state_dict(backbone, strict=False)
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+        backbone = {k[len(MOCO_PREFIX):]: v for k, v in state.items()
+                    if k.startswith(MOCO_PREFIX) and not k.startswith(MOCO_PREFIX + "fc.")}
+        result = model.load_state_dict(backbone, strict=False)
+    except CHECKPOINT_ERRORS as exc:
+        raise AutoFTError(f"{checkpoint} is not a usable MoCo-v2 checkpoint: {checkpoint_problem(exc)}; it should be "
+                          "moco_v2_800ep_pretrain.pth.tar, a dict whose state_dict holds the ResNet-50 query encoder "
+                          f"(module.encoder_q.*). {MOCO_WHERE}") from None
     if result.unexpected_keys or set(result.missing_keys) != {"fc.weight", "fc.bias"}:
         raise AutoFTError(f"{checkpoint} is not a MoCo ResNet-50 checkpoint: missing "
-                          f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}")
+                          f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}. {MOCO_WHERE}")
 
 
 def eval_transform(image_size: int) -> transforms.Compose:
@@ -90,13 +98,39 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        with Image.open(self.paths[i]) as image:
-            return self.transform(image.convert("RGB")), self.labels[i]
+        try:
+            with Image.open(self.paths[i]) as image:
+                return self.transform(image.convert("RGB")), self.labels[i]
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # undecodable, truncated, huge
+            raise AutoFTError(f"{self.paths[i]} is not a readable image ({type(exc).__name__}: {exc}); ImageNet "
+                              "class folders should hold only JPEG or PNG images: replace or delete it") from None
+
+    def first_unreadable(self) -> AutoFTError | None:
+        """The error of the first file that cannot be decoded (to name it when a worker process failed)."""
+        for i in range(len(self)):
+            try:
+                self[i]
+            except AutoFTError as exc:
+                return exc
+        return None
+
+
+@contextmanager
+def naming_bad_images(files: ImageFiles) -> Iterator[None]:
+    """DataLoader workers re-raise a file's error wrapped in their traceback: name the file in one line instead."""
+    try:
+        yield
+    except Exception:
+        bad = files.first_unreadable()
+        if bad is None:
+            raise
+        raise bad from None
 
 
 def load_split(files: ImageFiles, image_size: int, workers: int) -> Split:
     """Decode every file into one (N, 3, H, W) float32 tensor, a batch at a time."""
-    batches = list(DataLoader(files, batch_size=128, num_workers=workers))
+    with naming_bad_images(files):
+        batches = list(DataLoader(files, batch_size=128, num_workers=workers))
     if not batches:
         return Split(torch.empty(0, 3, image_size, image_size), torch.empty(0, dtype=torch.long))
     return Split(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))
@@ -177,7 +211,11 @@ class BreedsSetup(Setup):
         return missing_files(self.paths.breeds_info_dir) + self._image_problems()
 
     def missing(self) -> list[str]:
-        return [str(e) for e in self._data_problems() + self._checkpoint_problems()]
+        """Absent files, or the one error of a malformed hierarchy file (so that listing setups never fails)."""
+        try:
+            return [str(e) for e in self._data_problems() + self._checkpoint_problems()]
+        except AutoFTError as exc:
+            return [str(exc)]
 
     def _files(self, split: str, groups: tuple[tuple[str, ...], ...]) -> tuple[list[Path], torch.Tensor]:
         """The images of each group's class folders under `split`/, labelled with the group's index."""

@@ -9,7 +9,6 @@ runs (RobustBench and torchvision would otherwise try to download and create fol
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from torchvision.datasets import CIFAR10
 
 from ..compat import import_robustbench
 from ..core.data import Split, TaskData, balanced_indices
+from ..models.checkpoints import CHECKPOINT_ERRORS, checkpoint_problem
 from ..errors import AutoFTError, BadArgumentError, MissingFileError
 from ..paths import DataPaths
 from ..core.recipe import Recipe, TaskSpec
@@ -56,14 +56,18 @@ class _Need:
     path: Path | None
     setting: str
     where_to_get: str
+    folder: bool = False  # a folder is needed here, else a regular file
 
     def problem(self) -> AutoFTError | None:
-        """The error to show when the file is absent, None when it is on disk."""
+        """The error to show when the file (or folder) is absent or of the other kind, None when it is there."""
         if self.path is None:
             return AutoFTError(f"{self.what}: no folder configured; set {DataPaths.ENV[self.setting]} "
                                f"(or the {self.setting} path in the CLI / dashboard). {self.where_to_get}")
         if not self.path.exists():
             return MissingFileError(self.what, self.path, self.where_to_get)
+        if self.path.is_dir() != self.folder:  # e.g. a folder where Standard.pt belongs: RobustBench would download
+            found, wanted = ("a folder", "a file") if self.path.is_dir() else ("not a folder", "a folder")
+            return AutoFTError(f"{self.what} {self.path} is {found}; it should be {wanted}. {self.where_to_get}")
         return None
 
 
@@ -130,9 +134,9 @@ class Cifar10Setup(Setup):
         try:
             model = load_model(model_name="Standard", model_dir=self.paths.robustbench_model_dir,
                                dataset="cifar10", threat_model="corruptions")
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-            raise AutoFTError(f"could not load the RobustBench checkpoint {path} with torch's safe (weights-only) "
-                              f"loader: {exc}. Replace it with the original file. {GET_MODEL}") from exc
+        except CHECKPOINT_ERRORS as exc:
+            raise AutoFTError(f"{path} is not a usable RobustBench checkpoint: {checkpoint_problem(exc)}; it should "
+                              f"be the original file, a dict holding the WRN-28-10 state_dict. {GET_MODEL}") from None
         return model.eval().cpu()
 
     # --- required files -------------------------------------------------------------------------------------
@@ -144,7 +148,7 @@ class Cifar10Setup(Setup):
     def _clean_needs(self) -> list[_Need]:
         """The whole cifar-10-batches-py folder (torchvision checks every file, even for the test set)."""
         folder = _under(self.paths.cifar10_dir, CLEAN_FOLDER)
-        needs = [_Need("clean CIFAR-10 folder", folder, "cifar10_dir", GET_CLEAN)]
+        needs = [_Need("clean CIFAR-10 folder", folder, "cifar10_dir", GET_CLEAN, folder=True)]
         if folder is None or not folder.is_dir():
             return needs
         return [_Need(f"clean CIFAR-10 file {name}", folder / name, "cifar10_dir", GET_CLEAN) for name in CLEAN_FILES]
@@ -152,7 +156,7 @@ class Cifar10Setup(Setup):
     def _corrupted_needs(self, corruptions: tuple[str, ...]) -> list[_Need]:
         """The CIFAR-10-C folder, its labels.npy and one <corruption>.npy per corruption."""
         folder = _under(self.paths.cifar10c_dir, CORRUPTED_FOLDER)
-        needs = [_Need("CIFAR-10-C folder", folder, "cifar10c_dir", GET_CORRUPTED)]
+        needs = [_Need("CIFAR-10-C folder", folder, "cifar10c_dir", GET_CORRUPTED, folder=True)]
         if folder is None or not folder.is_dir():
             return needs
         files = ("labels", *corruptions)
@@ -203,8 +207,9 @@ def _severity_count(path: Path, severity: int) -> int:
     """How many images the file holds for this severity (rows (s-1)*10,000 .. s*10,000, those that exist)."""
     try:
         images = np.load(path, mmap_mode="r")  # reads the header only; pickled arrays are refused
-    except ValueError as exc:
-        raise AutoFTError(f"{path} is not a CIFAR-10-C array file ({exc}). {GET_CORRUPTED}") from exc
+    except (ValueError, OSError, EOFError) as exc:
+        raise AutoFTError(f"{path} is not a NumPy array file ({exc}); CIFAR-10-C files hold uint8 images of "
+                          f"shape (N, 32, 32, 3). {GET_CORRUPTED}") from None
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
         raise AutoFTError(f"{path} holds a {images.dtype} array of shape {images.shape}; CIFAR-10-C files hold "
                           f"uint8 images of shape (N, 32, 32, 3). {GET_CORRUPTED}")
@@ -219,8 +224,12 @@ def _check_labels(path: Path, count: int) -> None:
     """RobustBench takes the first `count` labels (the 50,000 in labels.npy repeat per severity)."""
     try:
         labels = np.load(path)
-    except ValueError as exc:
-        raise AutoFTError(f"{path} is not a CIFAR-10-C labels file ({exc}). {GET_CORRUPTED}") from exc
+    except (ValueError, OSError, EOFError) as exc:
+        raise AutoFTError(f"{path} is not a NumPy array file ({exc}); labels.npy holds whole-number class labels "
+                          f"0..{NUM_CLASSES - 1}. {GET_CORRUPTED}") from None
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise AutoFTError(f"{path} holds {labels.dtype} values; labels.npy holds whole-number class labels "
+                          f"0..{NUM_CLASSES - 1}. {GET_CORRUPTED}")
     if labels.ndim != 1 or len(labels) < count:
         raise AutoFTError(f"{path} holds {labels.shape} labels but {count} are needed. {GET_CORRUPTED}")
     if labels[:count].min() < 0 or labels[:count].max() >= NUM_CLASSES:

@@ -4,6 +4,7 @@
 - feature: a BREEDS analogue: five superclasses {d, d+5}; the source sees digits 0-4, the target 5-9;
 - output: the label flip y -> 9 - y (digits-F, like CIFAR-10F).
 Source models are pretrained here on first use (well under a minute on a laptop CPU) and cached.
+Pretraining and runs use one intra-op CPU thread, so the numbers do not depend on the core count.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class DigitsSetup(Setup):
     name = "digits"
     description = "Embedded: scikit-learn handwritten digits, coloured, 32x32x3 (no download)"
     recipe = Recipe(shots=1000, epochs=15, lr=1e-3, batch_size=64)
+    cpu_threads = 1  # the same numbers on every CPU (a small net: threads gain little)
 
     def missing(self) -> list[str]:
         return []
