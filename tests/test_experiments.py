@@ -128,10 +128,11 @@ def test_a_failing_run_is_reported_and_alone_retried(store, monkeypatch, tmp_pat
     make = lambda: backends.LocalBackend(None, "cpu", None)  # noqa: E731
     with pytest.raises(SweepFailed, match="1 of 3 runs failed"):
         run_sweep(requests, store, make, log_dir=tmp_path)
-    assert len(_rows(store.path)) == 2
+    assert sorted(store.frame()["status"]) == ["failed", "ok", "ok"]  # recorded, and not taken for a result
     fake.healed = True
     report = run_sweep(requests, store, make, log_dir=tmp_path)
     assert (report.cached, report.ran, len(_rows(store.path))) == (2, 1, 3)
+    assert set(store.frame()["status"]) == {"ok"}
     assert "RuntimeError: boom" in sorted(tmp_path.glob("sweep-*.log"))[0].read_text()
 
 
