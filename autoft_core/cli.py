@@ -31,7 +31,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 _positive_int = arg_type(whole=True, minimum=1, maximum=MAX_COUNT)
-_positive_float = arg_type(whole=False, minimum=0, above=True)
 _seed = arg_type(whole=True, minimum=0, maximum=MAX_SEED)
 _shots = arg_type(whole=True, minimum=1, maximum=MAX_SHOTS)
 _epochs = arg_type(whole=True, minimum=0, maximum=MAX_EPOCHS)
