@@ -32,6 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 _positive_int = arg_type(whole=True, minimum=1, maximum=MAX_COUNT)
 _seed = arg_type(whole=True, minimum=0, maximum=MAX_SEED)
+_severity = arg_type(whole=True, minimum=1, maximum=5)
 _shots = arg_type(whole=True, minimum=1, maximum=MAX_SHOTS)
 _epochs = arg_type(whole=True, minimum=0, maximum=MAX_EPOCHS)
 _lr = arg_type(whole=False, minimum=0, maximum=MAX_LR, above=True)
@@ -49,7 +50,7 @@ def _add_task_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setup", default="digits", help=f"one of: {', '.join(setup_names())}")
     p.add_argument("--shift", default="output", help="input, feature or output")
     p.add_argument("--corruption", default=None, help="input-level shift: which corruption")
-    p.add_argument("--severity", type=_positive_int, default=5, help="input-level shift: 1-5")
+    p.add_argument("--severity", type=_severity, default=5, help="input-level shift: 1-5")
     p.add_argument("--method", default="full", help="see `python -m autoft_core methods`")
     p.add_argument("--param", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="a method hyper-parameter (repeatable)")

@@ -36,10 +36,10 @@ _cpus = arg_type(whole=False, minimum=0, maximum=MAX_CPUS, above=True)
 
 def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
     """Setup, severity, seeds, recipe (as `finetune`), device, data paths and backend options."""
-    from ..cli import _add_recipe_args, _positive_int, _shots
+    from ..cli import _add_recipe_args, _positive_int, _severity, _shots
 
     p.add_argument("--setup", default="digits")
-    p.add_argument("--severity", type=_positive_int, default=5, help="input-level shift: 1-5 (default 5)")
+    p.add_argument("--severity", type=_severity, default=5, help="input-level shift: 1-5 (default 5)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     if shots_help:
         p.add_argument("--shots", type=_shots, default=None, help=shots_help)
@@ -62,7 +62,7 @@ def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     """Add sweep, shots, grid and table to the CLI's subparsers."""
-    from ..cli import _add_recipe_args, _positive_int, _shots
+    from ..cli import _add_recipe_args, _positive_int, _severity, _shots
     from .plan import DEFAULT_CORRUPTION
 
     sweep = sub.add_parser("sweep", help="methods × shifts × corruptions × seeds, through the result store")
@@ -93,7 +93,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--format", default="markdown", choices=("markdown", "csv"))
     table.add_argument("--out", default=None, help="write to this file instead of stdout")
     table.add_argument("--metric", default="test_acc", choices=METRICS)
-    table.add_argument("--severity", type=_positive_int, default=5, help="input-level severity (default 5)")
+    table.add_argument("--severity", type=_severity, default=5, help="input-level severity (default 5)")
     table.add_argument("--corruptions", default="all", help="input-level corruptions averaged (default all)")
     table.add_argument("--methods", default="all", help="rows: comma-separated methods or all with runs (default)")
     table.add_argument("--seeds", default=None, help="comma-separated seeds (default: all stored)")
