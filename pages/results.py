@@ -13,7 +13,8 @@ from autoft_core import dashboard_api as api
 import pages as ui
 
 RUN_COLUMNS = ["shift", "corruption", "severity", "label", "seed", "shots", "epochs", "lr", "granularity",
-               "status", "diverged_epoch", "zero_shot_acc", "test_acc", "best_val_test_acc", "best_val_epoch", "seconds", "code_version"]
+               "status", "diverged_epoch", "zero_shot_acc", "test_acc", "best_val_test_acc", "best_val_epoch",
+               "seconds", "code_version"]
 
 
 def _present(column: pd.Series) -> list:

@@ -219,8 +219,8 @@ def test_only_configured_folders_are_looked_up(monkeypatch) -> None:
     monkeypatch.setenv("AUTOFT_CIFAR10_DIR", "/no/such/folder")
     paths, problems = api.path_problems({"cifar10_dir": "/no/such/folder", "imagenet_dir": "/etc"})
     assert problems == ["CIFAR-10 folder (holds cifar-10-batches-py/): the configured /no/such/folder does not exist.",
-                        "ImageNet root (train/, val/): /etc is not the folder configured for this server, so it is "
-                        "not used; set AUTOFT_IMAGENET_DIR where the dashboard is started."]
+                        ("ImageNet root (train/, val/): /etc is not the folder configured for this server, so it is "
+                         "not used; set AUTOFT_IMAGENET_DIR where the dashboard is started.")]
     assert paths == api.DataPaths()
     monkeypatch.setattr(api.Path, "exists", lambda self: pytest.fail(f"{self} was looked up"))
     api.path_problems({"moco_checkpoint": "/root/secret"})

@@ -133,6 +133,7 @@ def test_a_failing_run_is_reported_and_alone_retried(store, monkeypatch, tmp_pat
     fake.healed = True
     report = run_sweep(requests, store, make, log_dir=tmp_path)
     assert (report.cached, report.ran, len(_rows(store.path))) == (2, 1, 3)
+    assert set(store.frame()["status"]) == {"ok"}
     assert "RuntimeError: boom" in sorted(tmp_path.glob("sweep-*.log"))[0].read_text()
 
 

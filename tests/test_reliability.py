@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 from autoft_core import dashboard_api, experiment
@@ -25,7 +24,7 @@ from autoft_core.config import RunConfig
 from autoft_core.data import digits_tasks
 from autoft_core.data.breeds_hierarchy import LIVING17, make_superclasses
 from autoft_core.core.data import Split, TaskData
-from autoft_core.errors import AutoFTError, NonFiniteError, RunDiverged, StoreError
+from autoft_core.errors import AutoFTError, NonFiniteError, RunDiverged
 from autoft_core.experiments import backends
 from autoft_core.experiments.runner import run_sweep
 from autoft_core.core.recipe import Recipe, field_names
