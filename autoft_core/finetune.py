@@ -77,6 +77,7 @@ class FinetuneResult:
     multipliers: list[float]
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    steps: int = 0  # optimizer steps taken (equal budgets make methods comparable)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -144,6 +145,7 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
     best = {"epoch": 0, "val_acc": accuracy(net, data.val), "state": _clone_state(model)}
     history: list[dict] = []
     n = len(data.train)
+    steps = 0
 
     for epoch in range(1, cfg.epochs + 1):
         if reweighter is not None and reweighter.every == "epoch":
@@ -166,6 +168,7 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
             optimizer.opt.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.opt.step()
+            steps += 1
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(dim=1) == y).sum()
         val_acc = accuracy(net, data.val)
@@ -189,7 +192,7 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
     return FinetuneResult(zero_shot_acc=zero_shot, test_acc=test_acc, best_val_epoch=best["epoch"],
                           best_val_acc=best["val_acc"], best_val_test_acc=best_test, param_change=change,
                           multipliers=list(optimizer.multipliers), history=history,
-                          seconds=time.perf_counter() - started)
+                          seconds=time.perf_counter() - started, steps=steps)
 
 
 def _skip_frozen_prefix(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], data: TaskData,

@@ -22,11 +22,13 @@ from ..layers import Layer
 
 @dataclass(frozen=True)
 class Param:
-    """A method hyper-parameter: its default, type, help and optional choices."""
+    """A method hyper-parameter: its default, type, help, optional choices and bounds (inclusive)."""
 
     default: Any
     help: str
     choices: tuple | None = None
+    minimum: float | None = None
+    maximum: float | None = None
 
     def parse(self, name: str, raw: object) -> Any:
         """Convert `raw` (often a CLI string) to this parameter's type, or raise BadArgumentError."""
@@ -44,6 +46,11 @@ class Param:
             raise BadArgumentError(f"value for {name}", raw, f"a {kind.__name__} ({self.help})") from None
         if self.choices is not None and value not in self.choices:
             raise BadArgumentError(f"value for {name}", raw, self.choices)
+        if (self.minimum is not None and not value >= self.minimum) or (
+                self.maximum is not None and not value <= self.maximum):
+            low = "" if self.minimum is None else f">= {self.minimum:g}"
+            high = "" if self.maximum is None else f"<= {self.maximum:g}"
+            raise BadArgumentError(f"value for {name}", raw, f"a {kind.__name__} {' and '.join(filter(None, (low, high)))}")
         return value
 
 
