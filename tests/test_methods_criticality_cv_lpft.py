@@ -145,14 +145,14 @@ def test_cross_validation_ties_go_to_the_earliest_block():
 
 
 def test_lp_ft_probe_phase_changes_only_the_head():
-    ctx = _tiny_ctx("lp-ft", epochs=0, lp_epochs=2)
+    ctx = _tiny_ctx("lp-ft", epochs=2, lp_share=1.0)
     _, result = get_method("lp-ft").run(ctx)
     assert [h["phase"] for h in result.history] == ["lp", "lp"]
     assert result.param_change[:-1] == [0.0] * (len(ctx.layers) - 1) and result.param_change[-1] > 0
 
 
 def test_lp_ft_reports_original_zero_shot_and_both_phases():
-    ctx = _tiny_ctx("lp-ft", epochs=1, lp_epochs=2)
+    ctx = _tiny_ctx("lp-ft", epochs=3, lp_share=0.7)
     zero_shot = accuracy(ctx.model, ctx.data.test)
     chosen, result = get_method("lp-ft").run(ctx)
     assert result.zero_shot_acc == zero_shot
@@ -163,7 +163,7 @@ def test_lp_ft_reports_original_zero_shot_and_both_phases():
 
 @pytest.mark.parametrize("method", METHODS)
 def test_weights_and_one_stored_run_per_method(method, tmp_path):
-    params = {"lp_epochs": 1} if method == "lp-ft" else {}
+    params = {"lp_share": 1.0} if method == "lp-ft" else {}
     cfg = RunConfig(setup="digits", shift="output", method=method, params=params, epochs=1)
     out = compute_weights(cfg, device="cpu")
     assert all(math.isfinite(w) and w >= 0 for w in out["weights"]) and max(out["weights"]) == 1.0

@@ -29,11 +29,13 @@ def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tenso
 
 @contextmanager
 def full_precision() -> Iterator[None]:
-    """True fp32 matmuls and convolutions inside (CUDA's TF32 off), as gradient and curvature probes need."""
+    """True fp32 inside, as gradient and curvature probes need: any surrounding autocast disabled and
+    CUDA's TF32 matmuls / convolutions off (process-wide flags, put back on exit)."""
     flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        yield
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
