@@ -69,9 +69,9 @@ def newton_table(layers: Sequence[Layer], steps: NewtonSteps, prefix: str = "") 
 
 
 def relative_norms(vectors: Sequence[torch.Tensor], model: nn.Module, layers: Sequence[Layer]) -> list[float]:
-    """‖v_l‖₂ / ‖θ_l‖₂ per layer (‖θ_l‖ floored at 1e-12)."""
-    theta = torch.stack([torch.linalg.vector_norm(flat(group)) for group in layer_params(model, layers)])
-    v = torch.stack([torch.linalg.vector_norm(vec) for vec in vectors]).to(theta.device)
+    """‖v_l‖₂ / ‖θ_l‖₂ per layer, the norms in float64 (‖θ_l‖ floored at 1e-12)."""
+    theta = torch.stack([torch.linalg.vector_norm(flat(group).double()) for group in layer_params(model, layers)])
+    v = torch.stack([torch.linalg.vector_norm(vec.double()) for vec in vectors]).to(theta.device)
     return (v / theta.clamp_min(1e-12)).cpu().tolist()
 
 
@@ -120,9 +120,11 @@ class RelativeNormMethod(Method):
         """The sample of call number `call` (0: `weights`); a given `batch` replaces the target one."""
         seed = ctx.finetune_cfg.seed + call
         size = params["batches"] * params["batch_size"]
-        target = Split(*batch) if batch is not None else seeded_sample(ctx.data.train, size, seed)
-        source = seeded_sample(ctx.data.source, len(target) if batch is not None else size, seed) \
-            if self.uses_source else None
+        if batch is not None:
+            size, target = len(batch[1]), Split(*batch)
+        else:  # all of it (batches = 0) in its own order: the exact gradient, no sampling
+            target = seeded_sample(ctx.data.train, size, seed) if size else ctx.data.train
+        source = (seeded_sample(ctx.data.source, size, seed) if size else ctx.data.source) if self.uses_source else None
         return Probe(target, source)
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
