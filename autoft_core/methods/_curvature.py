@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.task import Split
+from ..errors import AutoFTError
 
 CURVATURES = ("hessian", "gauss-newton")
 GRAD_CHUNK = 512  # examples per forward/backward: bounds the memory of one graph
@@ -76,7 +77,8 @@ def mean_gradients(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], s
         grads = torch.autograd.grad(loss, flat_params, allow_unused=True, materialize_grads=True)
         total = list(grads) if total is None else [t + g for t, g in zip(total, grads)]
     if total is None:
-        raise ValueError("no example to compute gradients on: the sample is empty")
+        raise AutoFTError("no example to compute gradients on: the probe sample is empty; use a task with "
+                          "target training examples (--shots >= 1)")
     return [flat(group) / len(sample) for group in _by_layer(total, params)]
 
 
@@ -108,7 +110,8 @@ class BlockCurvature:
             detached = [g.detach() for g in grads]
             total = detached if total is None else [t + g for t, g in zip(total, detached)]
         if total is None:
-            raise ValueError("no example to compute curvature on: the sample is empty")
+            raise AutoFTError("no example to compute curvature on: the probe sample is empty; use a task with "
+                              "target training examples (--shots >= 1)")
         self.grads = [flat(group) / self.n for group in _by_layer(total, self.params)]
 
     def product(self, layer: int, v: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..data.task import Split
 from ..layers import Layer
-from ._common import full_precision, per_layer, probe_mode, seeded_sample
+from ._common import full_precision, probe_mode, seeded_sample
 from ._curvature import CURVATURES, NewtonSteps, flat, mean_gradients, newton_steps
 from ._scale import scale_param, scaled
 from .base import LayerWeights, Method, MethodContext, Param
@@ -58,8 +58,8 @@ def layer_newton_steps(model: nn.Module, layers: Sequence[Layer], sample: Split,
 
 
 def norms(vectors: Sequence[torch.Tensor]) -> list[float]:
-    """‖v‖₂ of each vector, as Python floats."""
-    return [float(torch.linalg.vector_norm(v)) for v in vectors]
+    """‖v‖₂ of each vector, as Python floats (one host sync)."""
+    return torch.stack([torch.linalg.vector_norm(v.double()) for v in vectors]).tolist()
 
 
 def newton_table(layers: Sequence[Layer], steps: NewtonSteps, prefix: str = "") -> list[dict[str, Any]]:

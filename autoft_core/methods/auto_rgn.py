@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from ..layers import Layer
-from ._gradients import Probe, RelativeNormMethod, layer_gradients, norms, per_layer, rgn_params
+from ._common import per_layer
+from ._gradients import Probe, RelativeNormMethod, layer_gradients, norms, rgn_params
 
 
 class AutoRGN(RelativeNormMethod):

@@ -36,8 +36,8 @@ class AutoRGNHessian(RelativeNormMethod):
 
     name = "auto-rgn+hessian"
     summary = "Auto-RGN on the damped per-layer Newton step: alpha_l from ‖(H_l + λ_l I)⁻¹ g_l‖ / ‖θ_l‖."
-    params = {**rgn_params(every="once", batches=2, scale="raw"),
-              **newton_params(curvature="hessian", iterations=10, damping=0.1)}
+    params = {**rgn_params(every="once", batches=2, scale="mean"),
+              **newton_params(curvature="gauss-newton", iterations=5, damping=0.1)}
     order = 21
 
     def _vectors(self, model: nn.Module, layers: Sequence[Layer], probe: Probe,

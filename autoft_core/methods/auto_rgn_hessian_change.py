@@ -33,8 +33,8 @@ class AutoRGNHessianChange(RelativeNormMethod):
 
     name = "auto-rgn+hessian+change"
     summary = "Auto-RGN on the Newton-step change: alpha_l from ‖s_tgt,l − s_src,l‖ / ‖θ_l‖ (Algorithm 1)."
-    params = {**rgn_params(every="once", batches=2, scale="raw"),
-              **newton_params(curvature="hessian", iterations=10, damping=0.1)}
+    params = {**rgn_params(every="once", batches=2, scale="mean"),
+              **newton_params(curvature="gauss-newton", iterations=5, damping=0.1)}
     order = 23
     uses_source = True
 

@@ -57,7 +57,7 @@ _PARAMS = {
                           "when partial_epochs > 0)", minimum=0),
     "partial_epochs": Param(0, "fine-tune all layers this many epochs on the target before probing (Algorithm 4)",
                             choices=(0, 1, 2, 3, 4, 5)),
-    "scale": scale_param("max"),
+    "scale": scale_param("mean"),
 }
 
 

@@ -30,7 +30,7 @@ class LayerwiseSurprise(Method):
 
     name = "surprise"
     summary = "Layerwise Surprise: per-layer Σ_dims KL(target ‖ source) of 8-bin activation histograms."
-    params = {**SURPRISE_PARAMS, "scale": scale_param("max")}
+    params = {**SURPRISE_PARAMS, "scale": scale_param("mean")}
     order = 30
 
     def weights(self, ctx: MethodContext) -> LayerWeights:

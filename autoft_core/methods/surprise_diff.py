@@ -31,7 +31,7 @@ class SurpriseDifference(Method):
 
     name = "surprise-diff"
     summary = "Surprise difference: per-layer increase of Layerwise Surprise, max(0, s_l − s_{l−1})."
-    params = {**SURPRISE_PARAMS, "scale": scale_param("max")}
+    params = {**SURPRISE_PARAMS, "scale": scale_param("mean")}
     order = 31
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
