@@ -1,4 +1,4 @@
-"""Command line: `python -m autoft_core {weights,finetune,setups,methods,sweep,shots,grid,table}` (a stable contract).
+"""Command line: `python -m autoft_core {weights,finetune,setups,methods,export,sweep,shots,grid,table}` (a stable contract).
 
 Bad input exits 2 with one line naming the valid choices; progress goes to stderr through tqdm.
 The engine (torch) is imported only when a command needs it: a cached `finetune` answers from the
@@ -17,6 +17,7 @@ from tqdm import tqdm
 from .cli_args import add_paths, add_task, paths_from, run_config as config_from
 from .errors import AutoFTError, RunDiverged
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
+from .export import add_export_command, run_export_command
 from .setups import get_setup, setup_names
 from .runs import lookup
 from .store import ResultStore
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_paths(setups)
     methods = sub.add_parser("methods", help="list methods with their hyper-parameters")
     methods.add_argument("--json", action="store_true")
+    add_export_command(sub)
     add_experiment_commands(sub)
     return parser
 
@@ -135,7 +137,7 @@ def _cmd_methods(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"weights": _cmd_weights, "finetune": _cmd_finetune, "setups": _cmd_setups, "methods": _cmd_methods,
-            **EXPERIMENT_COMMANDS}
+            "export": run_export_command, **EXPERIMENT_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,6 +55,7 @@ class FinetuneResult:
     seconds: float = 0.0
     status: str = "ok"  # or "diverged"
     diverged_epoch: int | None = None
+    steps: int = 0  # optimizer steps taken (equal budgets make methods comparable)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,11 +123,13 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
     best = {"epoch": 0, "val_acc": accuracy(net, data.val), "state": _clone_state(model)}
     history: list[dict] = []
     n = len(data.train)
-
+    steps = 0
     diverged: int | None = None
     for epoch in range(1, cfg.epochs + 1):
         try:
-            loss_sum, correct, bad = _train_epoch(net, model, data.train, optimizer, cfg, reweighter, generator)
+            loss_sum, correct, bad, taken = _train_epoch(net, model, data.train, optimizer, cfg, reweighter,
+                                                         generator)
+            steps += taken
         except NonFiniteError:  # the re-weighting scores of a model that has blown up
             loss_sum, correct, bad = torch.tensor(float("nan")), torch.tensor(0), torch.tensor(True)
         bad = bad.to(device) | ~_finite(optimizer.groups)  # the epoch's last step may have broken the weights
@@ -157,13 +160,14 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
                           best_val_acc=best["val_acc"], best_val_test_acc=best_test, param_change=change,
                           multipliers=list(optimizer.multipliers), history=history,
                           seconds=time.perf_counter() - started, status="diverged" if diverged else "ok",
-                          diverged_epoch=diverged)
+                          diverged_epoch=diverged, steps=steps)
 
 
 def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: _LayerwiseOptimizer,
                  cfg: Recipe, reweighter: Reweighter | None,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One epoch of shuffled minibatches: (summed loss, correct count, any non-finite loss), all on the device."""
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """One epoch of shuffled minibatches: (summed loss, correct count, any non-finite loss) on the device,
+    and the number of optimizer steps taken."""
     device = train.x.device
     if reweighter is not None and reweighter.every == "epoch":
         optimizer.apply(reweighter(model, None))
@@ -173,6 +177,7 @@ def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: _Lay
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     bad = torch.zeros((), dtype=torch.bool, device=device)
+    steps = 0
     for start in range(0, n, cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
         x, y = train.x[idx], train.y[idx]
@@ -187,11 +192,12 @@ def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: _Lay
         optimizer.opt.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.opt.step()
+        steps += 1
         loss = loss.detach()
         bad |= ~torch.isfinite(loss)  # on the device: no host sync per step
         loss_sum += loss * len(idx)
         correct += (logits.detach().argmax(dim=1) == y).sum()
-    return loss_sum, correct, bad
+    return loss_sum, correct, bad, steps
 
 
 def _finite(groups: list[list[nn.Parameter]]) -> torch.Tensor:

@@ -18,7 +18,7 @@ from autoft_core.setups.digits import DigitsSetup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPE = Recipe(shots=50, epochs=1)
-FAST = {"lp-ft": {"lp_epochs": 1}}  # keep every method's run to about one epoch here
+FAST = {"auto-rgn+hessian": {"iterations": 2}, "auto-rgn+hessian+change": {"iterations": 2}}  # solver: tested elsewhere
 
 
 def _cfg(method: str, **params: object) -> RunConfig:
@@ -75,7 +75,7 @@ def test_bad_parameters_are_refused_before_loading(method, no_loading, store):
 
 
 @pytest.mark.parametrize("method, param", [("criticality-random", "topk=-1"), ("surprise", "bins=0"),
-                                           ("auto-snr", "samples=-5"), ("lp-ft", "lp_epochs=-1"),
+                                           ("auto-snr", "samples=-5"), ("lp-ft", "lp_share=-1"),
                                            ("auto-rgn+hessian", "pairs=-1")])
 @pytest.mark.parametrize("command", ["weights", "finetune", "sweep"])
 def test_cli_refuses_out_of_bounds_parameters_with_exit_2(command, method, param, no_loading, tmp_path, capsys):

@@ -92,7 +92,7 @@ def test_identity_criticality_is_zero_for_an_identity_layer_and_model_is_restore
 
 
 def test_random_criticality_is_positive_for_trained_layers_top_k_keeps_k_and_restores():
-    ctx = _digits_ctx("criticality-random", topk=3, samples=128)
+    ctx = _digits_ctx("criticality-random", topk=3, samples=128, scale="max")
     before = _state(ctx.model)
     out = get_method("criticality-random").weights(ctx)
     _assert_same_state(ctx.model, before)
@@ -144,14 +144,14 @@ def test_cross_validation_ties_go_to_the_earliest_block():
 
 
 def test_lp_ft_probe_phase_changes_only_the_head():
-    ctx = _tiny_ctx("lp-ft", epochs=0, lp_epochs=2)
+    ctx = _tiny_ctx("lp-ft", epochs=2, lp_share=1.0)
     _, result = get_method("lp-ft").run(ctx)
     assert [h["phase"] for h in result.history] == ["lp", "lp"]
     assert result.param_change[:-1] == [0.0] * (len(ctx.layers) - 1) and result.param_change[-1] > 0
 
 
 def test_lp_ft_reports_original_zero_shot_and_both_phases():
-    ctx = _tiny_ctx("lp-ft", epochs=1, lp_epochs=2)
+    ctx = _tiny_ctx("lp-ft", epochs=3, lp_share=0.7)
     zero_shot = accuracy(ctx.model, ctx.data.test)
     chosen, result = get_method("lp-ft").run(ctx)
     assert result.zero_shot_acc == zero_shot

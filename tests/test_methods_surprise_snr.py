@@ -1,4 +1,5 @@
-"""Layerwise Surprise, surprise difference and Auto-SNR: checked against slow references and on digits."""
+"""Layerwise Surprise, surprise difference and Auto-SNR: checked against NumPy / autograd references
+and on digits."""
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.methods import MethodContext, get_method
 from autoft_core.methods import auto_snr
-from autoft_core.methods._activations import bin_counts, kl_divergence, output_points, weights_or_ones
+from autoft_core.methods._activations import bin_counts, kl_divergence, layerwise_surprise, read_points
 from autoft_core.methods.surprise_diff import surprise_increase
 from autoft_core.setups import TaskSpec, get_setup
 
@@ -39,14 +40,16 @@ def _context(method: str, model: nn.Module, data: TaskData, granularity: str = "
                          recipe=Recipe(), seed=0, device=torch.device("cpu"))
 
 
-def test_hook_points_are_post_activation_outputs():
+def test_read_points_are_post_activation_outputs_and_block_outputs_after_the_add():
     model = DigitsResNet()
-    module_points = dict(zip([layer.name for layer in partition(model)], output_points(model, partition(model))))
+    module_points = dict(zip([layer.name for layer in partition(model)], read_points(model, partition(model))))
     assert module_points["stem.conv"] == (model.stem, False)  # conv-bn-relu Sequential: already rectified
     assert module_points["stage2.conv1"] == (model.stage2.bn1, True)  # its BatchNorm, then ReLU
-    assert module_points["stage2.shortcut.conv"] == (model.stage2.shortcut, False)  # no nonlinearity of its own
+    assert module_points["stage1.conv2"] == (model.stage1, False)  # last main-path conv: the block output
+    assert module_points["stage2.conv2"] == (model.stage2, False)
+    assert module_points["stage2.shortcut.conv"] == (model.stage2.shortcut, False)  # its branch, before the add
     assert module_points["head"] == (model.head, False)  # logits
-    blocks = output_points(model, partition(model, "block"))
+    blocks = read_points(model, partition(model, "block"))
     assert blocks == [(model.stage1, False), (model.stage2, False), (model.stage3, False), (model.head, False)]
 
 
@@ -59,11 +62,6 @@ def test_surprise_is_zero_on_identical_data_and_falls_back_to_ones(digits, unit,
                                                   unit=unit, samples=256))
     assert all(abs(s) <= 1e-6 for s in out.scores)
     assert out.weights == [1.0] * len(out.scores) and out.extras["all_zero_fallback"]
-
-
-def test_weights_or_ones():
-    assert weights_or_ones([0.0, 0.0, 0.0]) == ([1.0, 1.0, 1.0], True)
-    assert weights_or_ones([1.0, 4.0, 0.0]) == ([0.25, 1.0, 0.0], False)
 
 
 def test_surprise_grows_with_corruption_severity(digits):
@@ -102,6 +100,45 @@ def test_vectorised_histogram_kl_matches_per_unit_numpy_loop():
     np.testing.assert_allclose(kl_divergence(counts_t, counts_s, 1e-3).numpy(), ref_kl, rtol=1e-10)
 
 
+def _numpy_histogram(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
+    """8 equal-width bins over [lo, hi], outside values clamped into the edge bins; a constant unit
+    (lo == hi) puts values <= lo in the first bin and the rest in the last (the documented rule)."""
+    if lo == hi:
+        counts = np.zeros(bins, dtype=np.int64)
+        counts[0], counts[-1] = np.sum(values <= lo), np.sum(values > lo)
+        return counts
+    return np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))[0]
+
+
+def _numpy_kl(target: np.ndarray, source: np.ndarray, lo: np.ndarray, hi: np.ndarray, eps: float) -> np.ndarray:
+    """Per-dimension KL(target ‖ source) of (N, D) activations, histograms smoothed by eps per bin."""
+    out = []
+    for d in range(source.shape[1]):
+        p, q = (_numpy_histogram(v[:, d], lo[d], hi[d], 8) for v in (target, source))
+        p, q = ((c / c.sum() + eps) / (1 + 8 * eps) for c in (p, q))
+        out.append(np.sum(p * np.log(p / q)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_surprise_and_noise_floor_equal_a_numpy_per_dimension_histogram_kl(reduce):
+    model = _tiny_model()
+    g = torch.Generator().manual_seed(5)
+    source, target = torch.rand(101, 3, 6, 6, generator=g), torch.rand(80, 3, 6, 6, generator=g) * 1.5 + 0.2
+    got = layerwise_surprise(model, partition(model), source, target, reduce=reduce)
+    with torch.no_grad():  # layer 1: the conv's BatchNorm output, rectified; layer 2: the logits
+        outputs = [lambda x: torch.relu(model[1](model[0](x))).flatten(1), model]
+        for layer, output in enumerate(outputs):
+            src, tgt = output(source).double().numpy(), output(target).double().numpy()
+            lo, hi = src.min(0), src.max(0)
+            kl = _numpy_kl(tgt, src, lo, hi, 1e-3)
+            floor = _numpy_kl(src[50:], src[:50], lo, hi, 1e-3)
+            combine = np.sum if reduce == "sum" else np.mean
+            assert got.scores[layer] == pytest.approx(combine(kl), rel=1e-9)
+            assert got.noise_floor[layer] == pytest.approx(combine(floor), rel=1e-9)
+    assert src.shape[1] == 3 and len(got.scores) == 2
+
+
 def test_constant_source_unit_sends_other_target_values_to_an_end_bin():
     values = torch.tensor([[[0.0, 0.0, 2.0, -1.0]]])
     counts = bin_counts(values, torch.zeros(1), torch.zeros(1), 8)
@@ -112,7 +149,7 @@ def test_surprise_diff_is_the_positive_increase_of_surprise(digits):
     data = digits.task(TaskSpec("input", "gaussian_noise", 3))
     model = digits.source_model("input")
     surprise = get_method("surprise").weights(_context("surprise", model, data, samples=256)).scores
-    diff = get_method("surprise-diff").weights(_context("surprise-diff", model, data, samples=256))
+    diff = get_method("surprise-diff").weights(_context("surprise-diff", model, data, samples=256, scale="max"))
     expected = [max(0.0, s - prev) for prev, s in zip([0.0, *surprise[:-1]], surprise)]
     assert diff.scores == pytest.approx(expected, abs=1e-12)
     assert diff.extras["surprise"] == pytest.approx(surprise, abs=1e-12)
@@ -163,7 +200,7 @@ def test_model_restored_bit_for_bit(digits, method):
 
 def test_cli_weights_json():
     done = subprocess.run([sys.executable, "-m", "autoft_core", "weights", "--setup", "digits", "--shift", "output",
-                           "--method", "surprise", "--json", "--device", "cpu"],
+                           "--method", "surprise", "--param", "scale=max", "--json", "--device", "cpu"],
                           cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
     out = json.loads(done.stdout)
     assert out["method"] == "surprise" and len(out["weights"]) == len(out["layers"]) and max(out["weights"]) == 1.0

@@ -30,7 +30,7 @@ from autoft_core.experiments.runner import run_sweep
 from autoft_core.core.recipe import Recipe, field_names
 from autoft_core.finetune import finetune
 from autoft_core.layers import partition
-from autoft_core.methods._gradients import to_multipliers
+from autoft_core.methods._scale import scaled
 from autoft_core.models import weights_cache
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.paths import DataPaths
@@ -193,7 +193,7 @@ def test_sigint_during_a_real_run_exits_130_without_a_row(tmp_path):
 
 def test_the_auto_rgn_overflow_message_names_the_cause_not_the_device():
     with pytest.raises(NonFiniteError) as info:
-        to_multipliers([1.0, float("nan")], "auto-rgn")
+        scaled([1.0, float("nan")], "max", "auto-rgn")
     assert "--device" not in str(info.value) and "lower --lr" in str(info.value)
 
 

@@ -1,58 +1,109 @@
-"""Shared helpers of the surprise methods: where a layer's output is read, per-unit histograms, and KL.
+"""Shared helpers of the surprise methods: where a layer's output is read, histograms, KL, noise floor.
 
-Where a layer's output is read (`output_points`), generically from a `Layer`:
-- the *output module* is the outermost module that contains the layer's last parameterised module and
-  whose parameters all belong to the layer: for a conv layer its BatchNorm (or the whole `stem`
-  Sequential conv-bn-relu), for a projection shortcut the shortcut Sequential, for a block (block
-  granularity) the block itself (a BasicBlock, a stage, WRN's final `bn1`), for the head the Linear;
-- a leaf output module (Conv / Linear / BatchNorm) gives the pre-activation, so ReLU is applied to it:
-  the layer's own nonlinearity in every supported net (digits ResNet, WRN-28-10, ResNet-50);
-- a container's output is taken as it is: it already ends in its activation (the stem's ReLU, a
-  post-activation block's final ReLU), or it has none of its own (a shortcut's BatchNorm output, a
-  pre-activation WRN block's residual sum, which the next block normalises and activates itself);
+Where a layer's output is read (`read_points`), generically from a `Layer`, input -> output:
+- a residual block's *last main-path layer* (e.g. a BasicBlock's conv2, a Bottleneck's conv3) is read
+  at the block's output: after the residual add (and, in a post-activation block, its final ReLU). A
+  residual block is a module with a shortcut branch attribute named `shortcut`, `downsample` or
+  `convShortcut` (the digits ResNet, torchvision's ResNets and RobustBench's WRN; the branch may be
+  an identity or None); its main path is everything in it but that branch; the layer is its last
+  main-path layer when its last module lies on the main path and no later layer starts there;
+- otherwise the *output module* is the outermost module that contains the layer's last parameterised
+  module and whose parameters all belong to the layer: for a conv layer its BatchNorm (or the whole
+  `stem` Sequential conv-bn-relu), for a projection shortcut the shortcut Sequential (the branch's own
+  output, before the add), for a block (block granularity) the block itself, for the head the Linear;
+- a leaf output module (Conv / Linear / BatchNorm) gives the pre-activation, so ReLU is applied to it
+  (the layer's own nonlinearity in every supported net); a container's output is taken as it is;
 - the last layer's output is the logits, never rectified.
-Outputs are histogrammed inside the forward hook, before the net's in-place ReLUs (WRN, torchvision)
-overwrite the tensor, and one layer's activations at a time are held, so large nets fit in memory.
 
-Histograms: per unit, `bins` equal-width bins over the unit's *source* range [min, max]; values
-outside it (target only) go to the end bins. A unit that is constant on the source (a dead ReLU) gets
-a zero-width range: values equal to the constant land in the first bin, any other in an end bin. Bin
-indices are computed for all units at once and counted with one `bincount` (no loop over units).
+Histograms (the seed paper's Layerwise Surprise, Sec. 4.3): per unit u, `bins` equal-width bins over
+the unit's *source* range [min_u, max_u]; target values outside it are clamped into the edge bins
+(below min -> first bin, above max -> last). A unit constant on the source (a dead ReLU) gets a
+zero-width range: values equal to the constant land in the first bin, any other in an edge bin.
+Units: `flat` (default, the paper's): every dimension of the flattened C×H×W output is a unit;
+`channel`: a channel's values at all positions pool into one histogram. Probabilities are smoothed,
+p = (counts/n + ε)/(1 + bins·ε) with ε = `pseudocount` (default 1e-3), so an empty source bin gives a
+finite KL; KL(P_tgt ‖ P_src) = Σ_i p_i log(p_i / q_i) per unit, then summed over units (`reduce` =
+sum, the paper's eq. 1) or averaged (`mean`: unit-averaging, so wide layers do not win by width).
+
+Noise floor: the same statistic between the two disjoint halves of the source sample (second half
+as "target", first half as "source", bins over the whole sample's range). With no shift its expected
+value is about twice the target statistic's (the plug-in KL's bias grows as 1/n_p + 1/n_q, and each
+half has half the examples), so a score below its floor is indistinguishable from sampling noise.
+
+Passes: the source sample goes through the model once; its activations are held (at most
+`SOURCE_BUDGET` values, else a range pass and a counting pass stream them), then the target once.
+Outputs are read inside forward hooks, before in-place ReLUs (WRN, torchvision) overwrite them.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..errors import AutoFTError
 from ..layers import Layer
-from ._common import normalise_by_max, restored
+from ._common import seeded_sample
 from .base import MethodContext, Param
 
-UNITS = ("channel", "flat")
-CHUNK = 128  # images per forward pass: bounds the one layer's activations held at a time
+UNITS = ("flat", "channel")
+REDUCTIONS = ("sum", "mean")
+RESIDUAL_BRANCHES = ("shortcut", "downsample", "convShortcut")
+CHUNK = 128  # images per forward pass
+SOURCE_BUDGET = 2 ** 28  # source activation values held from the one source pass (1 GiB in fp32)
 
 SURPRISE_PARAMS = {
     "samples": Param(512, "source and target images each, seeded (0 or all: all)", minimum=0, all_means=0),
     "bins": Param(8, "equal-width bins over each unit's source range", minimum=2, maximum=1024),
-    "pseudocount": Param(1e-3, "probability added to every bin, then renormalised (no empty-bin infinities)",
-                         minimum=1e-12, maximum=1.0),
-    "unit": Param("channel", "channel: one distribution per channel, positions pooled; "
-                             "flat: one per C×H×W value", choices=UNITS),
+    "pseudocount": Param(1e-3, "epsilon: probability added to every bin, then renormalised", minimum=1e-12),
+    "unit": Param("flat", "flat: one histogram per C×H×W dimension (the paper); channel: positions pooled",
+                  UNITS),
+    "reduce": Param("sum", "sum the per-unit KL over units (the paper) or average it", REDUCTIONS),
 }
 
 Update = Callable[[int, torch.Tensor], None]
 
 
-def output_points(model: nn.Module, layers: Sequence[Layer]) -> list[tuple[nn.Module, bool]]:
-    """Each layer's output module and whether ReLU must be applied to its output (see module doc)."""
+def read_points(model: nn.Module, layers: Sequence[Layer]) -> list[tuple[nn.Module, bool]]:
+    """Each layer's read module and whether ReLU must be applied to its output (see module doc)."""
     points = []
     for i, layer in enumerate(layers):
-        module = model.get_submodule(_output_module_name(model, layer))
+        block = _closing_block(model, layers, i)
+        name = block if block is not None else _output_module_name(model, layer)
+        module = model.get_submodule(name)
         is_leaf = next(module.children(), None) is None
         points.append((module, is_leaf and i < len(layers) - 1))
     return points
+
+
+def _residual_blocks(model: nn.Module, module_name: str) -> Iterator[tuple[str, str]]:
+    """(block name, branch name) for each residual block containing `module_name`, innermost first."""
+    parts = module_name.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:depth])
+        block = model.get_submodule(name)
+        for branch in RESIDUAL_BRANCHES:
+            if hasattr(block, branch):
+                yield name, f"{name}.{branch}"
+                break
+
+
+def _on_main_path(module_name: str, block: str, branch: str) -> bool:
+    return module_name.startswith(block + ".") and not (module_name == branch or module_name.startswith(branch + "."))
+
+
+def _closing_block(model: nn.Module, layers: Sequence[Layer], index: int) -> str | None:
+    """The residual block whose output layer `index` is read at, if it is that block's last main-path layer."""
+    last = layers[index].module_names[-1]
+    for block, branch in _residual_blocks(model, last):
+        if not _on_main_path(last, block, branch):
+            return None
+        if not any(_on_main_path(layer.module_names[0], block, branch) for layer in layers[index + 1:]):
+            return block
+        return None
+    return None
 
 
 def _output_module_name(model: nn.Module, layer: Layer) -> str:
@@ -78,7 +129,7 @@ def unit_values(x: torch.Tensor, unit: str) -> torch.Tensor:
 
 
 def bin_counts(values: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, bins: int) -> torch.Tensor:
-    """Counts (U, bins) of `values` (N, U, P) in equal-width bins of [lo_u, hi_u]; outside -> end bins."""
+    """Counts (U, bins) of `values` (N, U, P) in equal-width bins of [lo_u, hi_u]; outside -> edge bins."""
     n_units = values.shape[1]
     width = hi - lo
     width = torch.where(width > 0, width, torch.full_like(width, torch.finfo(width.dtype).tiny))
@@ -99,32 +150,84 @@ def _smoothed(counts: torch.Tensor, pseudocount: float) -> torch.Tensor:
     return (probs + pseudocount) / (1.0 + counts.shape[-1] * pseudocount)
 
 
-def layerwise_surprise(model: nn.Module, layers: Sequence[Layer], source_x: torch.Tensor, target_x: torch.Tensor,
-                       bins: int = 8, pseudocount: float = 1e-3, unit: str = "channel") -> list[float]:
-    """s_l = Σ_units KL(P_tgt ‖ P_src) of each layer's output; eval mode, no_grad, model left as given."""
-    n = len(layers)
-    lo: list[torch.Tensor | None] = [None] * n
-    hi: list[torch.Tensor | None] = [None] * n
-    source: list[torch.Tensor | int] = [0] * n
-    target: list[torch.Tensor | int] = [0] * n
+def _reduced(kl: torch.Tensor, reduce: str) -> float:
+    return float(kl.sum() if reduce == "sum" else kl.mean())
 
-    def observe_range(i: int, v: torch.Tensor) -> None:
+
+@dataclass
+class Surprise:
+    """Per-layer surprise KL(target ‖ source) and its noise floor KL(source half 2 ‖ source half 1)."""
+
+    scores: list[float]
+    noise_floor: list[float]
+
+
+def layerwise_surprise(model: nn.Module, layers: Sequence[Layer], source_x: torch.Tensor, target_x: torch.Tensor,
+                       bins: int = 8, pseudocount: float = 1e-3, unit: str = "flat",
+                       reduce: str = "sum") -> Surprise:
+    """Layerwise surprise and its noise floor (see module doc); eval mode, no_grad, model left as given."""
+    if len(source_x) < 2:
+        raise AutoFTError("surprise needs at least 2 source images (its noise floor compares two halves)")
+    half = len(source_x) // 2
+    with _eval_mode(model):
+        points = read_points(model, layers)
+        lo, hi, first, second = _source_counts(model, points, source_x, half, unit, bins)
+        target = _counts(model, points, target_x, lo, hi, unit, bins)
+    scores = [_reduced(kl_divergence(t, a + b, pseudocount), reduce) for t, a, b in zip(target, first, second)]
+    floor = [_reduced(kl_divergence(b, a, pseudocount), reduce) for a, b in zip(first, second)]
+    return Surprise(scores, floor)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    mode = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(mode)
+
+
+def _source_counts(model: nn.Module, points: list[tuple[nn.Module, bool]], x: torch.Tensor, half: int, unit: str,
+                   bins: int) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """(lo, hi, counts of x[:half], counts of x[half:]) per layer, bins over the range of all of x."""
+    sizes: list[int] = [0] * len(points)
+    _stream(model, points, x[:1], unit, lambda i, v: sizes.__setitem__(i, v[0].numel()))
+    if sum(sizes) * len(x) > SOURCE_BUDGET:  # too large to hold: one pass for the ranges, one to count
+        lo, hi = _ranges(model, points, x, unit)
+        return (lo, hi, _counts(model, points, x[:half], lo, hi, unit, bins),
+                _counts(model, points, x[half:], lo, hi, unit, bins))
+    held: list[list[torch.Tensor]] = [[] for _ in points]
+    _stream(model, points, x, unit, lambda i, v: held[i].append(v.clone()))
+    values = [torch.cat(chunks) for chunks in held]
+    lo, hi = [v.amin(dim=(0, 2)) for v in values], [v.amax(dim=(0, 2)) for v in values]
+    return (lo, hi, [bin_counts(v[:half], a, b, bins) for v, a, b in zip(values, lo, hi)],
+            [bin_counts(v[half:], a, b, bins) for v, a, b in zip(values, lo, hi)])
+
+
+def _ranges(model: nn.Module, points: list[tuple[nn.Module, bool]], x: torch.Tensor,
+            unit: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    lo: list[torch.Tensor | None] = [None] * len(points)
+    hi: list[torch.Tensor | None] = [None] * len(points)
+
+    def observe(i: int, v: torch.Tensor) -> None:
         low, high = v.amin(dim=(0, 2)), v.amax(dim=(0, 2))
         lo[i] = low if lo[i] is None else torch.minimum(lo[i], low)
         hi[i] = high if hi[i] is None else torch.maximum(hi[i], high)
 
-    def count_into(counts: list) -> Update:
-        def update(i: int, v: torch.Tensor) -> None:
-            counts[i] = counts[i] + bin_counts(v, lo[i], hi[i], bins)
-        return update
+    _stream(model, points, x, unit, observe)
+    return lo, hi
 
-    with restored(model):
-        model.eval()
-        points = output_points(model, layers)
-        _stream(model, points, source_x, unit, observe_range)
-        _stream(model, points, source_x, unit, count_into(source))
-        _stream(model, points, target_x, unit, count_into(target))
-    return [float(kl_divergence(t, s, pseudocount).sum()) for t, s in zip(target, source)]
+
+def _counts(model: nn.Module, points: list[tuple[nn.Module, bool]], x: torch.Tensor, lo: list[torch.Tensor],
+            hi: list[torch.Tensor], unit: str, bins: int) -> list[torch.Tensor]:
+    counts: list[torch.Tensor | int] = [0] * len(points)
+
+    def count(i: int, v: torch.Tensor) -> None:
+        counts[i] = counts[i] + bin_counts(v, lo[i], hi[i], bins)
+
+    _stream(model, points, x, unit, count)
+    return counts
 
 
 def _stream(model: nn.Module, points: list[tuple[nn.Module, bool]], x: torch.Tensor, unit: str,
@@ -132,7 +235,7 @@ def _stream(model: nn.Module, points: list[tuple[nn.Module, bool]], x: torch.Ten
     """Forward `x` in chunks, handing each layer's (rectified) output as unit values to `update`."""
     def hook_for(i: int, relu: bool) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            update(i, unit_values(output.relu() if relu else output, unit))
+            update(i, unit_values((output.relu() if relu else output).float(), unit))
         return hook
 
     handles = [module.register_forward_hook(hook_for(i, relu)) for i, (module, relu) in enumerate(points)]
@@ -145,29 +248,10 @@ def _stream(model: nn.Module, points: list[tuple[nn.Module, bool]], x: torch.Ten
             handle.remove()
 
 
-def seeded_sample(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
-    """`n` rows of `x` drawn without replacement by `seed` (all rows, permuted, when n is 0 or too big)."""
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
-    return x[order[:n] if n > 0 else order]
-
-
-def context_surprise(ctx: MethodContext) -> list[float]:
-    """Layerwise surprise of the target train split against the source sample, with ctx's parameters."""
-    p = ctx.params
+def context_surprise(ctx: MethodContext, params: dict) -> Surprise:
+    """Layerwise surprise of the target train split against the source sample, with `params`."""
     seed = ctx.seed
     ctx.note("surprise: histogramming source and target activations")
-    return layerwise_surprise(ctx.model, ctx.layers, seeded_sample(ctx.data.source.x, p["samples"], seed),
-                              seeded_sample(ctx.data.train.x, p["samples"], seed),
-                              bins=p["bins"], pseudocount=p["pseudocount"], unit=p["unit"])
-
-
-def weights_or_ones(scores: Sequence[float]) -> tuple[list[float], bool]:
-    """Multipliers normalised by the max, or all ones when every score is zero (then True).
-
-    All-zero scores mean no layer stands out (no shift seen, or no gradient signal): rather than
-    freezing the whole net, every layer is tuned at the base rate, i.e. full fine-tuning.
-    """
-    weights = normalise_by_max(scores)
-    if max(weights, default=0.0) > 0:
-        return weights, False
-    return [1.0] * len(weights), True
+    return layerwise_surprise(ctx.model, ctx.layers, seeded_sample(ctx.data.source, params["samples"], seed).x,
+                              seeded_sample(ctx.data.train, params["samples"], seed).x, bins=params["bins"],
+                              pseudocount=params["pseudocount"], unit=params["unit"], reduce=params["reduce"])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -10,30 +11,33 @@ from torch import nn
 
 from ..core.data import Split
 from ..device import autocast
+from ..layers import Layer
 
 
-def normalise_by_max(scores: Sequence[float]) -> list[float]:
-    """Scores divided by the largest, so the top layer gets multiplier 1 (all zeros stay zeros)."""
-    values = torch.as_tensor(list(scores), dtype=torch.float64).clamp_min(0.0)
-    top = values.max()
-    return (values / top).tolist() if top > 0 else [0.0] * len(values)
-
-
-def minibatches(split: Split, n_batches: int, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """`n_batches` seeded minibatches (without replacement while the split lasts) from `split`."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(split), generator=generator).to(split.x.device)
-    for b in range(n_batches):
-        idx = order[(b * batch_size) % len(split):][:batch_size]
-        if len(idx) == 0:
-            return
-        yield split.x[idx], split.y[idx]
+def seeded_sample(split: Split, n: int, seed: int) -> Split:
+    """The first `n` examples of a `seed`-ed permutation of `split` (all of them, permuted, when n is 0
+    or too big); equal splits and seeds give equal samples, and a larger n extends a smaller one's."""
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed)).to(split.x.device)
+    return split.subset(order[:n] if n > 0 else order)
 
 
 def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of `model` on one batch, under the device's autocast."""
     with autocast(x.device):
         return F.cross_entropy(model(x), y)
+
+
+@contextmanager
+def full_precision() -> Iterator[None]:
+    """True fp32 inside, as gradient and curvature probes need: any surrounding autocast disabled and
+    CUDA's TF32 matmuls / convolutions off (process-wide flags, put back on exit)."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.autocast("cpu", enabled=False), torch.autocast("cuda", enabled=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
 @contextmanager
@@ -50,3 +54,27 @@ def restored(model: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(flags[n])
             p.grad = None
         model.train(mode)
+
+
+@contextmanager
+def probe_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (BatchNorm uses and keeps its running statistics) with every parameter differentiable;
+    afterwards the train/eval mode and requires_grad flags are put back and no .grad is left. For
+    probes that read the model without changing a weight (no state copy needed)."""
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    mode = model.training
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    try:
+        yield model
+    finally:
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+            p.grad = None
+        model.train(mode)
+
+
+def per_layer(layers: Sequence[Layer], **columns: Sequence[Any]) -> list[dict[str, Any]]:
+    """One record per layer (a table on the dashboard): its name and each column's value."""
+    return [{"layer": layer.name, **{k: v[i] for k, v in columns.items()}} for i, layer in enumerate(layers)]

@@ -1,9 +1,11 @@
 """Helpers for methods that probe a model layer by layer or chain several fine-tuning runs.
 
-Probing (module criticality): edit one layer's modules in place, measure the loss on a fixed sample
-without gradients, roll the model back exactly (`_common.restored`); the per-probe losses stay on
-the device and are read back with one host sync. Chaining (cross-validation, LP-FT): one progress
-bar over all the runs' epochs.
+Probing (module criticality): `LayerProbe` runs the unchanged network once over a fixed sample,
+keeping the input of every stage of its forward chain (`stages.model_stages`; a model without one
+is a single stage). A probe of layer l edits only l's modules in place, runs the stages from the
+first one holding l's parameters, then puts back just those modules' parameters and buffers (no
+copy of the whole model). Losses stay on the device and are read back with one host sync. Chaining
+(cross-validation, LP-FT): one progress bar over all the runs' epochs.
 """
 from __future__ import annotations
 
@@ -13,41 +15,56 @@ import torch
 from torch import nn
 
 from ..core.data import Split
+from ..device import autocast
 from ..evaluation import EVAL_BATCH
 from ..finetune import Progress
 from ..layers import Layer
-from ._common import mean_loss, minibatches, restored
+from ..stages import model_stages
+from ._common import mean_loss, seeded_sample
 
-Edit = Callable[[list[nn.Module], int], None]  # edits one layer's modules in place, given the layer's index
+Edit = Callable[[list[nn.Module]], None]  # edits one layer's modules in place
 
 
 def probe_sample(split: Split, samples: int, seed: int) -> Split:
-    """A fixed, seeded sample of at most `samples` examples of `split` (the same for every probe)."""
-    x, y = next(minibatches(split, 1, samples, seed))
-    return Split(x, y)
+    """A fixed, seeded sample of at most `samples` examples of `split` (0: all; the same for every probe)."""
+    return seeded_sample(split, samples, seed)
 
 
-@torch.no_grad()
-def _loss(model: nn.Module, sample: Split) -> torch.Tensor:
-    """Mean cross-entropy of `model` in eval mode over `sample`, in large batches (stays on the device)."""
-    model.eval()
-    total = torch.zeros((), device=sample.x.device)
-    for start in range(0, len(sample), EVAL_BATCH):
-        x, y = sample.x[start:start + EVAL_BATCH], sample.y[start:start + EVAL_BATCH]
-        total += mean_loss(model, x, y).float() * len(y)
-    return total / max(len(sample), 1)
+class LayerProbe:
+    """Losses of a model (eval mode, no gradients) on a fixed sample with one layer edited at a time."""
 
+    def __init__(self, model: nn.Module, layers: Sequence[Layer], sample: Split) -> None:
+        self.model, self.layers, self.sample = model, list(layers), sample
+        self.stages = model_stages(model) or [model]
+        owner = {id(p): k for k, stage in enumerate(self.stages) for p in stage.parameters()}
+        self.first_stage = [min(owner[id(p)] for p in layer.parameters(model)) for layer in layers]
+        with torch.no_grad(), autocast(sample.x.device):
+            self.inputs = [sample.x]
+            for stage in self.stages[:-1]:
+                stage.eval()
+                self.inputs.append(torch.cat([stage(x) for x in self.inputs[-1].split(EVAL_BATCH)]))
+        self.base = self._loss(len(self.stages) - 1)
 
-def probe_losses(model: nn.Module, layers: Sequence[Layer], sample: Split, edit: Edit) -> tuple[float, list[float]]:
-    """(loss of the model as it is, loss with each layer's modules edited), the model restored after each."""
-    base = _loss(model, sample)
-    probes = []
-    for index, layer in enumerate(layers):
-        with restored(model), torch.no_grad():
-            edit([model.get_submodule(name) for name in layer.module_names], index)
-            probes.append(_loss(model, sample))
-    values = torch.stack([base, *probes]).double().cpu().tolist()
-    return values[0], values[1:]
+    @torch.no_grad()
+    def _loss(self, first: int) -> torch.Tensor:
+        """Mean cross-entropy of the stages from `first` on, from their cached input (stays on the device)."""
+        rest = nn.Sequential(*self.stages[first:]).eval()
+        total = torch.zeros((), device=self.sample.x.device)
+        for x, y in zip(self.inputs[first].split(EVAL_BATCH), self.sample.y.split(EVAL_BATCH)):
+            total += mean_loss(rest, x, y).float() * len(y)
+        return total / max(len(self.sample), 1)
+
+    @torch.no_grad()
+    def edited_loss(self, index: int, edit: Edit) -> torch.Tensor:
+        """The loss with layer `index`'s modules edited by `edit`; those modules are put back after."""
+        modules = [self.model.get_submodule(name) for name in self.layers[index].module_names]
+        saved = [{k: v.clone() for k, v in module.state_dict().items()} for module in modules]
+        try:
+            edit(modules)
+            return self._loss(self.first_stage[index])
+        finally:
+            for module, state in zip(modules, saved):
+                module.load_state_dict(state)
 
 
 def offset_progress(progress: Progress | None, offset: int, total: int, **tags: object) -> Progress | None:

@@ -1,15 +1,20 @@
 """Auto-RGN (Lee et al., 2023, "Surgical Fine-Tuning Improves Adaptation to Distribution Shifts", ICLR).
 
-Formula: score_l = RGN_l = ‖∇θ_l L(f, D_tgt)‖₂ / ‖θ_l‖₂ and alpha_l = RGN_l / max_k RGN_k, so the layer
-with the largest relative gradient norm trains at the base learning rate and the others proportionally
-slower; Lee et al. recompute the multipliers during fine-tuning.
+Formula: score_l = RGN_l = ‖∇θ_l L(f, D_tgt)‖₂ / ‖θ_l‖₂; alpha_l = RGN_l / max_k RGN_k (`scale` = max,
+Lee et al.'s normalisation: the layer with the largest relative gradient norm trains at the base
+learning rate, the others proportionally slower); Lee et al. recompute the multipliers during
+fine-tuning.
 
 Choices the paper leaves open (or that differ from it), made here:
 - unit: one score per layer of the project's partition (Lee et al. score each parameter tensor);
-- gradient: of the mean cross-entropy on the target *train* split, averaged over `batches` seeded
-  minibatches of `batch_size` (defaults 4 × 64), model in eval mode (BatchNorm statistics frozen);
-- recomputation: `every` = "epoch" (default; epoch k uses minibatch seed + k − 1, so the first epoch
-  uses exactly the weights `weights` returns), "step" (on the coming training minibatch) or "once";
+- gradient: of the mean cross-entropy on the target *train* split over a seeded probe sample of
+  `batches` × `batch_size` examples (defaults 4 × 64; `batches=all`: the whole split, exact), in one
+  fp32 pass without autocast, model in eval mode (BatchNorm statistics frozen);
+- recomputation: `every` = "epoch" (default; epoch k uses seed + k − 1, so the first epoch uses
+  exactly the weights `weights` returns), "step" (on the coming training minibatch) or "once";
+- `scale` (see `_scale`): default `max`, Lee et al.'s choice. Raw RGN values are about 1e-3..1e-1
+  (relative gradient norms), so `raw` freezes the network in practice; measured figures in README
+  (`bench/method_checks.py`);
 - all-zero scores (a stationary point) give all multipliers 1, i.e. full fine-tuning.
 """
 from __future__ import annotations
@@ -21,7 +26,8 @@ import torch
 from torch import nn
 
 from ..layers import Layer
-from ._gradients import Probe, RelativeNormMethod, layer_gradients, rgn_params
+from ._common import per_layer
+from ._gradients import Probe, RelativeNormMethod, layer_gradients, norms, rgn_params
 
 
 class AutoRGN(RelativeNormMethod):
@@ -29,10 +35,10 @@ class AutoRGN(RelativeNormMethod):
 
     name = "auto-rgn"
     summary = "Auto-RGN (Lee et al. 2023): alpha_l ∝ ‖∇θ_l L_tgt‖ / ‖θ_l‖, recomputed each epoch."
-    params = rgn_params(every="epoch", batches=4)
+    params = rgn_params(every="epoch", batches=4, scale="max")
     order = 20
 
     def _vectors(self, model: nn.Module, layers: Sequence[Layer], probe: Probe,
-                params: dict[str, Any]) -> tuple[list[torch.Tensor], dict[str, Any]]:
+                 params: dict[str, Any]) -> tuple[list[torch.Tensor], dict[str, Any]]:
         grads = layer_gradients(model, layers, probe.target)
-        return grads, {"grad_norm": [float(torch.linalg.vector_norm(g)) for g in grads]}
+        return grads, {"per_layer": per_layer(layers, grad_norm=norms(grads))}

@@ -1,17 +1,19 @@
 """Auto-RGN on the gradient change between source and target data.
 
-Formula: score_l = ‖∇θ_l L(f, D_tgt) − ∇θ_l L(f, D_src)‖₂ / ‖θ_l‖₂, alpha_l = score_l / max_k score_k:
-Lee et al.'s (2023, ICLR) relative gradient norm, with the source gradient subtracted so that only
-what the distribution shift changes counts (the pretrained model sits near a source optimum, but a
-source gradient that does not vanish would otherwise be mistaken for shift).
+Formula: score_l = ‖∇θ_l L(f, D_tgt) − ∇θ_l L(f, D_src)‖₂ / ‖θ_l‖₂, alpha_l = score_l / max_k score_k
+(`scale` = max): Lee et al.'s (2023, ICLR) relative gradient norm, with the source gradient
+subtracted so that only what the distribution shift changes counts (the seed paper's "change": the
+pretrained model sits near a source optimum, but a source gradient that does not vanish would
+otherwise be mistaken for shift).
 
 Choices made here:
 - the source gradient uses the source sample with its own labels, the target gradient the target
-  train split; both average `batches` × `batch_size` (default 4 × 64) minibatches drawn with the same
-  seed, so that equal source and target data give exactly equal gradients and a zero score;
-- model in eval mode (BatchNorm statistics frozen) and left exactly as it was;
+  train split; both over `batches` × `batch_size` (default 4 × 64; `all`: whole splits) examples drawn
+  with the same seed, so that equal source and target data give exactly equal gradients and a zero
+  score; fp32 without autocast, model in eval mode (BatchNorm statistics frozen), left as it was;
 - recomputation: `every` = "once" by default (the source term is meant to measure the shift from the
   pretrained model), or "epoch" / "step" as for Auto-RGN;
+- `scale`: default `max` as auto-rgn (gradient-sized scores; see README for the measured figures);
 - all-zero scores (no shift seen) give all multipliers 1, i.e. full fine-tuning.
 """
 from __future__ import annotations
@@ -23,7 +25,8 @@ import torch
 from torch import nn
 
 from ..layers import Layer
-from ._gradients import Probe, RelativeNormMethod, layer_gradients, rgn_params
+from ._common import per_layer
+from ._gradients import Probe, RelativeNormMethod, layer_gradients, norms, rgn_params
 
 
 class AutoRGNChange(RelativeNormMethod):
@@ -31,14 +34,13 @@ class AutoRGNChange(RelativeNormMethod):
 
     name = "auto-rgn+change"
     summary = "Auto-RGN on the gradient change: alpha_l ∝ ‖∇θ_l L_tgt − ∇θ_l L_src‖ / ‖θ_l‖."
-    params = rgn_params(every="once", batches=4)
+    params = rgn_params(every="once", batches=4, scale="max")
     order = 22
     uses_source = True
 
     def _vectors(self, model: nn.Module, layers: Sequence[Layer], probe: Probe,
-                params: dict[str, Any]) -> tuple[list[torch.Tensor], dict[str, Any]]:
+                 params: dict[str, Any]) -> tuple[list[torch.Tensor], dict[str, Any]]:
         target = layer_gradients(model, layers, probe.target)
         source = layer_gradients(model, layers, probe.source)
         return [t - s for t, s in zip(target, source)], {
-            "target_grad_norm": [float(torch.linalg.vector_norm(g)) for g in target],
-            "source_grad_norm": [float(torch.linalg.vector_norm(g)) for g in source]}
+            "per_layer": per_layer(layers, target_grad_norm=norms(target), source_grad_norm=norms(source))}

@@ -2,12 +2,12 @@
 
 Formula: for each scalar parameter j, SNR_j = mean_i(g_ij)² / (var_i(g_ij) + eps), g_ij the gradient of
 example i's cross-entropy loss; score_l = mean of SNR_j over all scalar parameters of layer l;
-alpha_l = score_l / max_k score_k (in [0, 1]).
+alpha_l = score_l / max_k score_k (in [0, 1]; `scale` = max, Lee et al.'s normalisation).
 Source: Lee et al., "Surgical Fine-Tuning Improves Adaptation to Distribution Shifts", ICLR 2023,
 Sec. 5 (https://arxiv.org/abs/2210.11466).
 Choices the paper leaves open, or where this differs:
 - gradients per example with torch.func (`vmap(grad(functional_call))`), the model in eval mode so
-  BatchNorm uses (and keeps) its running statistics; full fp32, no autocast;
+  BatchNorm uses (and keeps) its running statistics; full fp32, no autocast (no TF32 on CUDA);
 - `samples` = 128 target train examples (all when fewer), drawn with the run's seed; vmap runs in
   chunks of at most 64 examples and ~2^28 gradient values (1 GiB fp32); moments accumulate in float64;
 - variance unbiased (n − 1), so at least 2 examples; eps = 1e-20 in the denominator: far below the
@@ -16,7 +16,8 @@ Choices the paper leaves open, or where this differs:
 - a layer's SNR is the mean over every scalar of its parameters (conv/linear weights and BatchNorm
   affine alike);
 - the paper freezes layers whose normalised SNR falls below a tuned threshold; here, as a multiplier
-  method, the normalised SNR is alpha_l itself (no threshold);
+  method, the normalised SNR is alpha_l itself (no threshold); `scale` default `max` (SNR values are
+  ~1e-2..1, so `raw` would all but freeze the net; README gives the measured figures);
 - all-zero scores (no gradient anywhere) fall back to all ones.
 """
 from __future__ import annotations
@@ -30,8 +31,8 @@ from torch.func import functional_call, grad, vmap
 
 from ..errors import BadArgumentError
 from ..layers import Layer
-from ._activations import seeded_sample, weights_or_ones
-from ._common import restored
+from ._common import full_precision, probe_mode, seeded_sample
+from ._scale import scale_param, scaled
 from .base import LayerWeights, Method, MethodContext, Param
 
 GRADIENT_BUDGET = 2 ** 28  # per-example gradient values held at once (1 GiB in fp32)
@@ -67,8 +68,7 @@ def gradient_snr(model: nn.Module, layers: Sequence[Layer], x: torch.Tensor, y: 
     n = len(x)
     if n < 2:
         raise BadArgumentError("number of examples for Auto-SNR", n, "at least 2")
-    with restored(model):
-        model.eval()
+    with probe_mode(model), full_precision():
         first, second = gradient_moments(model, x, y)
     scores = []
     for layer in layers:
@@ -91,15 +91,14 @@ class AutoSNR(Method):
         "samples": Param(128, "target training examples for the per-example gradients, seeded (0 or all: all)",
                          minimum=0, all_means=0),
         "eps": Param(1e-20, "added to each gradient variance", minimum=0.0),
+        "scale": scale_param("max"),
     }
     order = 40
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
-        p = ctx.params
-        seed = ctx.seed
-        x = seeded_sample(ctx.data.train.x, p["samples"], seed)
-        y = seeded_sample(ctx.data.train.y, p["samples"], seed)
+        p = self.resolve_params(ctx.params)
+        sample = seeded_sample(ctx.data.train, p["samples"], ctx.seed)
         ctx.note("auto-snr: per-example gradients")
-        scores = gradient_snr(ctx.model, ctx.layers, x, y, p["eps"])
-        weights, fallback = weights_or_ones(scores)
+        scores = gradient_snr(ctx.model, ctx.layers, sample.x, sample.y, p["eps"])
+        weights, fallback = scaled(scores, p["scale"], self.name)
         return LayerWeights(scores=scores, weights=weights, extras={"all_zero_fallback": fallback})

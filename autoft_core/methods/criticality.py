@@ -1,10 +1,10 @@
 """Module criticality (Chatterji, Neyshabur & Sedghi, ICLR 2020, "The intriguing role of module
-criticality in the generalization of deep networks"); the seed's Algorithms 3 and 4.
+criticality in the generalization of deep networks"); the seed paper's Algorithms 3 and 4.
 
 A layer is critical when taking it out hurts: for each layer l,
 
     s_l = L(θ with layer l replaced) − L(θ),
-    alpha_l = max(s_l, 0) / max_k max(s_k, 0)  for the K layers with the largest s_l,  0 for the others,
+    alpha_l from max(s_l, 0) by `scale` (default max: / max_k) for the K layers with the largest s_l, 0 for the others,
 
 where L is the mean cross-entropy on a fixed sample and the scores s_l are reported raw. Choices the
 paper leaves open (it studies re-initialisation to θ⁰ and interpolations towards it):
@@ -13,34 +13,42 @@ paper leaves open (it studies re-initialisation to θ⁰ and interpolations towa
   map (conv: `dirac_`, the identity on the channels both sides share, so c_in ≠ c_out and strides
   work too; linear: `eye_`; biases 0), and its BatchNorm too (weight 1, bias 0, running mean 0,
   running variance 1 − eps, so that eval-mode normalisation divides by √(var + eps) = 1 to float
-  precision): the whole layer becomes x ↦ x, and a layer that already is one scores exactly 0. `criticality-random` re-draws every module of the layer from its own
-  default initialisation (`reset_parameters()`: Kaiming-uniform convs / linears, BatchNorm back to
-  1, 0 with fresh running statistics), seeded by (run seed, layer index), as a fresh draw stands in
-  for the unknown θ⁰;
+  precision): the whole layer becomes x ↦ x, and a layer that already is one scores exactly 0.
+  `criticality-random` re-draws the layer's conv / linear weights from He et al.'s (2015) Kaiming
+  normal, N(0, 2 / fan_in) (the paper's "Kaiming Initialization"; a fresh draw stands in for the
+  unknown θ⁰), biases 0, while its BatchNorm parameters and running statistics stay as pretrained;
+  s_l is the mean over `draws` (default 3) draws, every random number from a local
+  torch.Generator seeded by (run seed, layer index), never the global RNG;
 - loss sample: `samples` examples (default 512; 0: all) of one seeded sample, all probes in eval mode
-  (BatchNorm uses running statistics) and without gradients;
+  (BatchNorm uses running statistics) and without gradients; the unchanged prefix of the network
+  runs once and each probe only from the stage holding the layer (`_probes.LayerProbe`);
 - Algorithm 3 (`partial_epochs` = 0): the sample is drawn from the SOURCE data;
 - Algorithm 4 (`partial_epochs` = e > 0): first all layers are fine-tuned for e epochs on the target
   with the run's recipe, then the probes measure the loss on the TARGET training split (the data the
   partially fine-tuned model now fits; its source loss would mostly track forgetting), then the
   fine-tuning is rolled back;
-- top K (`topk`, 0 = all layers): the K largest s_l (ties: the earlier layer) keep their normalised
-  weight, so at most K multipliers are non-zero (a kept layer with s_l ≤ 0 still gets 0); a non-finite
-  s_l (the loss blew up) counts as the largest possible increase; K beyond the layer count keeps all.
+- top K (`topk`, 0 = all layers): the K largest s_l (ties: the earlier layer) keep their scaled
+  weight, so at most K multipliers are non-zero (a kept layer with s_l ≤ 0 still gets 0; when no
+  kept layer has s_l > 0 every multiplier is 1, full fine-tuning); a non-finite s_l (the loss blew up)
+  counts as the largest possible increase; K beyond the layer count keeps all;
+- `scale`: default `max` (see README's Methods section for the measurements).
 
 The model is restored bit for bit after every probe and after the partial fine-tuning.
 """
 from __future__ import annotations
 
 from abc import abstractmethod
+from contextlib import nullcontext
 from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..finetune import finetune
-from ._common import normalise_by_max, restored
-from ._probes import probe_losses, probe_sample
+from ._common import restored
+from ._probes import LayerProbe, probe_sample
+from ._scale import scale_param, scaled
 from .base import LayerWeights, Method, MethodContext, Param
 
 _PARAMS = {
@@ -50,13 +58,14 @@ _PARAMS = {
                           "when partial_epochs > 0)", minimum=0, all_means=0),
     "partial_epochs": Param(0, "fine-tune all layers this many epochs on the target before probing (Algorithm 4)",
                             choices=(0, 1, 2, 3, 4, 5), grid=(0, 1, 2, 3, 4, 5)),
+    "scale": scale_param("mean"),
 }
 
 
-def top_k_weights(scores: list[float], k: int) -> list[float]:
-    """Multipliers: the k highest scores normalised by the largest (negatives 0), the rest 0; k = 0: all."""
+def top_k(scores: list[float], k: int) -> list[float]:
+    """The k highest scores kept (ties: the earlier layer), the others 0; k = 0: all."""
     keep = set(sorted(range(len(scores)), key=lambda i: -scores[i])[:k or len(scores)])
-    return normalise_by_max([s if i in keep else 0.0 for i, s in enumerate(scores)])
+    return [s if i in keep else 0.0 for i, s in enumerate(scores)]
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -71,24 +80,30 @@ class _ModuleCriticality(Method):
     params = _PARAMS
 
     @abstractmethod
-    def replace_layer(self, modules: list[nn.Module], layer_index: int, ctx: MethodContext) -> None:
-        """Replace the modules of layer `layer_index` in place."""
+    def layer_loss(self, probe: LayerProbe, index: int, ctx: MethodContext, params: dict[str, Any]) -> torch.Tensor:
+        """The probe sample's loss with layer `index` replaced (on the device)."""
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
-        topk, samples, epochs = ctx.params["topk"], ctx.params["samples"], ctx.params["partial_epochs"]
-        with restored(ctx.model):
-            if epochs:
-                ctx.note(f"{self.name}: {epochs} partial fine-tuning epoch(s)")
-                finetune(ctx.model, ctx.layers, [1.0] * len(ctx.layers), ctx.data,
-                         replace(ctx.recipe, epochs=epochs), ctx.seed, ctx.device)
-            split = ctx.data.train if epochs else ctx.data.source
-            sample = probe_sample(split, samples or len(split), ctx.seed)
-            ctx.note(f"{self.name}: probing {len(ctx.layers)} layers")
-            base, losses = probe_losses(ctx.model, ctx.layers, sample,
-                                        lambda modules, index: self.replace_layer(modules, index, ctx))
+        params = self.resolve_params(ctx.params)
+        epochs, mode = params["partial_epochs"], ctx.model.training
+        try:
+            with restored(ctx.model) if epochs else nullcontext():
+                if epochs:
+                    ctx.note(f"{self.name}: {epochs} partial fine-tuning epoch(s)")
+                    finetune(ctx.model, ctx.layers, [1.0] * len(ctx.layers), ctx.data,
+                             replace(ctx.recipe, epochs=epochs), ctx.seed, ctx.device)
+                split = ctx.data.train if epochs else ctx.data.source
+                sample = probe_sample(split, params["samples"], ctx.seed)
+                ctx.note(f"{self.name}: probing {len(ctx.layers)} layers")
+                probe = LayerProbe(ctx.model, ctx.layers, sample)
+                losses = [self.layer_loss(probe, i, ctx, params) for i in range(len(ctx.layers))]
+                base, *losses = torch.stack([probe.base, *losses]).double().cpu().tolist()
+        finally:
+            ctx.model.train(mode)
         scores = _finite([loss - base for loss in losses])
-        return LayerWeights(scores=scores, weights=top_k_weights(scores, topk),
-                            extras={"base_loss": base, "losses": _finite(losses),
+        weights, fallback = scaled(top_k(scores, params["topk"]), params["scale"], self.name)
+        return LayerWeights(scores=scores, weights=weights,
+                            extras={"base_loss": base, "losses": _finite(losses), "all_zero_fallback": fallback,
                                     "probe_data": "target train" if epochs else "source", "samples": len(sample)})
 
 
@@ -99,9 +114,8 @@ class IdentityCriticality(_ModuleCriticality):
     summary = "Module criticality (Chatterji et al. 2020): loss increase when a layer becomes the identity."
     order = 30
 
-    def replace_layer(self, modules: list[nn.Module], layer_index: int, ctx: MethodContext) -> None:
-        for module in modules:
-            _identity_(module)
+    def layer_loss(self, probe: LayerProbe, index: int, ctx: MethodContext, params: dict[str, Any]) -> torch.Tensor:
+        return probe.edited_loss(index, lambda modules: [_identity_(module) for module in modules])
 
 
 def _identity_(module: nn.Module) -> None:
@@ -128,17 +142,25 @@ def _batchnorm_identity_(bn: nn.modules.batchnorm._BatchNorm) -> None:
 
 
 class RandomCriticality(_ModuleCriticality):
-    """Module criticality (Chatterji et al. 2020), each layer re-drawn from its default initialisation."""
+    """Module criticality (Chatterji et al. 2020), each layer re-drawn from Kaiming normal (mean over draws)."""
 
     name = "criticality-random"
     summary = "Module criticality (Chatterji et al. 2020): loss increase when a layer is re-initialised."
+    params = {**_PARAMS, "draws": Param(3, "Kaiming-normal re-draws averaged per layer", minimum=1)}
     order = 31
 
-    def replace_layer(self, modules: list[nn.Module], layer_index: int, ctx: MethodContext) -> None:
-        devices = [ctx.device] if ctx.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(ctx.seed * 10_000 + layer_index)
-            for module in modules:
-                if not hasattr(module, "reset_parameters"):
-                    raise ValueError(f"criticality-random: a {type(module).__name__} module has no reset_parameters()")
-                module.reset_parameters()
+    def layer_loss(self, probe: LayerProbe, index: int, ctx: MethodContext, params: dict[str, Any]) -> torch.Tensor:
+        device = probe.sample.x.device
+        generator = torch.Generator(device=device).manual_seed(ctx.seed * 1_000_003 + index)
+        draws = [probe.edited_loss(index, lambda modules: _kaiming_(modules, generator))
+                 for _ in range(params["draws"])]
+        return torch.stack(draws).mean()
+
+
+def _kaiming_(modules: list[nn.Module], generator: torch.Generator) -> None:
+    """Conv / linear weights from N(0, 2 / fan_in) (He et al. 2015), biases 0; BatchNorm left as it is."""
+    for module in modules:
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu", generator=generator)
+            if module.bias is not None:
+                module.bias.zero_()

@@ -1,36 +1,42 @@
 """Layerwise Surprise: how surprised each layer is by the target data, as its learning-rate multiplier.
 
-Formula: s_l = Σ_{units u of layer l} KL(P_tgt,u ‖ P_src,u), alpha_l = s_l / max_k s_k.
-Source: the project's seed method (AutoFT Explorer's Layerwise Surprise script). Rationale: a layer whose
-outputs are distributed differently on the target than on the source is where the shift shows, so it
-is tuned the most.
+Formula (the seed paper, Sec. 4.3, eq. 1, adapted from Eastwood et al. 2022): with π_i^{k,src},
+π_i^{k,tgt} the 8-bin histograms of dimension k of layer l's flattened post-activation output on
+source and target samples, s_l = Σ_k Σ_i π_i^{k,tgt} log(π_i^{k,tgt} / π_i^{k,src}); multipliers by
+`scale` (default `max`: s_l / max_k s_k). Rationale: a layer whose outputs are distributed
+differently on the target than on the source is where the shift shows, so it is tuned the most.
 
-Choices (the seed left them open; see `_activations` for the details):
-- hook point: the layer's post-activation output: its output module (a conv layer's BatchNorm, a
-  block, the head) with ReLU applied to leaf outputs; the head gives the logits;
+Choices (the paper left them open; `_activations` has the details):
+- read point: the layer's post-activation output; a residual block's last main-path conv is read
+  after the residual add; the head gives the logits;
 - data: `samples` source images (ctx.data.source) and as many target train images (ctx.data.train),
-  default 512 each (all there are when fewer), drawn with the run's seed; model in eval mode, no_grad;
-- unit: "channel" (default) pools each channel over positions (every position a sample of the
-  channel's distribution); "flat" makes every C×H×W value a unit, as the seed does;
-- histograms: `bins` = 8 equal-width bins over the unit's source range [min, max], values outside
-  going to the end bins; `pseudocount` = 1e-3 probability added to every bin and renormalised;
-- multipliers: normalised by the max; all-zero scores (identical data) fall back to all ones.
+  default 512 each (all there are when fewer), drawn with the run's seed; eval mode, no_grad;
+- defaults: `unit` = flat (per dimension, as the paper), `reduce` = sum (eq. 1), `bins` = 8 over each
+  unit's source range (target values outside clamped into the edge bins), `pseudocount` ε = 1e-3;
+- extras["noise_floor"] (per layer): the same statistic between the two halves of the source sample;
+  a score within a small multiple of it is sampling noise (README gives the measured ratios);
+- all-zero scores (identical data) fall back to all ones.
 """
 from __future__ import annotations
 
-from ._activations import SURPRISE_PARAMS, context_surprise, weights_or_ones
+from ._activations import SURPRISE_PARAMS, context_surprise
+from ._common import per_layer
+from ._scale import scale_param, scaled
 from .base import LayerWeights, Method, MethodContext
 
 
 class LayerwiseSurprise(Method):
-    """Layerwise Surprise (AutoFT Explorer's seed method): multiplier ∝ Σ_units KL(target ‖ source)."""
+    """Layerwise Surprise (the seed paper): multiplier from Σ_units KL(target ‖ source) of 8-bin histograms."""
 
     name = "surprise"
-    summary = "Layerwise Surprise: per-layer Σ_units KL(target ‖ source) of activation histograms."
-    params = SURPRISE_PARAMS
+    summary = "Layerwise Surprise: per-layer Σ_dims KL(target ‖ source) of 8-bin activation histograms."
+    params = {**SURPRISE_PARAMS, "scale": scale_param("mean")}
     order = 30
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
-        scores = context_surprise(ctx)
-        weights, fallback = weights_or_ones(scores)
-        return LayerWeights(scores=scores, weights=weights, extras={"all_zero_fallback": fallback})
+        params = self.resolve_params(ctx.params)
+        surprise = context_surprise(ctx, params)
+        weights, fallback = scaled(surprise.scores, params["scale"], self.name)
+        return LayerWeights(scores=surprise.scores, weights=weights, extras={
+            "noise_floor": surprise.noise_floor, "all_zero_fallback": fallback,
+            "per_layer": per_layer(ctx.layers, surprise=surprise.scores, noise_floor=surprise.noise_floor)})

@@ -1,17 +1,23 @@
 """Surprise difference: how much surprise a layer adds on top of the layer before it.
 
-Formula: s*_l = max(0, s_l − s_{l−1}), s_0 := 0 (so s*_1 = s_1), alpha_l = s*_l / max_k s*_k, with
-s_l the Layerwise Surprise of `surprise` (same parameters, hook points and histograms).
-Source: the project's seed, which prints min(0, s_l − s_{l−1}); that is never positive and so cannot
+Formula: s*_l = max(0, s_l − s_{prev(l)}), s_{prev(first)} := 0, with s_l the Layerwise Surprise of
+`surprise` (same parameters, read points and histograms); multipliers by `scale` (default `max`).
+Source: the seed paper (Sec. 4.3) writes min(0, s_l − s_{l−1}); that is never positive and so cannot
 serve as a learning-rate weight, hence the max: a layer is tuned in proportion to the surprise it
 introduces, not the surprise it inherits from the layers below.
-Choices: "previous layer" is the previous entry of the partition (input -> output in registration
-order; a projection shortcut follows its block's main path); all-zero differences (surprise never
-growing) fall back to all ones; the raw surprise is kept in extras["surprise"].
+
+The order it differences along is the partition's, input -> output (module registration order):
+prev(l) is the entry before l, named per layer in extras["per_layer"]. The one case where this is not
+the data flow: a projection shortcut conv comes right after its block's last main-path conv, whose
+read point is the block output after the add, so the shortcut's branch output is differenced
+against the block output it feeds into (and the next block's first conv against the shortcut).
+All-zero differences fall back to all ones; the raw surprise and its noise floor are in extras.
 """
 from __future__ import annotations
 
-from ._activations import SURPRISE_PARAMS, context_surprise, weights_or_ones
+from ._activations import SURPRISE_PARAMS, context_surprise
+from ._common import per_layer
+from ._scale import scale_param, scaled
 from .base import LayerWeights, Method, MethodContext
 
 
@@ -21,16 +27,20 @@ def surprise_increase(surprise: list[float]) -> list[float]:
 
 
 class SurpriseDifference(Method):
-    """Surprise difference (AutoFT Explorer seed, sign fixed): multiplier ∝ max(0, s_l − s_{l−1})."""
+    """Surprise difference (the seed paper, sign fixed): multiplier from max(0, s_l − s_{l−1})."""
 
     name = "surprise-diff"
     summary = "Surprise difference: per-layer increase of Layerwise Surprise, max(0, s_l − s_{l−1})."
-    params = SURPRISE_PARAMS
+    params = {**SURPRISE_PARAMS, "scale": scale_param("mean")}
     order = 31
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
-        surprise = context_surprise(ctx)
-        scores = surprise_increase(surprise)
-        weights, fallback = weights_or_ones(scores)
-        return LayerWeights(scores=scores, weights=weights,
-                            extras={"surprise": surprise, "all_zero_fallback": fallback})
+        params = self.resolve_params(ctx.params)
+        surprise = context_surprise(ctx, params)
+        scores = surprise_increase(surprise.scores)
+        weights, fallback = scaled(scores, params["scale"], self.name)
+        previous = [None, *(layer.name for layer in ctx.layers[:-1])]
+        return LayerWeights(scores=scores, weights=weights, extras={
+            "surprise": surprise.scores, "noise_floor": surprise.noise_floor, "all_zero_fallback": fallback,
+            "per_layer": per_layer(ctx.layers, differenced_against=previous, surprise=surprise.scores,
+                                   noise_floor=surprise.noise_floor)})

@@ -1,0 +1,231 @@
+"""Per-layer (block-diagonal) curvature and the damped Newton step s_l = (C_l + λ_l I)⁻¹ g_l.
+
+C_l is layer l's diagonal block of the curvature of the mean cross-entropy L over a fixed sample, the
+model in eval mode, in fp32 without autocast (`_common.full_precision`):
+- `hessian`: the exact Hessian block ∇²_{θ_l} L; products C_l v = ∂(g_l·v)/∂θ_l by double backward
+  through the graph of one gradient evaluation (Pearlmutter's exact Hessian-vector product);
+- `gauss-newton`: the generalised Gauss-Newton block J_lᵀ H_z J_l (J_l = ∂logits/∂θ_l, H_z = the
+  softmax cross-entropy's Hessian in the logits, diag(p) − ppᵀ per example), positive semi-definite and,
+  for this loss, equal to the Fisher information; J_l v by the double-backward trick, J_lᵀ by backward.
+Every product moves layer l alone (block l of C times v), so no other layer's block leaks in.
+
+Solver: `iterations` = k Lanczos steps on C_l from g_l (full reorthogonalisation), the same k for every
+layer (capped at the layer's parameter count, where the Krylov space is exhausted and the step exact).
+They give the tridiagonal T_l = Q_lᵀ C_l Q_l; its Ritz values θ (the eigenvalues of T_l) estimate C_l's
+extreme eigenvalues, which Lanczos finds first (better than k power iterations). Levenberg-Marquardt
+damping relative to the layer's own curvature:
+
+    λ_l = damping · max|θ| + max(0, −min θ),      s_l = ‖g_l‖ Q_l (T_l + λ_l I)⁻¹ e_1,
+
+i.e. exactly k steps of conjugate gradient on (C_l + λ_l I) s = g_l (the Krylov spaces of C_l and
+C_l + λI from g_l coincide); the shift max(0, −min θ) makes T_l + λ_l I positive definite when the
+exact Hessian is indefinite, so the step is always defined. Per-layer diagnostics: the iterations
+run (and the Krylov dimension reached: fewer when the space became invariant, where the step is
+exact), the curvature along the gradient gᵀC_l g/‖g‖² (= T_l[0, 0]), the extreme Ritz values, the
+damping λ_l and the relative residual ‖(C_l + λ_l I)s_l − g_l‖/‖g_l‖ (= β_k |y_k| / ‖g_l‖). One host
+sync per call: the Lanczos scalars stay on the device until all layers are done.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.data import Split
+from ..errors import AutoFTError
+
+CURVATURES = ("hessian", "gauss-newton")
+GRAD_CHUNK = 512  # examples per forward/backward: bounds the memory of one graph
+
+
+def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Tensors concatenated into one detached vector (of the model's dtype: fp32 here)."""
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+def _chunks(sample: Split, size: int = GRAD_CHUNK):
+    for start in range(0, len(sample), size):
+        yield sample.x[start:start + size], sample.y[start:start + size]
+
+
+def _split(flat_vector: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    out, start = [], 0
+    for t in like:
+        out.append(flat_vector[start:start + t.numel()].view_as(t))
+        start += t.numel()
+    return out
+
+
+def _by_layer(values: Sequence[torch.Tensor], params: Sequence[Sequence[nn.Parameter]]) -> list[list[torch.Tensor]]:
+    out, start = [], 0
+    for group in params:
+        out.append(list(values[start:start + len(group)]))
+        start += len(group)
+    return out
+
+
+def mean_gradients(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], sample: Split) -> list[torch.Tensor]:
+    """Per-layer flat gradients of the mean cross-entropy over `sample` (model already in probe mode)."""
+    flat_params = [p for group in params for p in group]
+    total: list[torch.Tensor] | None = None
+    for x, y in _chunks(sample):
+        loss = F.cross_entropy(model(x), y, reduction="sum")
+        grads = torch.autograd.grad(loss, flat_params, allow_unused=True, materialize_grads=True)
+        total = list(grads) if total is None else [t + g for t, g in zip(total, grads)]
+    if total is None:
+        raise AutoFTError("no example to compute gradients on: the probe sample is empty; use a task with "
+                          "target training examples (--shots >= 1)")
+    return [flat(group) / len(sample) for group in _by_layer(total, params)]
+
+
+class BlockCurvature:
+    """Block-diagonal curvature-vector products C_l v of the mean cross-entropy over `sample`, and its
+    per-layer gradient, from graphs kept for the whole sample (model already in probe mode)."""
+
+    def __init__(self, model: nn.Module, params: Sequence[Sequence[nn.Parameter]], sample: Split, kind: str) -> None:
+        if kind not in CURVATURES:
+            raise ValueError(f"unknown curvature {kind!r}; valid: {', '.join(CURVATURES)}")
+        self.params, self.kind, self.n = [list(g) for g in params], kind, len(sample)
+        flat_params = [p for group in self.params for p in group]
+        self._graphs: list = []
+        total: list[torch.Tensor] | None = None
+        for x, y in _chunks(sample):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, reduction="sum")
+            if kind == "hessian":
+                grads = torch.autograd.grad(loss, flat_params, create_graph=True, allow_unused=True,
+                                            materialize_grads=True)
+                self._graphs.append(_by_layer(grads, self.params))
+            else:
+                grads = torch.autograd.grad(loss, flat_params, retain_graph=True, allow_unused=True,
+                                            materialize_grads=True)
+                cotangent = torch.zeros_like(logits, requires_grad=True)
+                transposed = [torch.autograd.grad(logits, group, cotangent, create_graph=True, allow_unused=True,
+                                                  materialize_grads=True) for group in self.params]
+                self._graphs.append((logits, logits.detach().softmax(-1), cotangent, transposed))
+            detached = [g.detach() for g in grads]
+            total = detached if total is None else [t + g for t, g in zip(total, detached)]
+        if total is None:
+            raise AutoFTError("no example to compute curvature on: the probe sample is empty; use a task with "
+                              "target training examples (--shots >= 1)")
+        self.grads = [flat(group) / self.n for group in _by_layer(total, self.params)]
+
+    def product(self, layer: int, v: torch.Tensor) -> torch.Tensor:
+        """C_l v for a flat vector v over layer `layer`'s parameters (the mean over the sample)."""
+        group = self.params[layer]
+        pieces = _split(v, group)
+        total = torch.zeros_like(v)
+        for graph in self._graphs:
+            if self.kind == "hessian":
+                dot = sum((g * p).sum() for g, p in zip(graph[layer], pieces))
+                if not dot.requires_grad:  # the gradient does not depend on these weights
+                    continue
+                out = torch.autograd.grad(dot, group, retain_graph=True, allow_unused=True, materialize_grads=True)
+            else:
+                logits, probs, cotangent, transposed = graph
+                dot = sum((t * p).sum() for t, p in zip(transposed[layer], pieces))
+                if not dot.requires_grad:
+                    continue
+                jv, = torch.autograd.grad(dot, cotangent, retain_graph=True)
+                hz = probs * jv - probs * (probs * jv).sum(-1, keepdim=True)
+                out = torch.autograd.grad(logits, group, hz, retain_graph=True, allow_unused=True,
+                                          materialize_grads=True)
+            total += flat(out)
+        return total / self.n
+
+
+def lanczos(curvature: BlockCurvature, layer: int, start: torch.Tensor,
+            steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Q, α, β): k = min(steps, dim) Lanczos steps on C_l from `start`, fully reorthogonalised.
+
+    Q (k, dim) has orthonormal rows spanning the Krylov space; T = tridiag(β[:-1], α, β[:-1]) = Q C_l Qᵀ;
+    β[-1] couples the next, unused, direction (the residual). Nothing is read back to the host.
+    """
+    k = min(steps, start.numel())
+    basis = start.new_zeros(k, start.numel())
+    alphas, betas = [], []
+    q = _normalised(start)
+    scale = torch.zeros((), dtype=start.dtype, device=start.device)  # running estimate of ‖T‖
+    for j in range(k):
+        basis[j] = q
+        w = curvature.product(layer, q)
+        alpha = torch.dot(q, w)
+        used = basis[:j + 1]
+        for _ in range(2):  # twice is enough (Giraud et al. 2005)
+            w = w - used.T @ (used @ w)
+        beta = torch.linalg.vector_norm(w)
+        scale = torch.maximum(scale, alpha.abs() + beta)
+        alphas.append(alpha)
+        betas.append(beta)
+        # Normalised, then orthogonalised once more: a small β leaves roundoff in w whose components
+        # along the basis normalisation would blow up. A β at roundoff level (≤ eps‖T‖) means the
+        # Krylov space is invariant: the next directions are 0 and add only decoupled zero rows to T.
+        q = _normalised(w)
+        q = _normalised(q - used.T @ (used @ q)) * (beta > torch.finfo(w.dtype).eps * scale)
+    empty = start.new_zeros(0)
+    return basis, torch.stack(alphas) if alphas else empty, torch.stack(betas) if betas else empty
+
+
+def _normalised(v: torch.Tensor) -> torch.Tensor:
+    """v / ‖v‖, and 0 for v = 0 (a zero direction adds only zero rows to T)."""
+    return v / torch.linalg.vector_norm(v).clamp_min(torch.finfo(v.dtype).tiny)
+
+
+@dataclass
+class DampedStep:
+    """The small-matrix half of one layer's solve: coefficients y (s = Qᵀy; None: no curvature was
+    seen anywhere in the Krylov space, and the step is the gradient itself) and the diagnostics."""
+
+    coefficients: np.ndarray | None
+    diagnostics: dict[str, float]
+
+
+def damped_step(alpha: np.ndarray, beta: np.ndarray, grad_norm: float, damping: float) -> DampedStep:
+    """y = (T + λI)⁻¹ ‖g‖e_1 with λ = damping·max|θ| + max(0, −min θ), θ the Ritz values of T (float64)."""
+    k = len(alpha)
+    live = np.flatnonzero((alpha != 0) | (beta != 0))
+    info = {"iterations": k, "krylov_dim": int(live[-1]) + 1 if len(live) else 0, "grad_norm": grad_norm,
+            "curvature_along_grad": float(alpha[0]) if k else 0.0}
+    if k == 0 or grad_norm == 0.0:
+        return DampedStep(np.zeros(k), {**info, "ritz_min": 0.0, "ritz_max": 0.0, "damping": 0.0, "residual": 0.0})
+    tri = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
+    ritz = np.linalg.eigvalsh(tri)
+    lam = damping * float(np.abs(ritz).max()) + max(0.0, -float(ritz.min()))
+    rhs = np.zeros(k)
+    rhs[0] = grad_norm
+    info.update(ritz_min=float(ritz.min()), ritz_max=float(ritz.max()), damping=lam)
+    if lam == 0:
+        return DampedStep(None, {**info, "residual": 0.0})
+    y = np.linalg.solve(tri + lam * np.eye(k), rhs)
+    return DampedStep(y, {**info, "residual": float(beta[-1] * abs(y[-1]) / grad_norm)})
+
+
+@dataclass
+class NewtonSteps:
+    """Per-layer gradients g_l, damped Newton steps s_l and one diagnostics record per layer."""
+
+    grads: list[torch.Tensor]
+    steps: list[torch.Tensor]
+    diagnostics: list[dict[str, float]]
+
+
+def newton_steps(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], sample: Split, kind: str,
+                 iterations: int, damping: float) -> NewtonSteps:
+    """s_l = (C_l + λ_l I)⁻¹ g_l for every layer (see the module doc); model already in probe mode."""
+    curvature = BlockCurvature(model, params, sample, kind)
+    runs = [lanczos(curvature, l, g, iterations) for l, g in enumerate(curvature.grads)]
+    scalars = torch.cat([torch.cat([a, b]) for _, a, b in runs] +
+                        [torch.stack([torch.linalg.vector_norm(g) for g in curvature.grads])]).double().cpu().numpy()
+    steps, diagnostics, start = [], [], 0
+    for (basis, alpha, _), norm, grad in zip(runs, scalars[-len(runs):], curvature.grads):
+        k = len(alpha)
+        solved = damped_step(scalars[start:start + k], scalars[start + k:start + 2 * k], float(norm), damping)
+        start += 2 * k
+        y = solved.coefficients
+        steps.append(grad.clone() if y is None else basis.T @ torch.as_tensor(y, dtype=basis.dtype, device=basis.device))
+        diagnostics.append(solved.diagnostics)
+    return NewtonSteps(curvature.grads, steps, diagnostics)

@@ -1,0 +1,144 @@
+"""The Hessian variants against dense linear algebra: per-layer curvature blocks built with torch.func in
+float64, the damped Newton step (C_l + λ_l I)⁻¹ g_l solved densely, exact Hessian-vector products against
+central differences of the per-layer gradient, and the solver's diagnostics."""
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from autoft_core.core.data import Split, TaskData
+from autoft_core.core.recipe import Recipe
+from autoft_core.layers import Layer, partition
+from autoft_core.methods import MethodContext, get_method
+from autoft_core.methods._common import probe_mode
+from autoft_core.methods._curvature import BlockCurvature
+from autoft_core.methods._gradients import layer_newton_steps
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+N = 32
+DAMPING = 0.1
+
+
+def _net() -> nn.Module:
+    """conv+bn (120 weights), conv+bn (234), head (21): small enough for dense per-layer Hessians."""
+    torch.manual_seed(0)
+    net = nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, padding=1), bn1=nn.BatchNorm2d(4), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(4, 6, 3, stride=2), bn2=nn.BatchNorm2d(6), relu2=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), head=nn.Linear(6, 3)))
+    with torch.no_grad():
+        net.bn1.running_mean.uniform_(-0.1, 0.1)
+        net.bn2.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _sample(dtype: torch.dtype = torch.float32) -> Split:
+    g = torch.Generator().manual_seed(0)
+    return Split(torch.rand(N, 3, 8, 8, generator=g).to(dtype), torch.randint(0, 3, (N,), generator=g))
+
+
+def _layer_function(model: nn.Module, layer: Layer, sample: Split):
+    """(θ_l0 flat, logits as a function of θ_l flat) with every other parameter and buffer fixed."""
+    named = dict(model.named_parameters())
+    shapes = [named[n].shape for n in layer.param_names]
+    theta = torch.cat([named[n].detach().reshape(-1) for n in layer.param_names])
+
+    def logits(t: torch.Tensor) -> torch.Tensor:
+        pieces, start = {}, 0
+        for name, shape in zip(layer.param_names, shapes):
+            pieces[name] = t[start:start + shape.numel()].view(shape)
+            start += shape.numel()
+        return functional_call(model, pieces, (sample.x,))
+
+    return theta, logits
+
+
+def _dense(model: nn.Module, layer: Layer, sample: Split, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C_l, g_l) of the mean cross-entropy, densely in the model's dtype."""
+    theta, logits = _layer_function(model, layer, sample)
+    loss = lambda t: F.cross_entropy(logits(t), sample.y)  # noqa: E731
+    grad = torch.func.grad(loss)(theta)
+    if kind == "hessian":
+        return torch.func.hessian(loss)(theta), grad
+    jac = torch.func.jacrev(logits)(theta)  # (N, classes, P)
+    p = logits(theta).softmax(-1)
+    hz = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    return torch.einsum("ncp,ncd,ndq->pq", jac, hz, jac) / len(sample), grad
+
+
+def _context(model: nn.Module, data: TaskData, **params: object) -> MethodContext:
+    return MethodContext(model=model, layers=partition(model), data=data,
+                         params=get_method("auto-rgn+hessian").resolve_params(params),
+                         recipe=Recipe(), seed=0, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("kind", ["hessian", "gauss-newton"])
+def test_per_layer_step_is_the_dense_damped_newton_step(kind):
+    model, sample = _net(), _sample()
+    layers = partition(model)
+    params = {"curvature": kind, "iterations": 300, "damping": DAMPING}  # iterations ≥ every layer's size
+    steps = layer_newton_steps(model, layers, sample, params)
+    reference = copy.deepcopy(model).double()
+    data = TaskData(sample, sample, sample, sample, 3)
+    scores = get_method("auto-rgn+hessian").weights(_context(model, data, batches="all", **params)).scores
+    for l, layer in enumerate(layers):
+        curvature, grad = _dense(reference, layer, _sample(torch.float64), kind)
+        eig = torch.linalg.eigvalsh(curvature)
+        lam = DAMPING * float(eig.abs().max()) + max(0.0, -float(eig.min()))
+        newton = torch.linalg.solve(curvature + lam * torch.eye(len(grad), dtype=grad.dtype), grad)
+        got = steps.steps[l].double()
+        assert float((got - newton).norm() / newton.norm()) < 1e-4, layer.name
+        assert steps.diagnostics[l]["damping"] == pytest.approx(lam, rel=1e-4)
+        assert steps.diagnostics[l]["iterations"] == len(grad)
+        theta = torch.cat([p.detach().double().flatten() for p in layer.parameters(reference)])
+        assert scores[l] == pytest.approx(float(newton.norm() / theta.norm()), rel=1e-4)
+    if kind == "hessian":  # this net's exact blocks are indefinite, which the damping's shift handles
+        assert any(d["ritz_min"] < 0 for d in steps.diagnostics)
+    else:
+        assert all(d["ritz_min"] >= -1e-6 * d["ritz_max"] for d in steps.diagnostics)
+
+
+def test_exact_hessian_vector_products_match_central_differences_of_the_layer_gradient():
+    model, sample = _net().double(), _sample(torch.float64)
+    layers = partition(model)
+    g = torch.Generator().manual_seed(3)
+    with probe_mode(model):
+        curvature = BlockCurvature(model, [layer.parameters(model) for layer in layers], sample, "hessian")
+        for l, layer in enumerate(layers):
+            theta, logits = _layer_function(model, layer, sample)
+            grad = torch.func.grad(lambda t: F.cross_entropy(logits(t), sample.y))
+            v = torch.randn(theta.numel(), generator=g, dtype=torch.float64)
+            v /= v.norm()
+            eps = 1e-6  # small enough that no ReLU input crosses 0 (a kink), large against float64 rounding
+            differences = (grad(theta + eps * v) - grad(theta - eps * v)) / (2 * eps)
+            product = curvature.product(l, v)
+            assert float((product - differences).norm() / differences.norm()) < 1e-6, layer.name
+
+
+def test_truncated_solve_reports_its_true_residual_and_every_layer_gets_the_same_budget():
+    model, sample = _net(), _sample()
+    layers = partition(model)
+    steps = layer_newton_steps(model, layers, sample, {"curvature": "hessian", "iterations": 4, "damping": DAMPING})
+    reference = copy.deepcopy(model).double()
+    assert [d["iterations"] for d in steps.diagnostics] == [4, 4, 4]
+    for l, layer in enumerate(layers):
+        curvature, grad = _dense(reference, layer, _sample(torch.float64), "hessian")
+        lam = steps.diagnostics[l]["damping"]
+        residual = (curvature + lam * torch.eye(len(grad), dtype=grad.dtype)) @ steps.steps[l].double() - grad
+        assert steps.diagnostics[l]["residual"] == pytest.approx(float(residual.norm() / grad.norm()), rel=1e-3, abs=1e-6)
+        assert steps.diagnostics[l]["curvature_along_grad"] == pytest.approx(
+            float(grad @ curvature @ grad / (grad @ grad)), rel=1e-4)
+
+
+def test_gradients_ignore_a_surrounding_autocast():
+    data = TaskData(_sample(), _sample(), _sample(), _sample(), 3)
+    plain = get_method("auto-rgn+hessian").weights(_context(_net(), data, iterations=3)).scores
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = get_method("auto-rgn+hessian").weights(_context(_net(), data, iterations=3)).scores
+    assert inside == plain
