@@ -1,93 +1,75 @@
-"""The digits setup's tasks and pretrained source models (the heavy half of `setups.digits`).
+"""The digits setup's source samples and target splits per shift family (pure data: no models, no training).
 
-Source/target pools per shift family, the seeded target splits, and the source ResNets trained on
-first use and cached by recipe hash.
+- standard family (input- and output-level shifts): source = the source half's renders (10 digits);
+  target pool = the target half's renders, corrupted (input) or label-flipped y -> 9 - y (output);
+- feature family: five superclasses {d, d+5}; the source holds digits 0-4 of the source half, the target
+  pool digits 5-9 of the target half, labelled d - 5: the same classes, other subpopulations.
+Every target pool is split per seed, class by class, into exact numbers of test, validation and training
+images (the setup says how many).
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
 import torch
-from torch import nn
 
-from ..core.recipe import Recipe
-from ..finetune import finetune
-from ..layers import partition
-from ..models.digits_net import DigitsResNet
-from ..models.weights_cache import cached_model
-from ..core.recipe import TaskSpec
-from ..threads import fixed_cpu_threads
 from .corruptions import corrupt
-from .digits import DATASET_SEED, coloured_digits, source_target_split
-from ..core.data import Split, TaskData, balanced_indices
+from .digits import rendered
+from ..core.data import Split, TaskData
 
-TEST_SIZE = 500
-VAL_SIZE = 150
-PRETRAIN = {"epochs": 30, "lr": 3e-3, "batch_size": 64, "seed": 0, "holdout": 0.1, "cpu_threads": 1}
+FAMILIES = ("standard", "feature")
 
 
-def _family_data(family: str) -> tuple[Split, Split]:
-    """(source, target pool) before any shift: the source/target parts, or digits 0-4 vs 5-9."""
-    images, labels = coloured_digits()
-    if family == "feature":
-        low = labels < 5
-        return Split(images[low], labels[low]), Split(images[~low], labels[~low] - 5)
-    source_idx, target_idx = source_target_split()
-    return Split(images[source_idx], labels[source_idx]), Split(images[target_idx], labels[target_idx])
+def family(shift: str) -> str:
+    """The shift family a shift's source model and pools belong to."""
+    return "feature" if shift == "feature" else "standard"
+
+
+@lru_cache(maxsize=len(FAMILIES))
+def source_and_pool(family_name: str) -> tuple[Split, Split]:
+    """(source sample, unshifted target pool) of a family, before any corruption or label flip."""
+    source_x, source_y = rendered("source")
+    target_x, target_y = rendered("target")
+    if family_name == "feature":
+        low, high = source_y < 5, target_y >= 5
+        return Split(source_x[low], source_y[low]), Split(target_x[high], target_y[high] - 5)
+    return Split(source_x, source_y), Split(target_x, target_y)
+
+
+def _class_orders(labels: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
+    """Each class's indices in a seeded random order (class 0 first)."""
+    orders = []
+    for label in range(int(labels.max()) + 1):
+        idx = torch.nonzero(labels == label).flatten()
+        orders.append(idx[torch.randperm(len(idx), generator=generator)])
+    return orders
 
 
 @lru_cache(maxsize=64)
-def task(spec: TaskSpec) -> TaskData:
-    """The source sample and target splits of a checked spec (kept in memory)."""
-    family = "feature" if spec.shift == "feature" else "standard"
-    source, pool = _family_data(family)
-    num_classes = 5 if family == "feature" else 10
-    if spec.shift == "input":
-        pool = Split(corrupt(pool.x, spec.corruption, spec.severity, seed=spec.seed), pool.y)
-    elif spec.shift == "output":
+def task(shift: str, corruption: str | None, severity: int, per_class: tuple[int, int, int], shots_per_class: int,
+         seed: int) -> TaskData:
+    """The source sample and target splits of one checked task, fixed by `seed`.
+
+    `per_class` = (test, validation, training candidates) images of every class, taken in this order from
+    each class's seeded order; the training split is the first `shots_per_class` candidates of every
+    class, so a larger K adds images to a smaller K's. The input shift corrupts all of these in one batch,
+    whatever K is, so an image is corrupted the same way at every K.
+    """
+    source, pool = source_and_pool(family(shift))
+    test_k, val_k, train_k = per_class
+    if not 1 <= shots_per_class <= train_k:
+        raise ValueError(f"{shots_per_class} shots per class: the pool has 1 to {train_k}")
+    orders = _class_orders(pool.y, torch.Generator().manual_seed(seed))
+    if min(len(o) for o in orders) < sum(per_class):
+        raise ValueError(f"{per_class} images per class: the pool has {min(len(o) for o in orders)}")
+    ranges = ((0, test_k), (test_k, test_k + val_k), (test_k + val_k, sum(per_class)))
+    pool = pool.subset(torch.cat([o[a:b] for a, b in ranges for o in orders]))
+    if shift == "input":
+        pool = Split(corrupt(pool.x, corruption, severity, seed=seed), pool.y)
+    elif shift == "output":
         pool = Split(pool.x, 9 - pool.y)
-    generator = torch.Generator().manual_seed(spec.seed)
-    order = torch.randperm(len(pool), generator=generator)
-    test, val, rest = order[:TEST_SIZE], order[TEST_SIZE:TEST_SIZE + VAL_SIZE], order[TEST_SIZE + VAL_SIZE:]
-    per_class = max(1, spec.shots // num_classes)
-    train = rest[balanced_indices(pool.y[rest], per_class, generator)]
-    return TaskData(source=source, train=pool.subset(train), val=pool.subset(val), test=pool.subset(test),
-                    num_classes=num_classes)
-
-
-def _pretrain(model: nn.Module, family: str) -> None:
-    """Train from scratch on the source part (all layers, BatchNorm statistics learnt)."""
-    source, _ = _family_data(family)
-    generator = torch.Generator().manual_seed(DATASET_SEED)
-    order = torch.randperm(len(source), generator=generator)
-    cut = int(len(source) * PRETRAIN["holdout"])
-    held, train = source.subset(order[:cut]), source.subset(order[cut:])
-    data = TaskData(source=train, train=train, val=held, test=held, num_classes=model.head.out_features)
-    cfg = Recipe(epochs=PRETRAIN["epochs"], lr=PRETRAIN["lr"], batch_size=PRETRAIN["batch_size"],
-                 train_bn_stats=True)
-    layers = partition(model, "block")
-    with fixed_cpu_threads(PRETRAIN["cpu_threads"]):  # the thread count changes the numbers
-        finetune(model, layers, [1.0] * len(layers), data, cfg, PRETRAIN["seed"], "cpu")
-
-
-def _initial_model(classes: int) -> DigitsResNet:
-    """The untrained network, its initial weights drawn from the recipe's seed (not whatever the global RNG holds)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(PRETRAIN["seed"])
-        return DigitsResNet(num_classes=classes)
-
-
-@lru_cache(maxsize=2)
-def _pretrained_state(family: str) -> dict[str, torch.Tensor]:
-    recipe = {"data": "sklearn-digits-coloured", "dataset_seed": DATASET_SEED, "family": family,
-              "model": "DigitsResNet(width=16)", **PRETRAIN}
-    classes = 5 if family == "feature" else 10
-    model = cached_model(f"digits-{family}", recipe, lambda: _initial_model(classes), lambda m: _pretrain(m, family))
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def pretrained(family: str) -> nn.Module:
-    """A fresh copy of the pretrained source model of a shift family (standard or feature)."""
-    model = DigitsResNet(num_classes=5 if family == "feature" else 10)
-    model.load_state_dict(_pretrained_state(family))
-    return model.eval()
+    classes = len(orders)
+    first_train = (test_k + val_k) * classes
+    train = torch.cat([first_train + c * train_k + torch.arange(shots_per_class) for c in range(classes)])
+    return TaskData(source=source, train=pool.subset(train), val=pool.subset(torch.arange(test_k * classes, first_train)),
+                    test=pool.subset(torch.arange(test_k * classes)), num_classes=classes)
