@@ -1,59 +1,42 @@
-"""Fine-tune & compare: run the chosen methods on the chosen shift (progress per method and epoch), then
-their accuracy table and per-epoch loss and accuracy curves. Stored runs show at once."""
+"""Fine-tune & compare: run the chosen methods on the chosen shift (progress per run and epoch, Cancel),
+then their accuracy table and per-epoch curves with a ± std band over seeds. Stored runs show at once."""
 from __future__ import annotations
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
-from autoft_core import dashboard_api as api
-import pages as ui
+from ui import charts, engine, frames, layout, notes, output, pickers, run_panel
+from ui.colours import method_of
+from ui.export import task_meta
 
+HOW = """
+- Each method × seed is one run: the method's layer weights, fine-tuning with them, evaluation on the
+  target's test split. Finished runs are stored, so they show at once next time, in any tab.
+- **zero-shot**: the source model before fine-tuning; **final**: after the last epoch; **best-val**: the
+  epoch with the best validation accuracy. Percent, mean and std over the seeds.
+- Curves: the line is the mean over seeds, the shaded band ± one std; the dashed line is chance level; a
+  dotted vertical line marks where a method changes phase (LP-FT: linear probe → fine-tuning).
+"""
 
-def curves(history: pd.DataFrame, columns: dict[str, str], title: str, colours: dict[str, str],
-           percent: bool = False) -> go.Figure:
-    """One line per method and curve (`columns` maps a history column to its legend name)."""
-    fig = go.Figure()
-    for dash, (column, name) in zip(("solid", "dot"), columns.items()):
-        for label, group in history.groupby("method", sort=False):
-            fig.add_trace(go.Scatter(x=group["epoch"], y=group[column], mode="lines+markers", name=f"{label} · {name}",
-                                     line={"color": colours[label], "dash": dash}))
-    fig.update_layout(title=title, height=360, margin={"t": 50, "b": 10}, xaxis={"title": "epoch", "dtick": 1},
-                      yaxis={"tickformat": ".0%" if percent else ""}, legend={"orientation": "h", "y": -0.25})
-    return fig
-
-
-def main() -> None:
-    ui.frame("Fine-tune & compare")
-    st.title("Fine-tune & compare")
-    st.caption("Every chosen method × seed is one run: layer weights, fine-tuning with them, evaluation. "
-               "Runs land in the result store, so a finished one is shown at once next time, in any tab.")
-    recipe, problems = ui.recipe()
-    task = ui.task_picker(recipe.paths)
-    methods = ui.method_picker()
-    runs = ui.run_panel(api.plan_runs(task, methods, recipe), recipe, problems, key="finetune")
-    if not runs:
-        st.info("No run of this selection is in the store yet: press **Run** above.")
-        st.stop()
+with layout.page("Fine-tune & compare", HOW):
+    task = pickers.task(pickers.sidebar.paths())
+    methods = pickers.methods()
+    settings, problems = pickers.settings_for(task)
+    runs = run_panel.runs(engine.plan_runs(task, methods, settings), settings, problems, key="finetune")
+    seeds, classes = sorted({r.seed for r in runs}), pickers.classes(task, settings.paths)
     st.subheader("Test accuracy (%)")
-    st.caption("zero-shot: before fine-tuning; final: after the last epoch; best-val: the epoch with the best "
-               "validation accuracy. Mean ± std over seeds.")
-    ui.show_table(api.accuracy_table(runs), "accuracy")
-    history = api.history_frame(runs)
+    st.caption(notes.chance_note(classes))
+    output.show_table(frames.accuracy_table(runs), task_meta("Test accuracy", task, settings.recipe, seeds))
+    for label, extras in {r.label: r.result.get("extras") for r in runs}.items():
+        if note := notes.target_note(label, method_of(label), extras):
+            st.caption(note)
+    history = frames.history_frame(runs)
     if history.empty:
         st.stop()
-    colours = ui.colours(history["method"].tolist())
     left, right = st.columns(2)
     with left:
-        ui.show_figure(curves(history, {"train_loss": "train loss"}, "Training loss", colours), "loss-curves")
+        meta = task_meta("Training loss", task, settings.recipe, seeds)
+        output.show_figure(charts.curves(history, "train_loss", "training loss (cross-entropy)", meta), meta)
     with right:
-        ui.show_figure(curves(history, {"val_acc": "validation", "train_acc": "train"}, "Accuracy", colours,
-                               percent=True),
-                        "accuracy-curves")
-    for label, extras in {run.label: run.result.get("extras") for run in runs}.items():
-        if extras:
-            ui.show_extras(label, extras)
-
-
-with ui.guard("Drawing this page"):
-    main()
+        meta = task_meta("Validation accuracy", task, settings.recipe, seeds)
+        output.show_figure(charts.curves(history, "val_acc", "validation accuracy", meta, percent=True,
+                                         chance=100 / classes), meta)

@@ -18,8 +18,9 @@ import pytest
 import torch
 from torch import nn
 
-from autoft_core import dashboard_api, experiment
+from autoft_core import experiment
 from autoft_core.cli import COMMANDS, main
+from ui import engine
 from autoft_core.config import RunConfig
 from autoft_core.data import digits_tasks
 from autoft_core.data.breeds_hierarchy import LIVING17, make_superclasses
@@ -469,7 +470,7 @@ def test_a_malformed_breeds_file_is_named_and_setups_still_list(file, content, n
     assert rows["digits"]["ready"]
     for name in ("breeds-living17", "breeds-entity30"):
         assert not rows[name]["ready"] and any(needle in line for line in rows[name]["missing"])
-    overview = {row["setup"]: row for row in dashboard_api.setups_overview(DataPaths.from_env())}
+    overview = {row["setup"]: row for row in engine.setups_overview(DataPaths.from_env())}
     assert overview["digits"]["ready"] and not overview["breeds-living17"]["ready"]
 
 

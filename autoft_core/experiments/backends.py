@@ -10,15 +10,18 @@ import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ENGINE_ROOT, RunConfig, code_version
 from ..paths import DataPaths, cache_dir
 from ..store import ResultStore
+
+if TYPE_CHECKING:
+    from ..finetune import Progress
 
 Outcome = tuple[RunConfig, "dict[str, Any] | BaseException"]
 
@@ -37,9 +40,11 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def execute(cfg: RunConfig, paths: DataPaths, device: str | None, threads: int | None) -> dict[str, Any]:
+def execute(cfg: RunConfig, paths: DataPaths, device: str | None, threads: int | None,
+            progress: Progress | None = None, status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """One run computed in a scratch store (run_experiment always writes one): its answer (record, key)
-    and the code version this worker hashed, which differs from the driver's if files changed meanwhile."""
+    and the code version this worker hashed, which differs from the driver's if files changed meanwhile.
+    `progress` and `status` (in-process callers only) see its epochs and notes."""
     import torch
 
     from ..experiment import run_experiment
@@ -47,7 +52,7 @@ def execute(cfg: RunConfig, paths: DataPaths, device: str | None, threads: int |
     if threads:
         torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="autoft-run-") as scratch:
-        answer = run_experiment(cfg, ResultStore(Path(scratch) / "run.sqlite"), paths, device)
+        answer = run_experiment(cfg, ResultStore(Path(scratch) / "run.sqlite"), paths, device, progress, status)
     return {**answer, "code_version": code_version()}
 
 

@@ -110,7 +110,7 @@ def table1(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Tab
     return table
 
 
-def _text(cell: Cell | None) -> str:
+def cell_text(cell: Cell | None) -> str:
     """'75.0 ± 7.1', '40.0' for a single seed, '—' for no runs (the dashboard's format)."""
     if cell is None:
         return "—"
@@ -122,7 +122,7 @@ def _grid(table: Table, marked: str) -> list[list[str]]:
     shifts = table.selection.shifts
     rows = [["method", *(LEVELS.get(s, s) for s in shifts)]]
     for m in table.methods:
-        cells = [(_text(table.cells.get((m, s))), (m, s) in table.best) for s in shifts]
+        cells = [(cell_text(table.cells.get((m, s))), (m, s) in table.best) for s in shifts]
         rows.append([m, *(marked.format(text) if best else text for text, best in cells)])
     return rows
 
