@@ -10,20 +10,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
-from .core.data import TaskData
 from .core.recipe import SEED_BOUNDS
-from .device import prepare_model, resolve_device
-from .finetune import Progress
-from .layers import Layer, partition
-from .methods import MethodContext, get_method, method_class
+from .methods import resolve_params
 from .paths import DataPaths
 from .setups import Setup, get_setup
 from .store import ResultStore
+
+if TYPE_CHECKING:  # the engine (torch) loads only when a run is computed: a look-up stays torch-free
+    from .core.data import TaskData
+    from .finetune import Progress
+    from .layers import Layer
+    from .methods import MethodContext
 
 
 def resolve(cfg: RunConfig, paths: DataPaths | None = None) -> RunConfig:
@@ -32,7 +32,7 @@ def resolve(cfg: RunConfig, paths: DataPaths | None = None) -> RunConfig:
     recipe = cfg.recipe if cfg.recipe is not None else setup.recipe
     spec = setup.check(replace(cfg, recipe=recipe).task_spec())
     return replace(cfg, corruption=spec.corruption, severity=spec.severity,
-                   params=method_class(cfg.method).resolve_params(cfg.params), recipe=recipe,
+                   params=resolve_params(cfg.method, cfg.params), recipe=recipe,
                    seed=SEED_BOUNDS.parse("seed", cfg.seed))
 
 
@@ -76,6 +76,10 @@ def load_task(cfg: RunConfig, paths: DataPaths | None = None) -> tuple[Setup, Ta
 
 def _context(cfg: RunConfig, paths: DataPaths | None, device: str | None, progress: Progress | None,
              status: Callable[[str], None] | None) -> tuple[MethodContext, list[Layer]]:
+    from .device import prepare_model, resolve_device
+    from .layers import partition
+    from .methods import MethodContext
+
     setup, data = load_task(cfg, paths)
     torch_device = resolve_device(device)
     model = prepare_model(setup.source_model(cfg.shift), torch_device)
@@ -88,11 +92,17 @@ def _context(cfg: RunConfig, paths: DataPaths | None, device: str | None, progre
 def compute_weights(cfg: RunConfig, paths: DataPaths | None = None, device: str | None = None,
                     status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """A method's per-layer scores and multipliers for one task (no fine-tuning unless the method needs it)."""
+    import torch
+
+    from .device import thread_policy
+    from .methods import get_method
+
     cfg = resolve(cfg, paths)
     torch.manual_seed(cfg.seed)
     ctx, layers = _context(cfg, paths, device, None, status)
     started = time.perf_counter()
-    chosen = get_method(cfg.method).weights(ctx)
+    with thread_policy(ctx.model, ctx.device):
+        chosen = get_method(cfg.method).weights(ctx)
     return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
             "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
             "seconds": time.perf_counter() - started}
@@ -101,10 +111,16 @@ def compute_weights(cfg: RunConfig, paths: DataPaths | None = None, device: str 
 def compute_run(cfg: RunConfig, paths: DataPaths | None = None, device: str | None = None,
                 progress: Progress | None = None, status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Weights + fine-tuning + evaluation of a resolved config: the record the store keeps (not stored here)."""
+    import torch
+
+    from .device import thread_policy
+    from .methods import get_method
+
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     ctx, layers = _context(cfg, paths, device, progress, status)
-    chosen, result = get_method(cfg.method).run(ctx)
+    with thread_policy(ctx.model, ctx.device):
+        chosen, result = get_method(cfg.method).run(ctx)
     return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
             "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
             **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device)}

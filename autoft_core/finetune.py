@@ -3,11 +3,15 @@
 The loop reads top to bottom: snapshot, zero-shot accuracy, epochs of shuffled minibatches drawn
 from device-resident tensors (no DataLoader, no host sync per step), validation each epoch with the
 best-validation weights kept, then final / best-validation test accuracy and per-layer change.
-Layers with alpha 0 are frozen (requires_grad off: no weight-gradient work); BatchNorm running
-statistics stay frozen unless `train_bn_stats`. When the multipliers are fixed and the first
-stages of the network are all frozen, that prefix runs once over the data (no grad) and the epochs
-train the rest on its cached features. A `Reweighter` may change the multipliers at the start of
-each epoch or before each step (Auto-RGN does).
+Layers with alpha 0 are frozen (requires_grad off: no weight-gradient work); the others step in one
+fused optimizer call per distinct learning rate (optim.py). BatchNorm running statistics stay frozen
+unless `train_bn_stats`. When the multipliers are fixed and the first stages of the network are all
+frozen, that prefix runs once over the data (no grad) and the epochs train the rest on its cached
+features, when that saves work (stages.py). The pretrained model's test and validation accuracies
+come from a cache shared across runs (evaluation.py), and the best-validation state's test accuracy
+needs no extra pass when it is the final or the pretrained state. A `Reweighter` may change the
+multipliers at the start of each epoch or before each step (Auto-RGN does). Runs use the CPU thread
+policy of device.py.
 """
 from __future__ import annotations
 
@@ -22,10 +26,12 @@ from torch import nn
 
 from .core.data import Split, TaskData
 from .core.recipe import Recipe
-from .device import autocast, prepare_model, resolve_device
-from .evaluation import EVAL_BATCH, accuracy, flat_layer_params, param_change
+from .device import autocast, maybe_compile, prepare_model, resolve_device, thread_policy
+from .digest import model_digest
+from .evaluation import accuracy, cached_accuracy, eval_batch, flat_layer_params, param_change
 from .layers import Layer
-from .stages import frozen_prefix
+from .optim import LayerwiseOptimizer
+from .stages import feature_budget, frozen_prefix, prefix_cache_pays
 
 class Reweighter(Protocol):
     """Re-weights the multipliers during fine-tuning; `every` is "epoch" or "step"."""
@@ -57,37 +63,6 @@ class FinetuneResult:
 Progress = Callable[[int, int, dict], None]
 
 
-class _LayerwiseOptimizer:
-    """One optimizer param group per layer; applying multipliers sets lr and requires_grad."""
-
-    def __init__(self, model: nn.Module, layers: list[Layer], cfg: Recipe, device: torch.device) -> None:
-        self.cfg = cfg
-        self.groups = [layer.parameters(model) for layer in layers]
-        param_groups = [{"params": params, "lr": cfg.lr} for params in self.groups]
-        fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-        if cfg.optimizer == "adam":
-            self.opt = torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
-        else:
-            self.opt = torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
-                                       weight_decay=cfg.weight_decay, **fast)
-        self.multipliers: list[float] = []
-
-    def apply(self, multipliers: Sequence[float]) -> None:
-        if len(multipliers) != len(self.groups):
-            raise ValueError(f"{len(multipliers)} multipliers for {len(self.groups)} layers")
-        self.multipliers = [float(a) for a in multipliers]
-        for group, params, alpha in zip(self.opt.param_groups, self.groups, self.multipliers):
-            if alpha < 0 or alpha != alpha:
-                raise ValueError(f"multiplier {alpha} is not a finite non-negative number")
-            group["lr"] = self.cfg.lr * alpha
-            for p in params:
-                p.requires_grad_(alpha > 0)
-
-    @property
-    def any_trainable(self) -> bool:
-        return any(a > 0 for a in self.multipliers)
-
-
 def set_train_mode(model: nn.Module, train_bn_stats: bool) -> None:
     """Training mode, with BatchNorm layers kept in eval mode (frozen statistics) unless asked."""
     model.train()
@@ -102,18 +77,28 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
              reweighter: Reweighter | None = None, progress: Progress | None = None) -> FinetuneResult:
     """Fine-tune `model` in place on `data.train`, layer l at lr cfg.lr × multipliers[l]; left in eval mode.
     The seed fixes the minibatch order (a local generator); `device` None means CUDA when present."""
-    started = time.perf_counter()
     device = device if isinstance(device, torch.device) else resolve_device(device)
     model = prepare_model(model, device)
-    data = data.to(device)
-    initial = [t.clone() for t in flat_layer_params(model, layers)]
-    net, data = _skip_frozen_prefix(model, layers, multipliers, data, cfg, reweighter, device)
-    zero_shot = accuracy(net, data.test)
+    with thread_policy(model, device):
+        return _finetune(model, layers, multipliers, data.to(device), cfg, seed, device, reweighter, progress)
 
-    optimizer = _LayerwiseOptimizer(model, layers, cfg, device)
+
+def _finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], raw: TaskData, cfg: Recipe,
+              seed: int, device: torch.device, reweighter: Reweighter | None,
+              progress: Progress | None) -> FinetuneResult:
+    started = time.perf_counter()
+    named = dict(model.named_parameters())
+    optimizer = LayerwiseOptimizer([[named[p] for p in layer.param_names] for layer in layers], cfg)
     optimizer.apply(multipliers)
+    initial = [t.clone() for t in flat_layer_params(model, layers)]
+    net, data = _skip_frozen_prefix(model, layers, multipliers, raw, cfg, reweighter, device)
+    # the pretrained model's accuracies: once per (model, task) in this process, shared by methods and candidates
+    pretrained = model_digest(model)
+    zero_shot = cached_accuracy(pretrained, raw.test, device, lambda: accuracy(net, data.test))
+    best = {"epoch": 0, "val_acc": cached_accuracy(pretrained, raw.val, device, lambda: accuracy(net, data.val)),
+            "state": None}
+    train_net = maybe_compile(net, device)
     generator = torch.Generator().manual_seed(seed)
-    best = {"epoch": 0, "val_acc": accuracy(net, data.val), "state": _clone_state(model)}
     history: list[dict] = []
     n = len(data.train)
 
@@ -133,11 +118,11 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
             if not optimizer.any_trainable:
                 continue
             with autocast(device):
-                logits = net(x)
+                logits = train_net(x)
                 loss = F.cross_entropy(logits, y)
-            optimizer.opt.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
-            optimizer.opt.step()
+            optimizer.step()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(dim=1) == y).sum()
         val_acc = accuracy(net, data.val)
@@ -145,16 +130,14 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
                  "val_acc": val_acc, "multipliers": list(optimizer.multipliers)}
         history.append(stats)
         if val_acc > best["val_acc"]:
-            best = {"epoch": epoch, "val_acc": val_acc, "state": _clone_state(model)}
+            best = {"epoch": epoch, "val_acc": val_acc,
+                    "state": None if epoch == cfg.epochs else _clone_state(model)}
         if progress is not None:
             progress(epoch, cfg.epochs, stats)
 
     test_acc = accuracy(net, data.test)
     change = param_change(model, layers, initial)
-    final_state = _clone_state(model)
-    model.load_state_dict(best["state"])
-    best_test = accuracy(net, data.test)
-    model.load_state_dict(final_state)
+    best_test = _best_state_test_acc(model, net, data.test, best, cfg.epochs, test_acc, zero_shot)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()  # as the source models come: ready for evaluation and probes
@@ -164,19 +147,42 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
                           seconds=time.perf_counter() - started)
 
 
+def _best_state_test_acc(model: nn.Module, net: nn.Module, test: Split, best: dict, epochs: int, final: float,
+                         zero_shot: float) -> float:
+    """Test accuracy of the best-validation state: the final or the pretrained one's when it is one of them
+    (no extra test pass), else measured with that state loaded and the final state put back."""
+    if best["epoch"] == epochs:
+        return final
+    if best["epoch"] == 0:
+        return zero_shot
+    final_state = _clone_state(model)
+    model.load_state_dict(best["state"])
+    acc = accuracy(net, test)
+    model.load_state_dict(final_state)
+    return acc
+
+
 def _skip_frozen_prefix(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], data: TaskData,
                         cfg: Recipe, reweighter: Reweighter | None,
                         device: torch.device) -> tuple[nn.Module, TaskData]:
     """(network to train, its inputs): the model and the data, or the part after a frozen prefix and
-    the prefix's features, computed once. Only when the multipliers cannot change during the run."""
+    the prefix's features, computed once. Only when the multipliers cannot change during the run, the
+    cache saves work and its features fit the memory budget (stages.py)."""
     if reweighter is not None or cfg.train_bn_stats:
+        return model, data
+    if not prefix_cache_pays(cfg.epochs, len(data.train), len(data.val), len(data.test)):
         return model, data
     frozen = {p for layer, alpha in zip(layers, multipliers) if alpha == 0 for p in layer.param_names}
     split = frozen_prefix(model, frozen)
     if split is None:
         return model, data
     prefix, rest = split
-    features = [Split(_features(prefix, s.x, device), s.y) for s in (data.train, data.val, data.test)]
+    splits = (data.train, data.val, data.test)
+    per_image = _features(prefix, data.train.x[:1], device)
+    needed = per_image.element_size() * per_image.numel() * sum(len(s) for s in splits)
+    if needed > feature_budget(device):
+        return model, data
+    features = [Split(_features(prefix, s.x, device), s.y) for s in splits]
     return rest, TaskData(data.source, *features, data.num_classes)
 
 
@@ -184,8 +190,9 @@ def _skip_frozen_prefix(model: nn.Module, layers: list[Layer], multipliers: Sequ
 def _features(prefix: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """The frozen prefix's output for every image, in evaluation batches (no autograd graph kept)."""
     prefix.eval()
+    batch = eval_batch(x, device)
     with autocast(device):
-        return torch.cat([prefix(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+        return torch.cat([prefix(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
