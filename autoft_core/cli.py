@@ -12,8 +12,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from tqdm import tqdm
-
 from .cli_args import add_paths, add_task, paths_from, run_config as config_from
 from .errors import AutoFTError, RunDiverged
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
@@ -56,6 +54,8 @@ def _print_layers(out: dict[str, Any]) -> None:
 
 
 def _cmd_weights(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
     from .api import WEIGHTS_KEYS
     from .experiment import compute_weights
 
@@ -68,6 +68,8 @@ def _cmd_weights(args: argparse.Namespace) -> None:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
     bar = tqdm(desc=f"{args.method} fine-tuning", unit="epoch", file=sys.stderr, disable=None)
 
     def progress(epoch: int, total: int, stats: dict) -> None:
@@ -119,14 +121,14 @@ def _cmd_setups(args: argparse.Namespace) -> None:
 
 
 def _cmd_methods(args: argparse.Namespace) -> None:
-    from .methods import method_class, method_names
+    from .methods import method_info, method_names
 
     rows = []
     for name in method_names():
-        cls = method_class(name)
-        rows.append({"method": name, "summary": cls.summary,
+        info = method_info(name)
+        rows.append({"method": name, "summary": info.summary,
                      "params": {k: {"default": p.default, "help": p.help, "valid": p.bounds.describe(),
-                                    "grid": list(p.grid)} for k, p in cls.params.items()}})
+                                    "grid": list(p.grid)} for k, p in info.params.items()}})
     if args.json:
         print(json.dumps(rows))
         return

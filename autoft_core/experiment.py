@@ -1,28 +1,29 @@
 """One experiment = one config: build the task, compute a method's weights, fine-tune, store.
 
 Whether a run is already stored is answered by `runs.lookup` alone (the CLI, the sweep planner, the
-dashboard and `run_experiment` all go through it).
+dashboard and `run_experiment` all go through it). Torch loads only when a run is computed.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
-from .core.data import TaskData
-from .device import prepare_model, resolve_device
-from .finetune import Progress
-from .layers import Layer, partition
-from .methods import MethodContext, get_method
 from .paths import DataPaths
 from .runs import lookup, resolve
 from .setups import Setup, get_setup
 from .store import ResultStore
-from .threads import fixed_cpu_threads
+
+if TYPE_CHECKING:  # the engine (torch) loads only when a run is computed: a look-up stays torch-free
+    from .core.data import TaskData
+    from .finetune import Progress
+    from .layers import Layer
+    from .methods import MethodContext
+
+__all__ = ["compute_run", "compute_weights", "load_task", "lookup", "resolve", "run_experiment"]
 
 
 @lru_cache(maxsize=32)
@@ -38,6 +39,10 @@ def load_task(cfg: RunConfig, paths: DataPaths | None = None) -> tuple[Setup, Ta
 
 def _context(cfg: RunConfig, paths: DataPaths | None, device: str | None, progress: Progress | None,
              status: Callable[[str], None] | None) -> tuple[MethodContext, list[Layer]]:
+    from .device import prepare_model, resolve_device
+    from .layers import partition
+    from .methods import MethodContext
+
     setup, data = load_task(cfg, paths)
     torch_device = resolve_device(device)
     model = prepare_model(setup.source_model(cfg.shift), torch_device)
@@ -47,14 +52,28 @@ def _context(cfg: RunConfig, paths: DataPaths | None, device: str | None, progre
     return ctx, layers
 
 
+def _threads(cfg: RunConfig, paths: DataPaths | None, ctx: MethodContext) -> contextlib.AbstractContextManager:
+    """The setup's fixed thread count when it promises the same numbers on every CPU (threads.py), else
+    the CPU thread policy (device.py: one thread for a small model, so a busy machine does not collapse)."""
+    from .device import thread_policy
+    from .threads import fixed_cpu_threads
+
+    fixed = get_setup(cfg.setup, paths).cpu_threads
+    return fixed_cpu_threads(fixed) if fixed is not None else thread_policy(ctx.model, ctx.device)
+
+
 def compute_weights(cfg: RunConfig, paths: DataPaths | None = None, device: str | None = None,
                     status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """A method's per-layer scores and multipliers for one task (no fine-tuning unless the method needs it)."""
+    import torch
+
+    from .methods import get_method
+
     cfg = resolve(cfg, paths)
-    with fixed_cpu_threads(get_setup(cfg.setup, paths).cpu_threads):
-        torch.manual_seed(cfg.seed)
-        ctx, layers = _context(cfg, paths, device, None, status)
-        started = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    ctx, layers = _context(cfg, paths, device, None, status)
+    started = time.perf_counter()
+    with _threads(cfg, paths, ctx):
         chosen = get_method(cfg.method).weights(ctx)
     return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
             "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
@@ -64,10 +83,14 @@ def compute_weights(cfg: RunConfig, paths: DataPaths | None = None, device: str 
 def compute_run(cfg: RunConfig, paths: DataPaths | None = None, device: str | None = None,
                 progress: Progress | None = None, status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Weights + fine-tuning + evaluation of a resolved config: the record the store keeps (not stored here)."""
+    import torch
+
+    from .methods import get_method
+
     started = time.perf_counter()
-    with fixed_cpu_threads(get_setup(cfg.setup, paths).cpu_threads):  # the thread count changes the numbers
-        torch.manual_seed(cfg.seed)
-        ctx, layers = _context(cfg, paths, device, progress, status)
+    torch.manual_seed(cfg.seed)
+    ctx, layers = _context(cfg, paths, device, progress, status)
+    with _threads(cfg, paths, ctx):
         chosen, result = get_method(cfg.method).run(ctx)
         threads = torch.get_num_threads()
     return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],

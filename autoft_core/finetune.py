@@ -3,14 +3,17 @@
 The loop reads top to bottom: snapshot, zero-shot accuracy, epochs of shuffled minibatches drawn
 from device-resident tensors (no DataLoader, no host sync per step), validation each epoch with the
 best-validation weights kept, then final / best-validation test accuracy and per-layer change.
-A non-finite loss (or weights, or re-weighting scores) sets a device-side flag, read once per epoch
-with the epoch's other statistics: the run then stops there as "diverged" (the best-validation
-numbers of the epochs before stay; the final test accuracy is None). Layers with alpha 0 are frozen
-(requires_grad off: no weight-gradient work); BatchNorm running statistics stay frozen unless
-`train_bn_stats`. When the multipliers are fixed and the first stages of the network are all
+Layers with alpha 0 are frozen (requires_grad off: no weight-gradient work); the others step in one
+fused optimizer call per distinct learning rate (optim.py). BatchNorm running statistics stay frozen
+unless `train_bn_stats`. When the multipliers are fixed and the first stages of the network are all
 frozen, that prefix runs once over the data (no grad) and the epochs train the rest on its cached
-features. A `Reweighter` may change the multipliers at the start of
-each epoch or before each step (Auto-RGN does).
+features, when that saves work (stages.py). The pretrained model's test and validation accuracies
+come from a cache shared across runs (evaluation.py), and the best-validation state's test accuracy
+needs no extra pass when it is the final or the pretrained state. A `Reweighter` may change the
+multipliers at the start of each epoch or before each step (Auto-RGN does). Runs use the CPU thread
+policy of device.py. A non-finite loss (or weights, or re-weighting scores) sets a device-side flag,
+read once per epoch with the epoch's other statistics: the run then stops there as "diverged" (the
+best-validation numbers of the epochs before stay; the final test accuracy is None).
 """
 from __future__ import annotations
 
@@ -25,11 +28,13 @@ from torch import nn
 
 from .core.data import Split, TaskData
 from .core.recipe import Recipe
-from .device import autocast, prepare_model, resolve_device
-from .evaluation import EVAL_BATCH, accuracy, flat_layer_params, param_change
+from .device import autocast, maybe_compile, prepare_model, resolve_device, thread_policy
+from .digest import model_digest
+from .evaluation import accuracy, cached_accuracy, eval_batch, flat_layer_params, param_change
 from .layers import Layer
-from .stages import frozen_prefix
 from .errors import NonFiniteError
+from .optim import LayerwiseOptimizer
+from .stages import feature_budget, frozen_prefix, prefix_cache_pays
 
 class Reweighter(Protocol):
     """Re-weights the multipliers during fine-tuning; `every` is "epoch" or "step"."""
@@ -64,37 +69,6 @@ class FinetuneResult:
 Progress = Callable[[int, int, dict], None]
 
 
-class _LayerwiseOptimizer:
-    """One optimizer param group per layer; applying multipliers sets lr and requires_grad."""
-
-    def __init__(self, model: nn.Module, layers: list[Layer], cfg: Recipe, device: torch.device) -> None:
-        self.cfg = cfg
-        self.groups = [layer.parameters(model) for layer in layers]
-        param_groups = [{"params": params, "lr": cfg.lr} for params in self.groups]
-        fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-        if cfg.optimizer == "adam":
-            self.opt = torch.optim.Adam(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **fast)
-        else:
-            self.opt = torch.optim.SGD(param_groups, lr=cfg.lr, momentum=cfg.momentum,
-                                       weight_decay=cfg.weight_decay, **fast)
-        self.multipliers: list[float] = []
-
-    def apply(self, multipliers: Sequence[float]) -> None:
-        if len(multipliers) != len(self.groups):
-            raise ValueError(f"{len(multipliers)} multipliers for {len(self.groups)} layers")
-        self.multipliers = [float(a) for a in multipliers]
-        for group, params, alpha in zip(self.opt.param_groups, self.groups, self.multipliers):
-            if alpha < 0 or alpha != alpha:
-                raise ValueError(f"multiplier {alpha} is not a finite non-negative number")
-            group["lr"] = self.cfg.lr * alpha
-            for p in params:
-                p.requires_grad_(alpha > 0)
-
-    @property
-    def any_trainable(self) -> bool:
-        return any(a > 0 for a in self.multipliers)
-
-
 def set_train_mode(model: nn.Module, train_bn_stats: bool) -> None:
     """Training mode, with BatchNorm layers kept in eval mode (frozen statistics) unless asked."""
     model.train()
@@ -109,30 +83,40 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
              reweighter: Reweighter | None = None, progress: Progress | None = None) -> FinetuneResult:
     """Fine-tune `model` in place on `data.train`, layer l at lr cfg.lr × multipliers[l]; left in eval mode.
     The seed fixes the minibatch order (a local generator); `device` None means CUDA when present."""
-    started = time.perf_counter()
     device = device if isinstance(device, torch.device) else resolve_device(device)
     model = prepare_model(model, device)
-    data = data.to(device)
-    initial = [t.clone() for t in flat_layer_params(model, layers)]
-    net, data = _skip_frozen_prefix(model, layers, multipliers, data, cfg, reweighter, device)
-    zero_shot = accuracy(net, data.test)
+    with thread_policy(model, device):
+        return _finetune(model, layers, multipliers, data.to(device), cfg, seed, device, reweighter, progress)
 
-    optimizer = _LayerwiseOptimizer(model, layers, cfg, device)
+
+def _finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], raw: TaskData, cfg: Recipe,
+              seed: int, device: torch.device, reweighter: Reweighter | None,
+              progress: Progress | None) -> FinetuneResult:
+    started = time.perf_counter()
+    named = dict(model.named_parameters())
+    optimizer = LayerwiseOptimizer([[named[p] for p in layer.param_names] for layer in layers], cfg)
     optimizer.apply(multipliers)
+    initial = [t.clone() for t in flat_layer_params(model, layers)]
+    net, data = _skip_frozen_prefix(model, layers, multipliers, raw, cfg, reweighter, device)
+    # the pretrained model's accuracies: once per (model, task) in this process, shared by methods and candidates
+    pretrained = model_digest(model)
+    zero_shot = cached_accuracy(pretrained, raw.test, device, lambda: accuracy(net, data.test))
+    best = {"epoch": 0, "val_acc": cached_accuracy(pretrained, raw.val, device, lambda: accuracy(net, data.val)),
+            "state": None}
+    train_net = maybe_compile(net, device)
     generator = torch.Generator().manual_seed(seed)
-    best = {"epoch": 0, "val_acc": accuracy(net, data.val), "state": _clone_state(model)}
     history: list[dict] = []
     n = len(data.train)
     steps = 0
     diverged: int | None = None
     for epoch in range(1, cfg.epochs + 1):
         try:
-            loss_sum, correct, bad, taken = _train_epoch(net, model, data.train, optimizer, cfg, reweighter,
+            loss_sum, correct, bad, taken = _train_epoch(train_net, model, data.train, optimizer, cfg, reweighter,
                                                          generator)
             steps += taken
         except NonFiniteError:  # the re-weighting scores of a model that has blown up
             loss_sum, correct, bad = torch.tensor(float("nan")), torch.tensor(0), torch.tensor(True)
-        bad = bad.to(device) | ~_finite(optimizer.groups)  # the epoch's last step may have broken the weights
+        bad = bad.to(device) | ~_finite(optimizer.layer_params)  # the epoch's last step may have broken the weights
         loss, hits, broken = torch.stack([loss_sum.to(device), correct.to(device).float(), bad.float()]).tolist()
         stats = {"epoch": epoch, "train_loss": loss / max(n, 1), "train_acc": hits / max(n, 1), "val_acc": None,
                  "multipliers": list(optimizer.multipliers)}
@@ -143,16 +127,14 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
         stats["val_acc"] = val_acc = accuracy(net, data.val)
         history.append(stats)
         if val_acc > best["val_acc"]:
-            best = {"epoch": epoch, "val_acc": val_acc, "state": _clone_state(model)}
+            best = {"epoch": epoch, "val_acc": val_acc,
+                    "state": None if epoch == cfg.epochs else _clone_state(model)}
         if progress is not None:
             progress(epoch, cfg.epochs, stats)
 
     test_acc = None if diverged else accuracy(net, data.test)
     change = param_change(model, layers, initial)
-    final_state = _clone_state(model)
-    model.load_state_dict(best["state"])
-    best_test = accuracy(net, data.test)
-    model.load_state_dict(final_state)
+    best_test = _best_state_test_acc(model, net, data.test, best, cfg.epochs, test_acc, zero_shot)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()  # as the source models come: ready for evaluation and probes
@@ -163,7 +145,7 @@ def finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float]
                           diverged_epoch=diverged, steps=steps)
 
 
-def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: _LayerwiseOptimizer,
+def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: LayerwiseOptimizer,
                  cfg: Recipe, reweighter: Reweighter | None,
                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """One epoch of shuffled minibatches: (summed loss, correct count, any non-finite loss) on the device,
@@ -189,9 +171,9 @@ def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: _Lay
         with autocast(device):
             logits = net(x)
             loss = F.cross_entropy(logits, y)
-        optimizer.opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
-        optimizer.opt.step()
+        optimizer.step()
         steps += 1
         loss = loss.detach()
         bad |= ~torch.isfinite(loss)  # on the device: no host sync per step
@@ -208,19 +190,42 @@ def _finite(groups: list[list[nn.Parameter]]) -> torch.Tensor:
     return torch.isfinite(torch.stack([p.detach().float().sum() for p in params]).sum())
 
 
+def _best_state_test_acc(model: nn.Module, net: nn.Module, test: Split, best: dict, epochs: int, final: float,
+                         zero_shot: float) -> float:
+    """Test accuracy of the best-validation state: the final or the pretrained one's when it is one of them
+    (no extra test pass), else measured with that state loaded and the final state put back."""
+    if best["epoch"] == epochs:
+        return final
+    if best["epoch"] == 0:
+        return zero_shot
+    final_state = _clone_state(model)
+    model.load_state_dict(best["state"])
+    acc = accuracy(net, test)
+    model.load_state_dict(final_state)
+    return acc
+
+
 def _skip_frozen_prefix(model: nn.Module, layers: list[Layer], multipliers: Sequence[float], data: TaskData,
                         cfg: Recipe, reweighter: Reweighter | None,
                         device: torch.device) -> tuple[nn.Module, TaskData]:
     """(network to train, its inputs): the model and the data, or the part after a frozen prefix and
-    the prefix's features, computed once. Only when the multipliers cannot change during the run."""
+    the prefix's features, computed once. Only when the multipliers cannot change during the run, the
+    cache saves work and its features fit the memory budget (stages.py)."""
     if reweighter is not None or cfg.train_bn_stats:
+        return model, data
+    if not prefix_cache_pays(cfg.epochs, len(data.train), len(data.val), len(data.test)):
         return model, data
     frozen = {p for layer, alpha in zip(layers, multipliers) if alpha == 0 for p in layer.param_names}
     split = frozen_prefix(model, frozen)
     if split is None:
         return model, data
     prefix, rest = split
-    features = [Split(_features(prefix, s.x, device), s.y) for s in (data.train, data.val, data.test)]
+    splits = (data.train, data.val, data.test)
+    per_image = _features(prefix, data.train.x[:1], device)
+    needed = per_image.element_size() * per_image.numel() * sum(len(s) for s in splits)
+    if needed > feature_budget(device):
+        return model, data
+    features = [Split(_features(prefix, s.x, device), s.y) for s in splits]
     return rest, TaskData(data.source, *features, data.num_classes)
 
 
@@ -228,8 +233,9 @@ def _skip_frozen_prefix(model: nn.Module, layers: list[Layer], multipliers: Sequ
 def _features(prefix: nn.Module, x: torch.Tensor, device: torch.device) -> torch.Tensor:
     """The frozen prefix's output for every image, in evaluation batches (no autograd graph kept)."""
     prefix.eval()
+    batch = eval_batch(x, device)
     with autocast(device):
-        return torch.cat([prefix(x[i:i + EVAL_BATCH]) for i in range(0, len(x), EVAL_BATCH)])
+        return torch.cat([prefix(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
 def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:

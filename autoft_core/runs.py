@@ -15,13 +15,13 @@ from .store import ResultStore
 
 def resolve(cfg: RunConfig, paths: DataPaths | None = None) -> RunConfig:
     """Defaults filled in and every field validated (BadArgumentError names the valid choices); loads nothing."""
-    from .methods import method_class  # the registry imports torch: only when a request must be resolved
+    from .methods import resolve_params  # the method catalogue: torch-free
 
     setup = get_setup(cfg.setup, paths)
     recipe = cfg.recipe if cfg.recipe is not None else setup.recipe
     spec = setup.check(replace(cfg, recipe=recipe).task_spec())
     return replace(cfg, corruption=spec.corruption, severity=spec.severity,
-                   params=method_class(cfg.method).resolve_params(cfg.params), recipe=recipe,
+                   params=resolve_params(cfg.method, cfg.params), recipe=recipe,
                    seed=SEED_BOUNDS.parse("seed", cfg.seed))
 
 

@@ -11,8 +11,6 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,7 +18,9 @@ from ..config import ENGINE_ROOT, RunConfig, code_version
 from ..paths import DataPaths, cache_dir
 from ..store import ResultStore
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # process pools load only when a sweep spawns workers (a warm sweep never does)
+    from concurrent.futures import Future
+
     from ..finetune import Progress
 
 Outcome = tuple[RunConfig, "dict[str, Any] | BaseException"]
@@ -44,14 +44,12 @@ def execute(cfg: RunConfig, paths: DataPaths, device: str | None, threads: int |
             progress: Progress | None = None, status: Callable[[str], None] | None = None) -> dict[str, Any]:
     """One run computed in a scratch store (run_experiment always writes one): its answer (record, key)
     and the code version this worker hashed, which differs from the driver's if files changed meanwhile.
-    `progress` and `status` (in-process callers only) see its epochs and notes."""
-    import torch
-
+    `threads` pins the run's intra-op threads (None: the CPU thread policy of device.py decides); `progress`
+    and `status` (in-process callers only) see its epochs and notes."""
+    from ..device import pinned_threads
     from ..experiment import run_experiment
 
-    if threads:
-        torch.set_num_threads(threads)
-    with tempfile.TemporaryDirectory(prefix="autoft-run-") as scratch:
+    with pinned_threads(threads), tempfile.TemporaryDirectory(prefix="autoft-run-") as scratch:
         answer = run_experiment(cfg, ResultStore(Path(scratch) / "run.sqlite"), paths, device, progress, status)
     return {**answer, "code_version": code_version()}
 
@@ -74,15 +72,21 @@ class LocalBackend:
 
 
 class ProcessBackend:
-    """`max_parallel` spawned worker processes, each with its share of the cores as torch threads."""
+    """`max_parallel` spawned worker processes, each pinned to its share of the cores as torch threads (at
+    least one), so that the workers never oversubscribe the machine."""
 
     def __init__(self, paths: DataPaths, device: str | None, max_parallel: int, threads: int | None) -> None:
         self.paths, self.device = paths, device
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
         self.threads = threads or max(1, cpu_count() // max_parallel)
         self.pool = ProcessPoolExecutor(max_workers=max_parallel, mp_context=get_context("spawn"))
         self.max_parallel = max_parallel
 
     def run(self, configs: Sequence[RunConfig]) -> Iterator[Outcome]:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
         queue = iter(configs)
         running: dict[Future, RunConfig] = {}
         while True:  # at most 2 × workers queued: an interrupt leaves little to cancel

@@ -43,7 +43,8 @@ def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
     p.add_argument("--max-parallel", type=POSITIVE_INT, default=None,
                    help="runs at once (local default 1; ray default: as many as the cluster fits)")
     p.add_argument("--cpus-per-run", type=bounded("cpus-per-run", Bounds(float, 0.01, MAX_CPUS)), default=None,
-                   help="torch threads per run (local default: cores / max-parallel) and Ray num_cpus (default 1)")
+                   help="torch threads per run (local default: the CPU thread policy, one thread for a small "
+                        "model, in one process; cores / max-parallel in several) and Ray num_cpus (default 1)")
     p.add_argument("--gpus-per-run", type=bounded("gpus-per-run", Bounds(float, 0.0, MAX_GPUS)), default=None,
                    help="Ray num_gpus per run (ray only)")
     p.add_argument("--ray-address", default=None,
@@ -194,7 +195,7 @@ def _cmd_grid(args: argparse.Namespace) -> None:
 
 def _cmd_table(args: argparse.Namespace) -> None:
     from ..config import code_version
-    from ..methods import method_class, method_names
+    from ..methods import method_names, resolve_params
     from ..setups import get_setup
     from .plan import choose, numbers
     from .tables import Selection, table1, to_csv, to_markdown
@@ -207,7 +208,7 @@ def _cmd_table(args: argparse.Namespace) -> None:
     known = [*method_names(), *(m for m in stored if m not in method_names())]
     sel = Selection(setup=args.setup, shifts=setup.shifts, corruptions=corruptions, severity=args.severity,
                     recipe=recipe_from(args, args.setup).to_dict(),
-                    default_params={m: method_class(m).resolve_params({}) for m in method_names()},
+                    default_params={m: resolve_params(m, {}) for m in method_names()},
                     code_version=None if args.any_version else code_version(),
                     methods=None if args.methods == "all" else choose("method", args.methods, known),
                     seeds=None if args.seeds is None else numbers("seed", args.seeds, SEED_BOUNDS))
