@@ -25,6 +25,7 @@ from autoft_core.experiments.runner import SweepFailed, plan_jobs, run_sweep
 from autoft_core.methods import method_names
 from autoft_core.paths import REPO_ROOT
 from autoft_core.setups import CORRUPTIONS
+from autoft_core.setups import get_setup
 from autoft_core.store import ResultStore
 
 TINY = ["--epochs", "1", "--shots", "20"]
@@ -197,7 +198,7 @@ def test_ray_stores_the_same_rows_as_the_local_backend(killed_then_resumed, tmp_
 # ----------------------------------------------------------------------------- Table 1
 
 def _put(store: ResultStore, acc: float, version: str | None = None, **task) -> None:
-    recipe = Recipe(**{k: task.pop(k) for k in list(task) if k in field_names()})
+    recipe = get_setup("digits").recipe.with_values(**{k: task.pop(k) for k in list(task) if k in field_names()})
     cfg = resolve(RunConfig(**task, recipe=recipe))
     config = cfg.to_dict() | ({"code_version": version} if version else {})
     store.put(f"{cfg.key()}{version or ''}", config, {"test_acc": acc, "best_val_test_acc": acc / 2})

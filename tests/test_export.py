@@ -27,8 +27,10 @@ def test_exported_task_reproduces_auto_rgn_weights(tmp_path, capsys):
     task = json.loads((tmp_path / "task.json").read_text())
     arrays = np.load(tmp_path / "task.npz")
     module, name = task["model_class"].rsplit(".", 1)
-    model = getattr(importlib.import_module(module), name)(num_classes=int(arrays["num_classes"]))
-    model.load_state_dict(load_file(str(tmp_path / "model.safetensors")))
+    state = load_file(str(tmp_path / "model.safetensors"))
+    width = state["stem.conv.weight"].shape[0]  # the digits ResNet's only other constructor argument
+    model = getattr(importlib.import_module(module), name)(num_classes=int(arrays["num_classes"]), width=width)
+    model.load_state_dict(state)
     model.eval()
     x, y = torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"])
     F.cross_entropy(model(x), y).backward()  # the exact gradient over the whole target train split

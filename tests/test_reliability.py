@@ -22,7 +22,7 @@ from autoft_core import experiment
 from autoft_core.cli import COMMANDS, main
 from ui import engine
 from autoft_core.config import RunConfig
-from autoft_core.data import digits_tasks
+from autoft_core.setups.digits import _initial_model
 from autoft_core.data.breeds_hierarchy import LIVING17, make_superclasses
 from autoft_core.core.data import Split, TaskData
 from autoft_core.errors import AutoFTError, NonFiniteError, RunDiverged
@@ -139,8 +139,8 @@ SEED_RANGE = "is not a whole number from 0 to 2147483647"
     (["finetune", "--batch-size", "0"], "'0' is not a whole number from 1"),
     (["finetune", "--method", "auto-rgn", "--param", "batches=many"],
      "value for batches 'many' is not a whole number"),
-    (["finetune", "--method", "lp-ft", "--param", "lp_lr=inf"], "value for lp_lr 'inf' is not a number from 0 to"),
-    (["finetune", "--method", "lp-ft", "--param", "lp_lr=1e300"], "value for lp_lr '1e300' is not a number"),
+    (["finetune", "--method", "lp-ft", "--param", "lp_lr_factor=inf"], "value for lp_lr_factor 'inf' is not a number"),
+    (["finetune", "--method", "lp-ft", "--param", "lp_lr_factor=1e300"], "value for lp_lr_factor '1e300' is not a"),
     (["finetune", "--method", "criticality-random", "--param", "topk=1e99"], "value for topk '1e99'"),
     (["sweep", "--shifts", "output", "--methods", "full", "--seeds", f"0,{2**63}"], f"seed '{2**63}' {SEED_RANGE}"),
     (["sweep", "--shifts", "output", "--methods", "full", "--cpus-per-run", "inf"], "'inf' is not a number from 0.01"),
@@ -553,5 +553,5 @@ def test_the_pretrained_digits_model_starts_from_its_own_seed():
     states = []
     for seed in (0, 1):
         torch.manual_seed(seed)  # whatever the global generator holds
-        states.append(digits_tasks._initial_model(10).state_dict())
+        states.append(_initial_model("standard").state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
