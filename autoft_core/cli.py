@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from tqdm import tqdm
 
-from .cli_args import add_paths, add_task, paths_from, run_config as config_from
+from .cli_args import add_paths, add_task, paths_from, run_config as config_from, setup_from
 from .errors import AutoFTError
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
 from .setups import get_setup, setup_names
@@ -137,6 +137,8 @@ COMMANDS = {"weights": _cmd_weights, "finetune": _cmd_finetune, "setups": _cmd_s
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "setup", None) is not None:  # --setup with --arch / the folder options: one name
+            args.setup = setup_from(args)
         COMMANDS[args.command](args)
     except AutoFTError as exc:
         print(f"autoft_core: error: {exc}", file=sys.stderr)

@@ -13,7 +13,11 @@ paper leaves open (it studies re-initialisation to θ⁰ and interpolations towa
   map (conv: `dirac_`, the identity on the channels both sides share, so c_in ≠ c_out and strides
   work too; linear: `eye_`; biases 0), and its BatchNorm too (weight 1, bias 0, running mean 0,
   running variance 1 − eps, so that eval-mode normalisation divides by √(var + eps) = 1 to float
-  precision): the whole layer becomes x ↦ x, and a layer that already is one scores exactly 0. `criticality-random` re-draws every module of the layer from its own
+  precision): the whole layer becomes x ↦ x, and a layer that already is one scores exactly 0; a
+  LayerNorm keeps its normalisation (weight 1, bias 0), a module with its own identity map says so
+  (`autoft_identity_()`, e.g. a ViT's patch embedding), and a residual branch (a Transformer block's
+  attention or MLP, `Layer.residual`) is skipped: all its parameters 0, so x + f(x) = x.
+  `criticality-random` re-draws every module of the layer from its own
   default initialisation (`reset_parameters()`: Kaiming-uniform convs / linears, BatchNorm back to
   1, 0 with fresh running statistics), seeded by (run seed, layer index), as a fresh draw stands in
   for the unknown θ⁰;
@@ -100,13 +104,23 @@ class IdentityCriticality(_ModuleCriticality):
     order = 30
 
     def replace_layer(self, modules: list[nn.Module], layer_index: int, ctx: MethodContext) -> None:
+        if ctx.layers[layer_index].residual:  # skip the branch: its output becomes 0
+            for p in ctx.layers[layer_index].parameters(ctx.model):
+                p.zero_()
+            return
         for module in modules:
             _identity_(module)
 
 
 def _identity_(module: nn.Module) -> None:
     """Make a conv, linear or BatchNorm module an identity map (in eval mode); biases 0."""
-    if isinstance(module, nn.modules.conv._ConvNd):
+    if hasattr(module, "autoft_identity_"):
+        module.autoft_identity_()
+        return
+    if isinstance(module, nn.LayerNorm):
+        if module.weight is not None:
+            nn.init.ones_(module.weight)
+    elif isinstance(module, nn.modules.conv._ConvNd):
         nn.init.dirac_(module.weight, groups=module.groups)
     elif isinstance(module, nn.Linear):
         nn.init.eye_(module.weight)
