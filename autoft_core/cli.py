@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .cli_args import add_paths, add_task, paths_from, run_config as config_from
+from .cli_args import add_paths, add_task, paths_from, run_config as config_from, setup_from
 from .errors import AutoFTError, RunDiverged
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
 from .export import add_export_command, run_export_command
@@ -147,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     (stored as such), 130 interrupted (Ctrl-C); sweeps exit 1 when some runs failed (see experiments.commands)."""
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "setup", None) is not None:  # --setup with --arch / the folder options: one name
+            args.setup = setup_from(args)
         COMMANDS[args.command](args)
     except AutoFTError as exc:
         print(f"autoft_core: error: {exc}", file=sys.stderr)

@@ -56,9 +56,35 @@ def add_recipe(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     p.add_argument("--store", default=None, help="result store file (default cache/results.sqlite)")
 
 
+def add_setup_options(p: argparse.ArgumentParser) -> None:
+    """--arch and the folder setup's options (setups.folder.OPTIONS); `setup_from` reads them."""
+    from .setups import ARCHS
+    from .setups.folder import OPTIONS
+
+    group = p.add_argument_group("your own model and data: --setup folder with these (--arch also picks "
+                                 "an embedded setup's architecture)")
+    for option in OPTIONS:
+        extra = f"; one of {', '.join(option.choices)}" if option.choices else ""
+        if option.name == "arch":
+            extra += "".join(f"; --setup {s}: {', '.join(a)}" for s, a in ARCHS.items())
+        default = f" (default {option.default})" if option.default is not None else ""
+        group.add_argument(option.flag, default=None, help=f"{option.help}{extra}{default}")
+
+
+def setup_from(args: argparse.Namespace) -> str:
+    """The setup name `--setup` and its options stand for (e.g. digits-vit, folder?source_dir=...)."""
+    from .setups import named_setup
+    from .setups.folder import OPTIONS
+
+    return named_setup(args.setup, getattr(args, "arch", None),
+                       **{o.name: getattr(args, o.name, None) for o in OPTIONS if o.name != "arch"})
+
+
 def add_task(p: argparse.ArgumentParser, recipe: bool = True) -> None:
     """Setup, shift, corruption, severity, method and its parameters, seed, device, output and paths."""
-    p.add_argument("--setup", default="digits", help=f"one of: {', '.join(setup_names())}")
+    p.add_argument("--setup", default="digits",
+                   help=f"one of: {', '.join(setup_names())}, or python:package.module:function")
+    add_setup_options(p)
     p.add_argument("--shift", default="output", help="input, feature or output")
     p.add_argument("--corruption", default=None, help="input-level shift: which corruption")
     p.add_argument("--severity", type=SEVERITY, default=DEFAULT_SEVERITY, help="input-level shift: 1-5")

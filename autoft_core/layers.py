@@ -1,9 +1,11 @@
 """Model-agnostic layer partition: the units that each get one learning-rate multiplier alpha_l.
 
 `module` granularity: every Conv2d / Linear is a layer, and the parameterised modules that follow it
-(its BatchNorm) share its multiplier. `block` granularity: Lee et al.'s (2023) blocks, e.g. WRN
-stem+block1, block2, block3, head. Layers are ordered input -> output (module registration order,
-which is the forward order for the supported architectures).
+(its BatchNorm) share its multiplier, unless the model's adapter declares its module layers (a
+Transformer: patch embedding, each block's attention and MLP, final norm + head). `block`
+granularity: Lee et al.'s (2023) blocks, e.g. WRN stem+block1, block2, block3, head. Layers are
+ordered input -> output (module registration order, which is the forward order for the supported
+architectures); in a declared partition each parameter goes to the first layer whose prefixes match it.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from torch import nn
 
 from .core.recipe import GRANULARITIES
 from .errors import BadArgumentError
-from .models.adapters import adapter_for
+from .models.adapters import Blocks, LayerSpec, adapter_for
 
 _STARTS_LAYER = (nn.Conv2d, nn.Linear)
 
@@ -26,6 +28,7 @@ class Layer:
     name: str
     module_names: tuple[str, ...]
     param_names: tuple[str, ...]
+    residual: bool = False  # a residual branch (x + f(x)): taking the layer out skips the branch
 
     def parameters(self, model: nn.Module) -> list[nn.Parameter]:
         named = dict(model.named_parameters())
@@ -56,32 +59,46 @@ def partition(model: nn.Module, granularity: str = "module") -> list[Layer]:
     """Split the model's parameters into ordered layers; every parameter lands in exactly one."""
     if granularity not in GRANULARITIES:
         raise BadArgumentError("granularity", granularity, GRANULARITIES)
-    leaves = _parameterised_leaves(model)
-    if granularity == "module":
-        groups: list[tuple[str, list[str], list[str]]] = []
-        pending: list[str] = []  # parameterised modules before the first conv join the first layer
-        for name, module in leaves:
-            if isinstance(module, _STARTS_LAYER):
-                groups.append((name, [*pending, name], []))
-                pending = []
-            elif groups:
-                groups[-1][1].append(name)
-            else:
-                pending.append(name)
-        modules = dict(leaves)
-        groups = [(n, mods, [p for m in mods for p in _own_param_names(m, modules[m])]) for n, mods, _ in groups]
-        return [Layer(n, tuple(mods), tuple(params)) for n, mods, params in groups]
+    spec = block_spec(model) if granularity == "block" else adapter_for(model).modules(model)
+    if spec is None:
+        return _conv_linear_layers(model)
+    return _declared_layers(model, spec)
 
+
+def _conv_linear_layers(model: nn.Module) -> list[Layer]:
+    """Each Conv2d / Linear starts a layer; the parameterised modules after it join it."""
+    leaves = _parameterised_leaves(model)
+    groups: list[tuple[str, list[str]]] = []
+    pending: list[str] = []  # parameterised modules before the first conv join the first layer
+    for name, module in leaves:
+        if isinstance(module, _STARTS_LAYER):
+            groups.append((name, [*pending, name]))
+            pending = []
+        elif groups:
+            groups[-1][1].append(name)
+        else:
+            pending.append(name)
+    modules = dict(leaves)
+    return [Layer(n, tuple(mods), tuple(p for m in mods for p in _own_param_names(m, modules[m])))
+            for n, mods in groups]
+
+
+def _declared_layers(model: nn.Module, spec: Blocks) -> list[Layer]:
+    """Layers from (name, prefixes[, residual]) entries; a prefix names modules or parameters."""
+    owner = {p: name for name, module in _parameterised_leaves(model) for p in _own_param_names(name, module)}
+    free = dict.fromkeys(owner)  # parameter names not yet assigned, in model order
     layers = []
-    assigned: set[str] = set()
-    for block, prefixes in block_spec(model):
-        mods = [(n, m) for n, m in leaves if any(_matches(n, p) for p in prefixes)]
-        params = [p for n, m in mods for p in _own_param_names(n, m)]
-        assigned.update(params)
-        layers.append(Layer(block, tuple(n for n, _ in mods), tuple(params)))
-    missing = [n for n, _ in model.named_parameters() if n not in assigned]
-    if missing:
-        raise ValueError(f"block spec of {type(model).__name__} leaves parameters out: {missing[:5]}")
+    for entry in spec:
+        item = LayerSpec(*entry)
+        params = [p for p in free if any(_matches(p, prefix) for prefix in item.prefixes)]
+        if not params:
+            raise ValueError(f"layer {item.name} of {type(model).__name__} matches no parameters: {item.prefixes}")
+        for p in params:
+            del free[p]
+        modules = tuple(dict.fromkeys(owner[p] for p in params))
+        layers.append(Layer(item.name, modules, tuple(params), item.residual))
+    if free:
+        raise ValueError(f"layer spec of {type(model).__name__} leaves parameters out: {list(free)[:5]}")
     return layers
 
 

@@ -1,9 +1,11 @@
-"""The 14 CIFAR-10-C corruptions at severities 1-5, with CIFAR-10-C's own 32-pixel constants.
+"""The 14 CIFAR-10-C corruptions at severities 1-5, with CIFAR-10-C's own 32-pixel constants or
+ImageNet-C's 224-pixel ones (`constants`; `constants_for(size)` picks ImageNet-C's from 64 px up).
 
 Source: Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common Corruptions and
-Perturbations" (ICLR 2019). Constants and algorithms are those of the script that made CIFAR-10-C,
-`ImageNet-C/create_c/make_cifar_c.py` in github.com/hendrycks/robustness (not ImageNet-C's 224-pixel
-ones); the code is new. It corrupts a whole batch at once and draws all randomness from one
+Perturbations" (ICLR 2019). Constants and algorithms are those of the scripts that made CIFAR-10-C and
+ImageNet-C, `ImageNet-C/create_c/make_cifar_c.py` and `make_imagenet_c.py` in github.com/hendrycks/robustness
+(the two differ only in their constants for these 14 corruptions, and in the frost photos' 0.2x resize
+for CIFAR); the code is new. It corrupts a whole batch at once and draws all randomness from one
 `numpy.random.Generator` seeded by `seed`, never the global RNG, so the draws depend on the batch: the
 same seed on another batch (or a chunk of one) gives other noise. As in the recipe, images are taken
 to 0..255 uint8 levels, corrupted, clipped to [0, 255] and truncated to uint8 levels (its `np.uint8`
@@ -22,12 +24,14 @@ Deviations from the recipe:
   the imagecorruptions 1.1.2 wheel). The texture choice, random crop and blend constants are the recipe's.
 - spatter: the liquid layer is clipped to [0, 1] before its uint8 cast, where the recipe's cast would
   wrap values above 1 around (rare at these constants).
-- Sizes other than 32x32: where the recipe hard-codes 32, the image's own height and width are used
-  (zoom crops per axis, glass-blur loop bounds, pixelate sizes of at least one pixel, frost texture size).
+- Sizes other than 32x32 (224x224 for ImageNet-C): where the recipe hard-codes its size, the image's
+  own height and width are used (zoom crops per axis, glass-blur loop bounds, pixelate sizes of at least
+  one pixel, frost texture size). ImageNet-C's frost crops full-size photos; the stand-in textures are
+  the same for both constant sets (their grain is measured on the CIFAR-size photos).
 Not deviations: glass_blur's per-pixel loop becomes one vectorised gather per pass with the same result
 (see `_glass_blur`), and the clipped zoom of zoom_blur and snow is scipy's order-1 zoom as matrices.
 
-Where the recipe's constants are not monotone in strength (the tests check what does hold instead):
+Where CIFAR-10-C's constants are not monotone in strength (the tests check what does hold instead):
 - saturate: severities 1-2 desaturate (S x 0.3, x 0.1), 3-5 oversaturate (x 1.5, x 2 + 0.1, x 2.5 + 0.2);
   strength grows within each regime only. Colours at S >= 2/3 (such as the digits' S = 0.85) reach S = 1
   at severity 3 already, so severities 3-5 then give the same image.
@@ -47,6 +51,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from io import BytesIO
 from numbers import Integral
+from typing import Any
 
 import cv2
 import numpy as np
@@ -63,8 +68,9 @@ CORRUPTIONS: tuple[str, ...] = (
 )
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 
-# An image batch (N, H, W, 3) in 0..255, a severity 1-5 and the call's generator -> the batch, 0..255.
-Corruption = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+Row = Any  # one severity's constants of one corruption: a number, a tuple or an array of zoom factors
+# An image batch (N, H, W, 3) in 0..255, a severity's constants and the call's generator -> the batch, 0..255.
+Corruption = Callable[[np.ndarray, Row, np.random.Generator], np.ndarray]
 
 
 # ---------------------------------------------------------------- helpers
@@ -132,29 +138,25 @@ def _plain(x: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- noise
 
 
-def _gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _gaussian_noise(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Additive Gaussian noise of std c (on [0, 1]): sensor read noise in low light."""
-    c = (0.04, 0.06, 0.08, 0.09, 0.10)[severity - 1]
     return (x / 255 + rng.normal(scale=c, size=x.shape)) * 255
 
 
-def _shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _shot_noise(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Poisson photon-count noise with c photons at full intensity: fewer photons, more noise."""
-    c = (500, 250, 100, 75, 50)[severity - 1]
     return rng.poisson(x / 255 * c) / c * 255
 
 
-def _impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _impulse_noise(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Salt-and-pepper noise on a fraction c of the values (skimage's 's&p', half salt): bit errors."""
-    c = (0.01, 0.02, 0.03, 0.05, 0.07)[severity - 1]
     flipped = rng.random(x.shape) < c
     salted = rng.random(x.shape) < 0.5
     return np.where(flipped, np.where(salted, 255.0, 0.0), x)
 
 
-def _speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _speckle_noise(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Multiplicative Gaussian noise of std c: noise that scales with the intensity."""
-    c = (0.06, 0.1, 0.12, 0.16, 0.2)[severity - 1]
     x = x / 255
     return (x + x * rng.normal(scale=c, size=x.shape)) * 255
 
@@ -162,13 +164,12 @@ def _speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator) -> np
 # ---------------------------------------------------------------- blur
 
 
-def _gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _gaussian_blur(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Gaussian blur of std c pixels: an out-of-focus lens."""
-    c = (0.4, 0.6, 0.7, 0.8, 1.0)[severity - 1]
     return _gaussian(x / 255, c) * 255
 
 
-def _glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _glass_blur(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Blur, move each pixel's up/left neighbour into it, blur again: looking through frosted glass.
 
     The recipe's per-pixel loop "swaps" with `x[h, w], x[h', w'] = x[h', w'], x[h, w]` on numpy views,
@@ -176,7 +177,7 @@ def _glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
     the bottom right and the neighbour is up or left, it is never one already written. So each pass is
     one simultaneous gather, done here for the whole batch at once (same result as the loop).
     """
-    sigma, delta, iterations = ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2))[severity - 1]
+    sigma, delta, iterations = c
     n, height, width, _ = x.shape
     levels = np.floor(_gaussian(x / 255, sigma) * 255)  # the recipe's uint8 cast
     images = np.arange(n)[:, None, None]
@@ -188,17 +189,15 @@ def _glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.nd
     return _gaussian(levels / 255, sigma) * 255
 
 
-def _motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _motion_blur(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Blur along a random line within 45 degrees of horizontal (ImageMagick kernel): camera shake."""
-    radius, sigma = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))[severity - 1]
+    radius, sigma = c
     return _motion_blur_batch(x, radius, sigma, rng.uniform(-45, 45, size=len(x)))
 
 
-def _zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _zoom_blur(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Average of the image and its centre zooms up to the severity's factor: moving towards the camera."""
-    # float arange as in the recipe: its end points 1.06 and 1.11 are included by rounding
-    factors = (np.arange(1, 1.06, 0.01), np.arange(1, 1.11, 0.01), np.arange(1, 1.16, 0.01),
-               np.arange(1, 1.21, 0.01), np.arange(1, 1.26, 0.01))[severity - 1]
+    factors = c
     x = np.ascontiguousarray((x / 255).astype(np.float32).transpose(0, 3, 1, 2))  # zoom the last two axes
     total = x.copy()
     for factor in factors:
@@ -234,9 +233,9 @@ def _frost_textures(height: int, width: int) -> np.ndarray:
     return textures
 
 
-def _frost(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _frost(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Dim the image and add a random crop of one of five frost textures: ice on a lens or window."""
-    keep, add = ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))[severity - 1]
+    keep, add = c
     n, height, width, _ = x.shape
     textures = _frost_textures(height, width)
     which = rng.integers(5, size=n)
@@ -247,11 +246,9 @@ def _frost(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray
     return keep * x + add * crops
 
 
-def _snow(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _snow(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Zoomed, thresholded, motion-blurred flakes (twice, rotated) over a brightened image: snowfall."""
-    mean, std, zoom, threshold, radius, sigma, blend = (
-        (0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8))[severity - 1]
+    mean, std, zoom, threshold, radius, sigma, blend = c
     x = (x / 255).astype(np.float32)
     flakes = _clipped_zoom(rng.normal(mean, std, size=x.shape[:3]), zoom)
     flakes[flakes < threshold] = 0
@@ -287,11 +284,9 @@ def _mud(x: np.ndarray, liquid: np.ndarray, threshold: float, sigma: float) -> n
     return x * (1 - mask) + np.array([63, 42, 20], dtype=np.float32) / 255 * mask
 
 
-def _spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _spatter(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Blurred, thresholded noise as liquid: water drops at severities 1-3, mud at 4-5."""
-    mean, std, sigma, threshold, strength, muddy = (
-        (0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
-        (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1))[severity - 1]
+    mean, std, sigma, threshold, strength, muddy = c
     x = (x / 255).astype(np.float32)
     liquid = _gaussian(rng.normal(mean, std, size=x.shape[:3]), sigma)
     liquid[liquid < threshold] = 0
@@ -302,17 +297,17 @@ def _spatter(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarr
 # ---------------------------------------------------------------- digital
 
 
-def _saturate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _saturate(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Scale (and shift) HSV saturation: washed-out colours at severities 1-2, oversaturated at 3-5."""
-    scale, shift = ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2))[severity - 1]
+    scale, shift = c
     hsv = rgb2hsv(x / 255)
     hsv[..., 1] = np.clip(hsv[..., 1] * scale + shift, 0, 1)
     return hsv2rgb(hsv) * 255
 
 
-def _jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _jpeg_compression(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Save and reload as JPEG at quality c with PIL: lossy compression blocks and ringing."""
-    quality = (80, 65, 58, 50, 40)[severity - 1]
+    quality = c
     out = np.empty(x.shape)
     for i, image in enumerate(_plain(x)):
         buffer = BytesIO()
@@ -321,9 +316,8 @@ def _jpeg_compression(x: np.ndarray, severity: int, rng: np.random.Generator) ->
     return out
 
 
-def _pixelate(x: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
+def _pixelate(x: np.ndarray, c: Row, rng: np.random.Generator) -> np.ndarray:
     """Box-downsample to a fraction c of the size and box-upsample back with PIL: low resolution."""
-    c = (0.95, 0.9, 0.85, 0.75, 0.65)[severity - 1]
     height, width = x.shape[1:3]
     small = (max(1, int(width * c)), max(1, int(height * c)))
     out = np.empty(x.shape)
@@ -350,23 +344,77 @@ _REGISTRY: dict[str, Corruption] = {
     "zoom_blur": _zoom_blur,
 }
 
+# Severities 1-5 of each corruption. CIFAR-10-C: make_cifar_c.py (32 px). Zoom factors are float aranges
+# as in the recipe: the end points 1.06 and 1.11 are included by rounding.
+CIFAR10_C: dict[str, tuple] = {
+    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),
+    "shot_noise": (500, 250, 100, 75, 50),
+    "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),
+    "speckle_noise": (0.06, 0.1, 0.12, 0.16, 0.2),
+    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),
+    "glass_blur": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),  # sigma, delta, passes
+    "motion_blur": ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),  # radius, sigma
+    "zoom_blur": (np.arange(1, 1.06, 0.01), np.arange(1, 1.11, 0.01), np.arange(1, 1.16, 0.01),
+                  np.arange(1, 1.21, 0.01), np.arange(1, 1.26, 0.01)),
+    "frost": ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),  # image weight, frost weight
+    "snow": ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+             (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)),
+    "spatter": ((0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
+                (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1)),
+    "saturate": ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),  # saturation scale, shift
+    "jpeg_compression": (80, 65, 58, 50, 40),  # quality
+    "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),  # size factor
+}
+# ImageNet-C: make_imagenet_c.py (224 px), for images of at least IMAGENET_C_FROM pixels.
+IMAGENET_C: dict[str, tuple] = {
+    "gaussian_noise": (0.08, 0.12, 0.18, 0.26, 0.38),
+    "shot_noise": (60, 25, 12, 5, 3),
+    "impulse_noise": (0.03, 0.06, 0.09, 0.17, 0.27),
+    "speckle_noise": (0.15, 0.2, 0.35, 0.45, 0.6),
+    "gaussian_blur": (1, 2, 3, 4, 6),
+    "glass_blur": ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)),
+    "motion_blur": ((10, 3), (15, 5), (15, 8), (15, 12), (20, 15)),
+    "zoom_blur": (np.arange(1, 1.11, 0.01), np.arange(1, 1.16, 0.01), np.arange(1, 1.21, 0.02),
+                  np.arange(1, 1.26, 0.02), np.arange(1, 1.31, 0.03)),
+    "frost": ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
+    "snow": ((0.1, 0.3, 3, 0.5, 10, 4, 0.8), (0.2, 0.3, 2, 0.5, 12, 4, 0.7), (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+             (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65), (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55)),
+    "spatter": ((0.65, 0.3, 4, 0.69, 0.6, 0), (0.65, 0.3, 3, 0.68, 0.6, 0), (0.65, 0.3, 2, 0.68, 0.5, 0),
+                (0.65, 0.3, 1, 0.65, 1.5, 1), (0.67, 0.4, 1, 0.65, 1.5, 1)),
+    "saturate": ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)),
+    "jpeg_compression": (25, 18, 15, 10, 7),
+    "pixelate": (0.6, 0.5, 0.4, 0.3, 0.25),
+}
+CONSTANTS = {"cifar10-c": CIFAR10_C, "imagenet-c": IMAGENET_C}
+IMAGENET_C_FROM = 64
 
-def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.Tensor:
+
+def constants_for(size: int) -> str:
+    """The constants for images of `size` pixels (shorter side): CIFAR-10-C's below IMAGENET_C_FROM,
+    ImageNet-C's from there up."""
+    return "imagenet-c" if size >= IMAGENET_C_FROM else "cifar10-c"
+
+
+def corrupt(images: torch.Tensor, name: str, severity: int, seed: int = 0,
+            constants: str = "cifar10-c") -> torch.Tensor:
     """images (N, 3, H, W) float32 in [0, 1] -> same shape/dtype, in [0, 1]; deterministic for a seed.
+    `constants`: "cifar10-c" or "imagenet-c" (see `constants_for`).
 
-    Raises BadArgumentError (listing the valid choices) for an unknown name, a severity outside 1-5 or
-    images that are not an (N, 3, H, W) batch.
+    Raises BadArgumentError (listing the valid choices) for an unknown name, a severity outside 1-5,
+    unknown constants or images that are not an (N, 3, H, W) batch.
     """
     if not isinstance(name, str) or name not in _REGISTRY:
         raise BadArgumentError("corruption", name, CORRUPTIONS)
     if not isinstance(severity, Integral) or isinstance(severity, bool) or severity not in SEVERITIES:
         raise BadArgumentError("severity", severity, SEVERITIES)
+    if constants not in CONSTANTS:
+        raise BadArgumentError("corruption constants", constants, tuple(CONSTANTS))
     if images.ndim != 4 or images.shape[1] != 3:
         raise BadArgumentError("images shape", tuple(images.shape), "(N, 3, H, W)")
     if len(images) == 0:
         return images.detach().clone()
     pixels = images.detach().to("cpu", torch.float32).clamp(0, 1).permute(0, 2, 3, 1).numpy()
     levels = np.round(pixels.astype(np.float64) * 255)
-    out = _REGISTRY[name](levels, int(severity), np.random.default_rng(seed))
+    out = _REGISTRY[name](levels, CONSTANTS[constants][name][severity - 1], np.random.default_rng(seed))
     quantised = np.floor(np.clip(out, 0, 255)).astype(np.float32) / 255
     return torch.from_numpy(quantised).permute(0, 3, 1, 2).contiguous().to(images.device)

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..cli_args import POSITIVE_INT, SEVERITY, add_paths, add_recipe, bounded, key_value, paths_from, recipe_from
+from ..cli_args import (POSITIVE_INT, SEVERITY, add_paths, add_recipe, add_setup_options, bounded, key_value,
+                        paths_from, recipe_from)
 from ..config import RunConfig
 from ..core.recipe import DEFAULT_SEVERITY, SEED_BOUNDS
 from ..core.values import Bounds
@@ -34,6 +35,7 @@ MAX_CPUS, MAX_GPUS = 4096, 1024  # per run: more is a typo
 def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
     """Setup, severity, seeds, recipe (as `finetune`), device, data paths and backend options."""
     p.add_argument("--setup", default="digits")
+    add_setup_options(p)
     p.add_argument("--severity", type=SEVERITY, default=DEFAULT_SEVERITY, help="input-level shift: 1-5")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     add_recipe(p, skip=() if shots_help else ("shots",))
@@ -86,6 +88,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
 
     table = sub.add_parser("table", help="Table 1: methods × shift levels, mean ± std over seeds (%%)")
     table.add_argument("--setup", default="digits")
+    add_setup_options(table)
     table.add_argument("--format", default="markdown", choices=("markdown", "csv"))
     table.add_argument("--out", default=None, help="write to this file instead of stdout")
     table.add_argument("--metric", default="test_acc", choices=METRICS)

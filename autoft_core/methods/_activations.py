@@ -122,9 +122,12 @@ def _output_module_name(model: nn.Module, layer: Layer) -> str:
 
 
 def unit_values(x: torch.Tensor, unit: str) -> torch.Tensor:
-    """(N, C, *spatial) or (N, K) -> (N, U, P): U units, each with P values per example."""
+    """(N, C, *spatial), (N, tokens, C) (a Transformer's) or (N, K) -> (N, U, P): U units, each with P
+    values per example; a channel's values are its positions, or its tokens."""
     if unit == "flat" or x.dim() == 2:
         return x.flatten(1).unsqueeze(-1)
+    if x.dim() == 3:
+        return x.transpose(1, 2)
     return x.flatten(2)
 
 

@@ -13,7 +13,10 @@ paper leaves open (it studies re-initialisation to θ⁰ and interpolations towa
   map (conv: `dirac_`, the identity on the channels both sides share, so c_in ≠ c_out and strides
   work too; linear: `eye_`; biases 0), and its BatchNorm too (weight 1, bias 0, running mean 0,
   running variance 1 − eps, so that eval-mode normalisation divides by √(var + eps) = 1 to float
-  precision): the whole layer becomes x ↦ x, and a layer that already is one scores exactly 0.
+  precision): the whole layer becomes x ↦ x, and a layer that already is one scores exactly 0; a
+  LayerNorm keeps its normalisation (weight 1, bias 0), a module with its own identity map says so
+  (`autoft_identity_()`, e.g. a ViT's patch embedding), and a residual branch (a Transformer block's
+  attention or MLP, `Layer.residual`) is skipped: all its parameters 0, so x + f(x) = x.
   `criticality-random` re-draws the layer's conv / linear weights from He et al.'s (2015) Kaiming
   normal, N(0, 2 / fan_in) (the paper's "Kaiming Initialization"; a fresh draw stands in for the
   unknown θ⁰), biases 0, while its BatchNorm parameters and running statistics stay as pretrained;
@@ -115,12 +118,20 @@ class IdentityCriticality(_ModuleCriticality):
     order = 30
 
     def layer_loss(self, probe: LayerProbe, index: int, ctx: MethodContext, params: dict[str, Any]) -> torch.Tensor:
+        if ctx.layers[index].residual:  # skip the branch: all its parameters 0, so its output is 0
+            return probe.edited_loss(index, lambda modules: [p.zero_() for m in modules for p in m.parameters()])
         return probe.edited_loss(index, lambda modules: [_identity_(module) for module in modules])
 
 
 def _identity_(module: nn.Module) -> None:
     """Make a conv, linear or BatchNorm module an identity map (in eval mode); biases 0."""
-    if isinstance(module, nn.modules.conv._ConvNd):
+    if hasattr(module, "autoft_identity_"):
+        module.autoft_identity_()
+        return
+    if isinstance(module, nn.LayerNorm):
+        if module.weight is not None:
+            nn.init.ones_(module.weight)
+    elif isinstance(module, nn.modules.conv._ConvNd):
         nn.init.dirac_(module.weight, groups=module.groups)
     elif isinstance(module, nn.Linear):
         nn.init.eye_(module.weight)

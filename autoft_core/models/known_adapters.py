@@ -1,10 +1,9 @@
-"""Adapters for third-party architectures the engine knows: torchvision's ResNets and RobustBench's
-WideResNet-28-10. `adapters.adapter_for` registers them on first use (torch is loaded by then); this
-module only describes them, so it imports nothing of the registry."""
+"""Adapters for third-party architectures the engine knows: torchvision's ResNets (and the other
+torchvision architectures of `torchvision_archs`) and RobustBench's WideResNet-28-10.
+`adapters.adapter_for` registers them on first use (torch is loaded by then)."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -28,15 +27,20 @@ def _resnet_blocks(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
             ("layer4", ("layer4",)), ("fc", ("fc",))]
 
 
-def known() -> dict[type, tuple[Callable, Callable]]:
-    """(blocks, stages) per class: torchvision's ResNet, and RobustBench's WideResNet when it is loaded."""
+def known() -> list[tuple[type, dict]]:
+    """torchvision's ResNet and the other torchvision_archs classes, and RobustBench's WideResNet when
+    RobustBench is loaded: (class, `register_adapter` keywords) pairs (this module imports no adapters,
+    so there is no import cycle)."""
     from torchvision.models.resnet import ResNet
 
-    found: dict[type, tuple[Callable, Callable]] = {ResNet: (_resnet_blocks, lambda m: None)}
+    from .torchvision_archs import known as torchvision_known
+
+    pairs = [(ResNet, {"blocks": _resnet_blocks}), *torchvision_known()]
     if "robustbench" in sys.modules:
         from robustbench.model_zoo.architectures.wide_resnet import WideResNet
 
-        found[WideResNet] = (lambda m: [("stem+block1", ("conv1", "block1")), ("block2", ("block2",)),
-                                        ("block3", ("block3", "bn1")), ("head", ("fc",))],
-                             lambda m: [m.conv1, m.block1, m.block2, m.block3, _WrnTail(m), m.fc])
-    return found
+        pairs.append((WideResNet, {
+            "blocks": lambda m: [("stem+block1", ("conv1", "block1")), ("block2", ("block2",)),
+                                 ("block3", ("block3", "bn1")), ("head", ("fc",))],
+            "stages": lambda m: [m.conv1, m.block1, m.block2, m.block3, _WrnTail(m), m.fc]}))
+    return pairs

@@ -1,0 +1,184 @@
+"""A Vision Transformer (Dosovitskiy et al., ICLR 2021) built so the engine sees its natural layers.
+
+Pre-norm encoder blocks, each two residual branches (x + attention(norm(x)), then x + MLP(norm(x))),
+a class token read out by a final norm and linear head: torchvision's `VisionTransformer` computed
+the same way (`from_torchvision` converts its state dicts, so its vit_b_16 checkpoints load here).
+The branches are modules of their own, so:
+- module granularity (`autoft_modules`): patch embedding, each block's attention and MLP (residual
+  branches: taking one out skips it), final norm + head;
+- block granularity (`autoft_blocks`): patch embedding, each encoder block, final norm + head;
+- the forward is a chain (`autoft_stages`), so fine-tuning runs a frozen prefix once.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CONFIGS = {  # patch size, width, depth, heads, MLP width
+    "vit_b_16": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12, "mlp_dim": 3072},  # torchvision's
+    "vit_tiny": {"patch_size": 16, "dim": 192, "depth": 12, "heads": 3, "mlp_dim": 768},  # ViT-Ti/16 (DeiT-Ti)
+    "digits": {"patch_size": 8, "dim": 64, "depth": 4, "heads": 4, "mlp_dim": 128},  # the embedded ViT
+}
+
+
+class PatchEmbedding(nn.Module):
+    """Image -> tokens: a strided conv per patch, a learnt class token in front, learnt positions added."""
+
+    def __init__(self, image_size: int, patch_size: int, dim: int) -> None:
+        super().__init__()
+        if image_size % patch_size:
+            raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
+        self.proj = nn.Conv2d(3, dim, patch_size, patch_size)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.positions = nn.Parameter(torch.zeros(1, (image_size // patch_size) ** 2 + 1, dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """This module's own parameters as torchvision initialises them (the conv resets itself)."""
+        nn.init.zeros_(self.class_token)
+        nn.init.normal_(self.positions, std=0.02)
+
+    @torch.no_grad()
+    def autoft_identity_(self) -> None:
+        """As close to the identity as a change of shape allows: each token carries its patch's centre
+        pixel on the first three channels (a Dirac conv), no class token, no positions."""
+        nn.init.dirac_(self.proj.weight)
+        self.proj.bias.zero_()
+        self.class_token.zero_()
+        self.positions.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.proj(x).flatten(2).transpose(1, 2)
+        return torch.cat([self.class_token.expand(len(x), -1, -1), tokens], dim=1) + self.positions
+
+
+class Attention(nn.Module):
+    """The attention branch: multi-head self-attention of the normalised tokens (added to x by the block)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, d))
+
+
+class Mlp(nn.Module):
+    """The MLP branch: Linear-GELU-Linear on the normalised tokens (added to x by the block)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(self.norm(x))))
+
+
+class Block(nn.Module):
+    """One pre-norm encoder block: x + attention, then + MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.attn = Attention(dim, heads)
+        self.mlp = Mlp(dim, mlp_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+class Head(nn.Module):
+    """Final norm and linear classifier on the class token."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(x)[:, 0])
+
+
+class VisionTransformer(nn.Module):
+    """embed -> blocks -> head; the layer partitions and forward chain are declared for the engine."""
+
+    def __init__(self, num_classes: int, image_size: int = 224, patch_size: int = 16, dim: int = 768,
+                 depth: int = 12, heads: int = 12, mlp_dim: int = 3072) -> None:
+        super().__init__()
+        self.embed = PatchEmbedding(image_size, patch_size, dim)
+        self.blocks = nn.Sequential(*(Block(dim, heads, mlp_dim) for _ in range(depth)))
+        self.head = Head(dim, num_classes)
+
+    @property
+    def autoft_modules(self) -> list[tuple[str, tuple[str, ...], bool]]:
+        """Patch embedding, each block's attention and MLP (residual branches), final norm + head."""
+        branches = [(f"block{i}.{part}", (f"blocks.{i}.{part}",), True)
+                    for i in range(len(self.blocks)) for part in ("attn", "mlp")]
+        return [("embed", ("embed",), False), *branches, ("head", ("head",), False)]
+
+    @property
+    def autoft_blocks(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Patch embedding, each encoder block, final norm + head."""
+        return [("embed", ("embed",)), *((f"block{i}", (f"blocks.{i}",)) for i in range(len(self.blocks))),
+                ("head", ("head",))]
+
+    def autoft_stages(self) -> list[nn.Module]:
+        return [self.embed, *self.blocks, self.head]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.embed(x)))
+
+
+def vit(config: str, num_classes: int, image_size: int) -> VisionTransformer:
+    """A ViT of one of CONFIGS for `image_size` images (a multiple of its patch size)."""
+    return VisionTransformer(num_classes, image_size, **CONFIGS[config])
+
+
+_TORCHVISION_NAMES = [  # torchvision VisionTransformer state-dict names -> these
+    (r"^class_token$", "embed.class_token"), (r"^conv_proj\.", "embed.proj."),
+    (r"^encoder\.pos_embedding$", "embed.positions"),
+    (r"^encoder\.layers\.encoder_layer_(\d+)\.ln_1\.", r"blocks.\1.attn.norm."),
+    (r"^encoder\.layers\.encoder_layer_(\d+)\.self_attention\.in_proj_(weight|bias)$", r"blocks.\1.attn.qkv.\2"),
+    (r"^encoder\.layers\.encoder_layer_(\d+)\.self_attention\.out_proj\.", r"blocks.\1.attn.proj."),
+    (r"^encoder\.layers\.encoder_layer_(\d+)\.ln_2\.", r"blocks.\1.mlp.norm."),
+    (r"^encoder\.layers\.encoder_layer_(\d+)\.mlp\.(?:0|linear_1)\.", r"blocks.\1.mlp.fc1."),
+    (r"^encoder\.layers\.encoder_layer_(\d+)\.mlp\.(?:3|linear_2)\.", r"blocks.\1.mlp.fc2."),
+    (r"^encoder\.ln\.", "head.norm."), (r"^heads\.head\.", "head.fc."),
+]
+
+
+def is_torchvision_state(state: dict[str, torch.Tensor]) -> bool:
+    return "conv_proj.weight" in state and "encoder.pos_embedding" in state
+
+
+def from_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A torchvision VisionTransformer state dict renamed for this class (unknown names kept as they are)."""
+    out = {}
+    for name, value in state.items():
+        for pattern, replacement in _TORCHVISION_NAMES:
+            name, hits = re.subn(pattern, replacement, name)
+            if hits:
+                break
+        out[name] = value
+    return out
+
+
+def resize_positions(positions: torch.Tensor, tokens: int) -> torch.Tensor:
+    """Position embeddings (1, 1 + g*g, D) for another patch grid (1 + tokens' grid): bicubic on the grid."""
+    old, new = round((positions.shape[1] - 1) ** 0.5), round((tokens - 1) ** 0.5)
+    if old == new:
+        return positions
+    grid = positions[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False)
+    return torch.cat([positions[:, :1], grid.permute(0, 2, 3, 1).reshape(1, new * new, -1)], dim=1)

@@ -1,0 +1,44 @@
+"""`digits-vit` (`--setup digits --arch vit`): the embedded digits setup, same data and shifts, with a
+small Vision Transformer as the source model instead of the ResNet.
+
+The ViT (models.vit, config "digits": 8x8-pixel patches, width 64, 4 blocks of 4 heads) is trained
+from scratch on the setup's own source split (`task(...).source`, so it follows whatever data the
+digits setup serves), with translated copies of the images (a ViT has no convolution to give it
+translation invariance), and cached under a hash of the source data and the recipe. Its layers:
+patch embedding, each block's attention and MLP, final norm + head.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..core.recipe import Recipe, TaskSpec
+from ..errors import BadArgumentError
+from .digits import DigitsSetup
+
+if TYPE_CHECKING:
+    from torch import nn
+
+CONFIG = "digits"
+PRETRAIN = Recipe(epochs=10, lr=2e-3, batch_size=32)
+SHIFT_PIXELS = 2
+
+
+class DigitsVitSetup(DigitsSetup):
+    """The digits setup with a small ViT pretrained on its source split."""
+
+    name = "digits-vit"
+    description = ("Embedded: the digits setup with a small Vision Transformer (patch embedding, 4 blocks, "
+                   "head) trained on its source (--setup digits --arch vit)")
+
+    def source_model(self, shift: str) -> "nn.Module":
+        """A fresh copy of the ViT trained on this shift's source split (eval mode, CPU)."""
+        from ..models.vit import vit
+        from .source_training import trained_source_model
+
+        if shift not in self.shifts:
+            raise BadArgumentError(f"shift for setup {self.name}", shift, self.shifts)
+        data = self.task(TaskSpec("feature" if shift == "feature" else "output"))
+        size = data.source.x.shape[-1]
+        return trained_source_model(f"{self.name}-{CONFIG}", {"arch": f"vit-{CONFIG}", "size": size},
+                                    lambda: vit(CONFIG, data.num_classes, size), data.source, data.num_classes,
+                                    PRETRAIN, shift_pixels=SHIFT_PIXELS)

@@ -1,0 +1,83 @@
+"""How a setup makes a source model that the engine does not ship trained: through `finetune()`, on the
+setup's own source split, cached by `models.weights_cache` under a hash of everything that shapes it.
+
+Used by the embedded ViT (trained from scratch on the digits source) and by the `folder` setup (a new
+head fitted on the source folder when the checkpoint's head has another class count).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.data import Split, TaskData
+from ..core.recipe import Recipe
+from ..finetune import finetune
+from ..layers import Layer
+from ..models.weights_cache import cached_model
+
+HOLDOUT = 0.1  # share of the source split held out to validate on
+
+
+def split_digest(split: Split) -> str:
+    """A short hash of a split's tensors: a changed source set retrains the cached model."""
+    digest = hashlib.sha256()
+    for tensor in (split.x, split.y):
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def translated(split: Split, pixels: int) -> Split:
+    """The images and four copies moved by `pixels` up, down, left and right (zeros come in): a
+    model without a convolution's built-in translation invariance learns it from these."""
+    if pixels == 0:
+        return split
+    p = pixels
+    padded = F.pad(split.x, (p, p, p, p))
+    height, width = split.x.shape[2:]
+    moved = [padded[:, :, p + dy:p + dy + height, p + dx:p + dx + width]
+             for dy, dx in ((0, 0), (-p, 0), (p, 0), (0, -p), (0, p))]
+    return Split(torch.cat(moved), split.y.repeat(len(moved)))
+
+
+def holdout_task(source: Split, num_classes: int, seed: int = 0, shift_pixels: int = 0) -> TaskData:
+    """The source split as a task: a seeded HOLDOUT share for validation and test, the rest (with its
+    translated copies when `shift_pixels`) to train on."""
+    order = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))
+    cut = max(1, round(len(source) * HOLDOUT))
+    held, train = source.subset(order[:cut]), translated(source.subset(order[cut:]), shift_pixels)
+    return TaskData(source=train, train=train, val=held, test=held, num_classes=num_classes)
+
+
+def fit_on_source(model: nn.Module, source: Split, num_classes: int, recipe: Recipe, only: str | None = None,
+                  seed: int = 0, shift_pixels: int = 0) -> None:
+    """Train `model` in place on the source split (HOLDOUT held out): every parameter, or only those
+    under the module named `only` (a new head)."""
+    names = [n for n, _ in model.named_parameters()]
+    trained = tuple(n for n in names if only is None or n == only or n.startswith(f"{only}."))
+    frozen = tuple(n for n in names if n not in trained)
+    layers = [Layer("trained", (), trained)] + ([Layer("frozen", (), frozen)] if frozen else [])
+    finetune(model, layers, [1.0, 0.0][:len(layers)], holdout_task(source, num_classes, seed, shift_pixels),
+             recipe, seed)
+
+
+def _seeded(build: Callable[[], nn.Module]) -> nn.Module:
+    """`build()` with its random initialisation drawn from a fixed seed (the global RNG left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return build()
+
+
+def trained_source_model(name: str, identity: dict, build: Callable[[], nn.Module], source: Split,
+                         num_classes: int, recipe: Recipe, only: str | None = None,
+                         shift_pixels: int = 0) -> nn.Module:
+    """`build()` trained by `fit_on_source` (cached under `name` and a hash of `identity`, the source
+    split's digest and the recipe), in eval mode."""
+    key = {**identity, "source": split_digest(source), "classes": num_classes, "only": only,
+           "holdout": HOLDOUT, "shift_pixels": shift_pixels, **recipe.to_dict()}
+    return cached_model(name, key, lambda: _seeded(build),
+                        lambda m: fit_on_source(m, source, num_classes, recipe, only, shift_pixels=shift_pixels))

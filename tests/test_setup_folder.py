@@ -1,0 +1,192 @@
+"""The `folder` setup on a tiny ImageFolder (two classes, six 16-pixel images each) with random-weight
+checkpoints of resnet18 (a 1000-class head, so it is replaced) and a ViT (a fitting 2-class head):
+every method runs end to end and lands a store row, and each broken input gives one clear line."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from safetensors.torch import save_file
+
+from autoft_core import api
+from autoft_core.cli import main
+from autoft_core.errors import AutoFTError
+from autoft_core.methods import method_names
+from autoft_core.models.torchvision_archs import build
+from autoft_core.setups import get_setup
+from autoft_core.setups.folder import FolderOptions, _built, folder_setup, sidebar_options
+from autoft_core.store import ResultStore
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SIZE = "16"
+FAST = {"lp-ft": ["--param", "lp_epochs=1"]}
+
+
+def _image_folder(root: Path, blue: int, per_class: int = 6, classes: tuple[str, ...] = ("cat", "dog")) -> Path:
+    """Noise images, red for the first class and green for the second; `blue` tints a subpopulation."""
+    rng = np.random.default_rng(blue)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            image = rng.integers(0, 60, (20, 24, 3)).astype(np.uint8)
+            image[..., c] += 150
+            image[..., 2] += blue
+            Image.fromarray(image).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("own")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        torch.save(build("resnet18", 1000, 16).state_dict(), root / "resnet18.pt")
+        save_file(build("vit_tiny", 2, 16).state_dict(), str(root / "vit.safetensors"))
+    return {"source": _image_folder(root / "source", 0), "target": _image_folder(root / "target", 90),
+            "resnet18": root / "resnet18.pt", "vit_tiny": root / "vit.safetensors", "root": root}
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """Fitted heads go to a throw-away cache, not the worktree's."""
+    monkeypatch.setenv("AUTOFT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _argv(own: dict[str, Path], arch: str, *extra: str, source: Path | None = None,
+          target: Path | None = None, checkpoint: Path | None = None) -> list[str]:
+    return ["--setup", "folder", "--source-dir", str(source or own["source"]),
+            "--target-dir", str(target or own["target"]), "--checkpoint", str(checkpoint or own[arch]),
+            "--arch", arch, "--image-size", SIZE, *extra]
+
+
+def _main(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vit_tiny"])
+@pytest.mark.parametrize("method", method_names())
+def test_every_method_runs_end_to_end_and_lands_a_store_row(own, arch, method, tmp_path, capsys):
+    store = tmp_path / "r.sqlite"
+    argv = ["finetune", *_argv(own, arch, "--shift", "feature", "--method", method, "--epochs", "1",
+                               "--json", "--store", str(store)), *FAST.get(method, [])]
+    assert _main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = len(api.layer_partition(api.pretrained_model(_name(own, arch)), "module"))
+    assert len(out["layers"]) == len(out["weights"]) == expected
+    assert all(np.isfinite(w) and w >= 0 for w in out["weights"]) and max(out["weights"]) > 0
+    rows = ResultStore(store).frame()
+    assert len(rows) == 1 and rows.iloc[0]["setup"].startswith("folder?") and rows.iloc[0]["method"] == method
+
+
+def _name(own: dict[str, Path], arch: str) -> str:
+    return folder_setup(own["source"], own["target"], own[arch], arch, SIZE)
+
+
+def test_the_vit_partition_is_embedding_attention_mlp_and_head(own):
+    layers = api.layer_partition(api.pretrained_model(_name(own, "vit_tiny")))
+    assert [layer.name for layer in layers] == ["embed", *(f"block{i}.{p}" for i in range(12) for p in ("attn", "mlp")),
+                                                "head"]
+
+
+def test_a_head_of_another_class_count_is_replaced_fitted_and_said_so(own):
+    name = _name(own, "resnet18")
+    assert "1000 classes" in " ".join(get_setup(name).notes()) and not get_setup(_name(own, "vit_tiny")).notes()
+    model, unfitted = api.pretrained_model(name), _built(get_setup(name).options)[0].eval()
+    checkpoint = torch.load(own["resnet18"], weights_only=True)
+    assert model.fc.out_features == 2
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in checkpoint.items() if not k.startswith("fc."))
+    source = api.load_task(name, "feature").source
+    with torch.no_grad():
+        losses = [F.cross_entropy(m(source.x), source.y).item() for m in (model, unfitted)]
+    assert losses[0] < losses[1]
+
+
+def test_shifts_flip_labels_corrupt_images_and_keep_the_target_as_it_is(own):
+    name = _name(own, "vit_tiny")
+    feature, output = api.load_task(name, "feature"), api.load_task(name, "output")
+    corrupted = api.load_task(name, "input", corruption="gaussian_noise", severity=5)
+    assert torch.equal(feature.test.x, output.test.x) and torch.equal(output.test.y, 1 - feature.test.y)
+    assert torch.equal(corrupted.test.y, feature.test.y) and not torch.equal(corrupted.test.x, feature.test.x)
+    source_blue, target_blue = feature.source.x[:, 2].mean(), feature.test.x[:, 2].mean()
+    assert target_blue - source_blue > 0.25  # the target folder's subpopulation, as it is
+
+
+def test_target_split_by_seed_or_given_as_folders(own, tmp_path):
+    data = api.load_task(_name(own, "vit_tiny"), "feature", seed=1)
+    assert (len(data.train), len(data.val), len(data.test)) == (6, 2, 4)  # of 6 per class: 3 / 1 / 2
+    given = tmp_path / "given"
+    for split, count in (("train", 4), ("val", 3), ("test", 5)):
+        _image_folder(given / split, 90, per_class=count)
+    data = api.load_task(folder_setup(own["source"], given, own["vit_tiny"], "vit_tiny", SIZE), "feature")
+    assert (len(data.train), len(data.val), len(data.test)) == (8, 6, 10)
+
+
+def test_other_folders_or_changed_files_are_other_runs(own, tmp_path):
+    other = _image_folder(tmp_path / "other", 30)
+    assert folder_setup(own["source"], other, own["vit_tiny"], "vit_tiny", SIZE) != _name(own, "vit_tiny")
+    name = folder_setup(own["source"], other, own["vit_tiny"], "vit_tiny", SIZE)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(other / "cat" / "new.png")
+    assert folder_setup(own["source"], other, own["vit_tiny"], "vit_tiny", SIZE) != name
+    with pytest.raises(AutoFTError, match="changed since this run was named"):
+        api.load_task(name, "feature")
+
+
+def test_the_name_carries_the_options_there_and_back(own):
+    options = FolderOptions(own["source"], own["target"], own["vit_tiny"], "vit_tiny", 32, (0.5,) * 3, (0.25,) * 3)
+    assert FolderOptions.from_query(options.name().partition("?")[2]) == options
+    assert [o["name"] for o in sidebar_options()] == ["source_dir", "target_dir", "checkpoint", "arch", "image_size",
+                                                      "mean", "std"]
+
+
+def _broken(own: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    """Each broken input: (finetune arguments, a phrase its one-line message must hold)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    no_images = tmp_path / "no_images"
+    (no_images / "cat").mkdir(parents=True)
+    other_classes = _image_folder(tmp_path / "other_classes", 0, classes=("cat", "cow"))
+    too_few = _image_folder(tmp_path / "too_few", 0, per_class=2)
+    unreadable = _image_folder(tmp_path / "unreadable", 0)
+    (unreadable / "cat" / "0.png").write_bytes(b"not a png")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(256))
+    a_list = tmp_path / "list.pt"
+    torch.save([1, 2, 3], a_list)
+    return {
+        "missing source": (_argv(own, "resnet18", source=tmp_path / "nowhere"), "source folder not found"),
+        "no class folders": (_argv(own, "resnet18", source=empty), "has no class sub-folders"),
+        "empty class folder": (_argv(own, "resnet18", source=no_images), "holds no images"),
+        "other classes": (_argv(own, "resnet18", target=other_classes), "give both the same class sub-folders"),
+        "too few target images": (_argv(own, "resnet18", target=too_few), "needs at least 3"),
+        "unreadable image": (_argv(own, "resnet18", target=unreadable), "could not read image"),
+        "missing checkpoint": (_argv(own, "resnet18", checkpoint=tmp_path / "no.pt"), "checkpoint not found"),
+        "garbage checkpoint": (_argv(own, "resnet18", checkpoint=garbage), "could not read checkpoint"),
+        "not a state dict": (_argv(own, "resnet18", checkpoint=a_list), "not a state dict"),
+        "another architecture": (_argv(own, "vit_tiny", checkpoint=own["resnet18"]), "does not fit --arch vit_tiny"),
+        "unknown architecture": (_argv(own, "resnet18")[:-4] + ["--arch", "resnet9", "--image-size", SIZE],
+                                 "unknown or invalid arch 'resnet9'"),
+        "no checkpoint given": (_argv(own, "resnet18")[:6], "needs --checkpoint"),
+        "folder option without folder": (["--setup", "digits", "--source-dir", str(own["source"])],
+                                         "only with --setup folder"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing source", "no class folders", "empty class folder", "other classes",
+                                  "too few target images", "unreadable image", "missing checkpoint",
+                                  "garbage checkpoint", "not a state dict", "another architecture",
+                                  "unknown architecture", "no checkpoint given", "folder option without folder"])
+def test_broken_folders_and_checkpoints_give_one_clear_line_and_exit_2(own, tmp_path, capsys, case):
+    argv, phrase = _broken(own, tmp_path)[case]
+    code = _main(["finetune", *argv, "--shift", "feature", "--method", "full", "--epochs", "1",
+                  "--store", str(tmp_path / "r.sqlite")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and phrase in err, err
