@@ -7,13 +7,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from autoft_core import finetune as finetune_module
 from autoft_core.core.data import Split, TaskData
-from autoft_core.errors import BadArgumentError
-from autoft_core.evaluation import flat_layer_params
 from autoft_core.core.recipe import Recipe
+from autoft_core.device import THREADS_ENV
+from autoft_core.errors import BadArgumentError
+from autoft_core.evaluation import clear_accuracy_cache, flat_layer_params
 from autoft_core.finetune import finetune
 from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
+from autoft_core.stages import prefix_cache_pays
 
 
 def _task(n: int = 32, classes: int = 10, seed: int = 0) -> TaskData:
@@ -185,3 +188,69 @@ def test_frozen_prefix_shortcut_gives_the_same_training_as_the_full_forward():
     torch.testing.assert_close(w_fast, w_slow, rtol=1e-4, atol=1e-5)
     assert fast.history[-1]["train_loss"] == pytest.approx(slow.history[-1]["train_loss"], rel=1e-4)
     assert fast.param_change == pytest.approx(slow.param_change, rel=1e-3, abs=1e-7)
+
+
+def test_the_frozen_prefix_cache_is_used_only_when_it_saves_work_and_fits(monkeypatch):
+    passes: list[int] = []  # images per prefix pass
+    real = finetune_module._features
+    monkeypatch.setattr(finetune_module, "_features", lambda prefix, x, device: passes.append(len(x)) or
+                        real(prefix, x, device))
+    data, alphas = _task(), [0.0] * 6 + [1.0] * 4
+    for epochs, expected in ((1, []), (4, [1, 32, 32, 32])):  # one epoch: the prefix would run as often
+        passes.clear()
+        model = _model()
+        finetune(model, partition(model, "module"), alphas, data, Recipe(epochs=epochs, batch_size=8))
+        assert passes == expected
+    monkeypatch.setattr(finetune_module, "feature_budget", lambda device: 0)
+    passes.clear()
+    model = _model()
+    finetune(model, partition(model, "module"), alphas, data, Recipe(epochs=4, batch_size=8))
+    assert passes == [1]  # measured one image, did not fit
+
+
+def test_prefix_cache_pays_never_for_one_epoch_and_always_for_many():
+    for n_train, n_val, n_test in ((1000, 150, 500), (32, 32, 32), (10, 1000, 10_000)):
+        assert not prefix_cache_pays(1, n_train, n_val, n_test)
+        decisions = [prefix_cache_pays(e, n_train, n_val, n_test) for e in range(0, 60)]
+        assert decisions == sorted(decisions) and decisions[-1]  # once it pays, more epochs pay too
+
+
+def test_pretrained_accuracy_is_computed_once_per_model_and_task_and_is_the_true_one(monkeypatch):
+    clear_accuracy_cache()
+    data = _task()
+    test_passes = []
+    real = finetune_module.accuracy
+    monkeypatch.setattr(finetune_module, "accuracy", lambda net, split: test_passes.append(split.x is data.test.x) or
+                        real(net, split))
+    frozen = [0.0] * 10  # nothing trains: the best state stays the pretrained one (no extra test pass)
+    counts, zero_shots = [], []
+    for model in (_model(), _model(), _model(seed=1)):  # the same state twice, then another one
+        test_passes.clear()
+        r = finetune(model, partition(model, "module"), frozen, data, Recipe(epochs=1))
+        counts.append(sum(test_passes))
+        zero_shots.append(r.zero_shot_acc)
+        assert r.zero_shot_acc == pytest.approx(_acc(model, data.test)) == pytest.approx(r.best_val_test_acc)
+    assert counts == [2, 1, 2]  # zero-shot + final test; the second run reuses the zero-shot
+    assert zero_shots[0] == zero_shots[1]
+
+
+def test_a_small_net_runs_on_one_thread_unless_told_and_the_count_is_restored(monkeypatch):
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    record = lambda epoch, total, stats: seen.append(torch.get_num_threads())  # noqa: E731
+    try:
+        torch.set_num_threads(2)
+        for given, expected in ((None, 1), ("2", 2)):
+            if given is None:
+                monkeypatch.delenv(THREADS_ENV, raising=False)
+            else:
+                monkeypatch.setenv(THREADS_ENV, given)
+            seen.clear()
+            model = _model()
+            finetune(model, partition(model, "module"), [1.0] * 10, _task(), Recipe(epochs=1), progress=record)
+            assert seen == [expected] and torch.get_num_threads() == 2
+        monkeypatch.setenv(THREADS_ENV, "zero")
+        with pytest.raises(BadArgumentError, match=THREADS_ENV):
+            finetune(_model(), partition(_model(), "module"), [1.0] * 10, _task(), Recipe(epochs=1))
+    finally:
+        torch.set_num_threads(before)

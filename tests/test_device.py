@@ -1,0 +1,65 @@
+"""Device settings: the GPU peak by card variant, evaluation batch sizes, content digests, pinned threads."""
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from autoft_core.device import THREADS_ENV, peak_bf16_flops, pinned_threads, prepare_model, run_threads
+from autoft_core.digest import model_digest, tensor_digest
+from autoft_core.evaluation import eval_batch
+
+
+def test_h100_variants_get_their_own_peak():
+    sxm, pcie, nvl = (peak_bf16_flops(f"NVIDIA H100 {v}") for v in ("80GB HBM3", "PCIe", "NVL"))
+    assert pcie < nvl < sxm
+    assert peak_bf16_flops("NVIDIA A100-SXM4-80GB") < pcie
+    assert peak_bf16_flops("Some Future GPU") is None
+
+
+def test_evaluation_batches_are_powers_of_two_and_smaller_for_larger_images():
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        sizes = [eval_batch(torch.empty(1, 3, side, side), device) for side in (32, 64, 224)]
+        assert sizes == sorted(sizes, reverse=True)
+        assert all(s & (s - 1) == 0 for s in sizes)
+    assert eval_batch(torch.empty(1, 3, 32, 32), torch.device("cuda")) > eval_batch(torch.empty(1, 3, 32, 32),
+                                                                                    torch.device("cpu"))
+
+
+def test_digests_follow_content_not_identity():
+    a = torch.arange(12.0).reshape(3, 4)
+    same, reshaped = a.clone(), a.clone().reshape(4, 3)
+    assert tensor_digest(a) == tensor_digest(same) != tensor_digest(reshaped)
+    before = tensor_digest(a)
+    a[0, 0] += 1  # in place: the remembered digest must not be served
+    assert tensor_digest(a) != before
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    copy = nn.Linear(3, 2)
+    copy.load_state_dict(net.state_dict())
+    assert model_digest(net) == model_digest(copy)
+    with torch.no_grad():
+        copy.bias[0] += 1e-6
+    assert model_digest(net) != model_digest(copy)
+
+
+def test_channels_last_preparation_keeps_the_function():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    x = torch.rand(2, 3, 8, 8)
+    expected = net(x)
+    prepared = prepare_model(net, torch.device("cpu"))
+    assert prepared[0].weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(prepared(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pinned_threads_override_the_policy_and_are_undone(monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    small = nn.Linear(2, 2)
+    assert run_threads(small, torch.device("cpu")) == 1
+    with pinned_threads(3):
+        assert run_threads(small, torch.device("cpu")) == 3
+    assert THREADS_ENV not in os.environ
+    with pinned_threads(None):
+        assert run_threads(small, torch.device("cpu")) == 1

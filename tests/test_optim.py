@@ -1,0 +1,91 @@
+"""The layer-wise optimizer (fused kernels, one call per distinct learning rate) against torch.optim with one
+param group per layer: the same parameters after the same steps, multipliers changing mid-run included."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autoft_core.core.recipe import Recipe
+from autoft_core.optim import LayerwiseOptimizer
+
+
+def _net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _layers(net: nn.Sequential) -> list[list[nn.Parameter]]:
+    return [list(net[i].parameters()) for i in (0, 2, 4)]
+
+
+def _reference(layers: list[list[nn.Parameter]], recipe: Recipe) -> torch.optim.Optimizer:
+    groups = [{"params": params, "lr": recipe.lr} for params in layers]
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=recipe.lr, weight_decay=recipe.weight_decay, foreach=False)
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                           foreach=False)
+
+
+def _set_reference(opt: torch.optim.Optimizer, layers, recipe: Recipe, multipliers: list[float]) -> None:
+    for group, params, alpha in zip(opt.param_groups, layers, multipliers):
+        group["lr"] = recipe.lr * alpha
+        for p in params:
+            p.requires_grad_(alpha > 0)
+
+
+@pytest.mark.parametrize("recipe", [
+    Recipe(lr=0.01, optimizer="adam", weight_decay=0.01),
+    Recipe(lr=0.05, optimizer="sgd", momentum=0.9, weight_decay=0.001),
+    Recipe(lr=0.05, optimizer="sgd", momentum=0.0),
+])
+def test_same_parameters_as_torch_optim_with_one_group_per_layer(recipe):
+    ours_net, ref_net = _net(), _net()
+    ours_layers, ref_layers = _layers(ours_net), _layers(ref_net)
+    ours, ref = LayerwiseOptimizer(ours_layers, recipe), _reference(ref_layers, recipe)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
+    # equal multipliers (one fused call), distinct ones, a layer frozen, then unfrozen (its first step late)
+    schedule = [[1.0, 1.0, 1.0]] * 2 + [[0.5, 2.0, 1.0]] * 2 + [[0.0, 1.0, 0.25]] * 2 + [[1.0, 0.0, 3.0]] * 2
+    for multipliers in schedule:
+        ours.apply(multipliers)
+        _set_reference(ref, ref_layers, recipe, multipliers)
+        for net, opt in ((ours_net, ours), (ref_net, ref)):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+    for a, b in zip(ours_net.parameters(), ref_net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_equal_multipliers_share_one_group_and_zero_freezes():
+    net = _net()
+    opt = LayerwiseOptimizer(_layers(net), Recipe(lr=0.1))
+    opt.apply([2.0, 2.0, 2.0])
+    assert len(opt.groups) == 1 and opt.groups[0][0] == pytest.approx(0.2)
+    opt.apply([0.0, 1.0, 0.0])
+    assert [p.requires_grad for p in net.parameters()] == [False, False, True, True, False, False]
+    opt.apply([0.0, 0.0, 0.0])
+    assert not opt.any_trainable
+
+
+@pytest.mark.parametrize("bad", [[1.0, -1.0, 1.0], [1.0, float("nan"), 1.0], [float("inf"), 1.0, 1.0], [1.0]])
+def test_bad_multipliers_are_rejected(bad):
+    with pytest.raises(ValueError, match="multiplier"):
+        LayerwiseOptimizer(_layers(_net()), Recipe()).apply(bad)
+
+
+def test_a_frozen_layer_keeps_its_values_and_state_across_steps():
+    net = _net()
+    layers = _layers(net)
+    opt = LayerwiseOptimizer(layers, Recipe(lr=0.1))
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    opt.apply([0.0, 1.0, 1.0])
+    before = [p.detach().clone() for p in layers[0]]
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(layers[0], before))
+    assert not any(p in opt.state for p in layers[0])
