@@ -70,9 +70,8 @@ def setups_section(paths: Any) -> None:
 with layout.page("AutoFT Explorer", HOW):
     settings, _ = sidebar.settings(SETUP)
     st.markdown(INTRO, unsafe_allow_html=True)
-    cols = st.columns(4)
-    for i, (path, title, icon) in enumerate(layout.PAGES[1:]):
-        cols[i % 4].page_link(path, label=title, icon=icon)
+    for col, (path, title, icon) in zip(st.columns(len(layout.PAGES) - 1), layout.PAGES[1:]):
+        col.page_link(path, label=title, icon=icon)  # the columns wrap in order on narrow windows
     st.subheader("Three kinds of shift")
     shifts = list(engine.setup(SETUP).shifts)
     default = engine.setup(SETUP).recipe.to_dict()

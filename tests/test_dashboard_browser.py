@@ -1,7 +1,11 @@
-"""The dashboard in a real browser: `streamlit run app.py` on a free localhost port, every page opened in
-headless Chromium through Playwright, one small comparison run, a chart on screen and no exception."""
+"""The dashboard in a real browser: `streamlit run app.py` on a free localhost port, driven through
+Playwright in Debian's headless Chromium. Runs a small table (2 methods × 2 shifts × 1 seed, 1 epoch) from
+the Results page and checks its downloaded CSV; downloads a layer-weights HTML export and checks that every
+layer name is drawn inside the figure; screenshots every page at 900 and 1500 px wide (in the test's
+temporary folder, `screens/`)."""
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -13,16 +17,21 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+from autoft_core.config import code_version
+from autoft_core.layers import partition
+from autoft_core.setups import get_setup
+from ui.layout import PAGES
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 CHART = '[data-testid="stPlotlyChart"] .main-svg'  # drawn, not just its placeholder
-PAGES = {"layer_weights": "Layer weights", "finetune_compare": "Fine-tune & compare",
-         "param_change": "Parameter change", "shot_scaling": "Shot scaling", "results": "Results",
-         "": "AutoFT Explorer"}
+WIDTHS = (900, 1500)
+TIMEOUT_MS = 240_000
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
@@ -53,7 +62,7 @@ def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
     """A dashboard server with its own result store; stopped (by its own pid) at the end."""
     tmp = tmp_path_factory.mktemp("dashboard")
     port = _free_port()
-    env = {**os.environ, "AUTOFT_STORE": str(tmp / "results.sqlite")}
+    env = {**os.environ, "AUTOFT_STORE": str(tmp / "results.sqlite"), "OMP_NUM_THREADS": "1"}
     log = (tmp / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -72,7 +81,25 @@ def server(tmp_path_factory) -> Iterator[tuple[str, Path]]:
         log.close()
 
 
-def _settle(page, timeout: float = 180) -> None:
+@pytest.fixture(scope="module")
+def session(server):
+    """One browser tab (one dashboard session) for the module, opened on a page URL of the fresh server,
+    with quick methods chosen (the choice persists across pages)."""
+    from playwright.sync_api import sync_playwright
+
+    url, _ = server
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_page(viewport={"width": WIDTHS[0], "height": 1200}, accept_downloads=True)
+            _open(page, url, "finetune_compare", "Fine-tune & compare")
+            _choose(page, "Methods", ["full", "linear-probe"])
+            yield page
+        finally:
+            chromium.close()
+
+
+def _settle(page, timeout: float = 240) -> None:
     """Wait until the script has stopped running (and stays stopped for a moment)."""
     deadline, quiet = time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
@@ -85,44 +112,136 @@ def _settle(page, timeout: float = 180) -> None:
 
 
 def _no_exception(page, where: str) -> None:
-    exceptions = page.locator('[data-testid="stException"]')
-    assert exceptions.count() == 0, f"{where}: {exceptions.first.inner_text()}"
+    problems = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]')
+    assert problems.count() == 0, f"{where}: {problems.first.inner_text()}"
 
 
-def test_every_page_and_a_comparison(server) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def _open(page, url: str, path: str, title: str) -> None:
+    from playwright.sync_api import expect
 
-    url, tmp = server
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1800})
-            for path, title in PAGES.items():  # a page URL first: a fresh server must serve it directly
-                page.goto(f"{url}/{path}")
-                expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=120_000)
-                _settle(page)
-                _no_exception(page, path or "landing")
-                if path == "layer_weights":  # computed on arrival: one bar chart per method and a heatmap
-                    expect(page.locator(CHART).nth(3)).to_be_visible(timeout=60_000)
-                page.screenshot(path=str(tmp / f"{path or 'landing'}.png"))
-            expect(page.locator('[data-testid="stImage"]').first).to_be_visible()
+    page.goto(f"{url}/{path}")
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+    _settle(page)
 
-            page.get_by_test_id("stSidebarUserContent").get_by_role("link", name="Fine-tune & compare").click()
-            expect(page.get_by_role("heading", name="Fine-tune & compare", exact=True)).to_be_visible(timeout=60_000)
-            for label, value in (("Epochs", "1"), ("Shots (total training examples)", "20")):
-                field = page.get_by_label(label, exact=True)
-                field.fill(value)
-                field.press("Enter")
-                _settle(page)
-            page.get_by_role("button", name=re.compile(r"Run \d+ missing")).click()
-            expect(page.locator(CHART).first).to_be_visible(timeout=240_000)
+
+def _set_number(page, label: str, value: int) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(str(value))
+    field.press("Enter")
+    _settle(page)
+
+
+def _choose(page, label: str, values: list[str]) -> None:
+    """Make a multiselect hold exactly `values`."""
+    widget = page.get_by_test_id("stMultiSelect").filter(has=page.get_by_label(label, exact=True))
+    for tag in widget.locator("[data-tag] span[title]").all_inner_texts():
+        if tag not in values:
+            widget.get_by_role("button", name=f"Remove {tag}").click()
             _settle(page)
-            _no_exception(page, "comparison")
-            expect(page.get_by_role("button", name="All computed")).to_be_disabled()
-            page.screenshot(path=str(tmp / "comparison.png"), full_page=True)
-        finally:
-            browser.close()
+    for value in values:
+        if value not in widget.locator("[data-tag] span[title]").all_inner_texts():
+            box = widget.get_by_label(label, exact=True)
+            box.fill(value)
+            box.press("Enter")
+            _settle(page)
+    page.keyboard.press("Escape")
+
+
+def _main_button(page, label: str):
+    """The first download button called `label` in the page body (the sidebar has the page report's)."""
+    return page.get_by_test_id("stMain").get_by_test_id("stDownloadButton").filter(has_text=label).first
+
+
+def _download(page, button) -> Path:
+    with page.expect_download() as info:
+        button.click()
+    target = Path(info.value.path())
+    return target.rename(target.with_name(info.value.suggested_filename))
+
+
+def _nav(page, title: str) -> None:
+    """Go to a page through the sidebar's navigation (no reload), and wait for its heading and charts."""
+    from playwright.sync_api import expect
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title, exact=True).click()
+    heading = "AutoFT Explorer" if title == PAGES[0][1] else title
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+    _settle(page)
+
+
+def test_every_page_at_900_and_1500_px(server, session) -> None:
+    _, tmp = server
+    screens = Path(os.environ.get("AUTOFT_SCREENSHOTS") or tmp / "screens")
+    screens.mkdir(parents=True, exist_ok=True)
+    page = session
+    nav = page.get_by_test_id("stSidebarNav").inner_text()
+    assert all(title in nav for _, title, _ in PAGES) and "finetune" not in nav  # titles, not file names
+    for path, title, _ in PAGES:
+        _nav(page, title)
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 1200})
+            page.wait_for_timeout(500)  # charts follow the new width
+            _no_exception(page, f"{title} at {width} px")
+            page.screenshot(path=str(screens / f"{width}-{Path(path).stem}.png"), full_page=True)
+        page.set_viewport_size({"width": WIDTHS[0], "height": 1200})
+    assert {p.name for p in screens.glob("*.png")} >= {f"{w}-{Path(p).stem}.png" for w in WIDTHS for p, *_ in PAGES}
+    print(f"screenshots in {screens}")
+
+
+def test_run_a_small_table_and_download_its_csv(server, session) -> None:
+    from playwright.sync_api import expect
+
+    _, tmp = server
+    page = session
+    page.set_viewport_size({"width": 1500, "height": 1400})
+    _nav(page, "Results")
+    _set_number(page, "epochs", 1)
+    _set_number(page, "shots", 20)
+    _choose(page, "Shifts", ["feature", "output"])
+    _choose(page, "Methods", ["full", "linear-probe"])
+    page.get_by_role("button", name="Run 4 missing").click()
+    expect(page.get_by_text(re.compile(r"Ran 4 runs in"))).to_be_visible(timeout=TIMEOUT_MS)
+    _settle(page)
+    _no_exception(page, "the table run")
+    expect(page.get_by_role("button", name="All computed")).to_be_disabled()
+    csv = _download(page, _main_button(page, "CSV"))
+    text = csv.read_text()
+    facts = dict(line[2:].split(": ", 1) for line in text.splitlines() if line.startswith("# "))
+    assert facts["title"] == "Table 1" and facts["setup"] == "digits" and facts["seeds"] == "0"
+    assert "epochs 1" in facts["recipe"] and "shots 20" in facts["recipe"]
+    assert facts["engine code version"] == code_version()
+    assert "digits" in csv.name and "e1-n20" in csv.name and csv.suffix == ".csv"
+    table = pd.read_csv(io.StringIO(text), comment="#").set_index("method")
+    assert sorted(table.index) == ["full", "linear-probe"]
     from autoft_core.store import ResultStore
 
-    runs = ResultStore(tmp / "results.sqlite").frame()
-    assert len(runs) >= 2 and set(runs["epochs"]) == {1} and set(runs["shots"]) == {20}
+    stored = ResultStore(tmp / "results.sqlite").frame(setup="digits").set_index(["method", "shift"])
+    for method in table.index:
+        for shift in ("feature", "output"):
+            column = f"{shift}-level mean %"
+            assert pd.api.types.is_float_dtype(table[column])
+            assert table.loc[method, column] == pytest.approx(100 * stored.loc[(method, shift), "test_acc"])
+
+
+def test_layer_weights_html_export_shows_every_layer_name(session) -> None:
+    page = session
+    page.set_viewport_size({"width": 1500, "height": 1400})
+    _nav(page, "Layer weights")
+    page.locator(CHART).first.wait_for(timeout=TIMEOUT_MS)
+    html = _download(page, _main_button(page, "HTML"))
+    assert html.suffix == ".html" and "Layer-weights" in html.name and "digits" in html.name
+    page.goto(html.as_uri())
+    page.locator(".main-svg").first.wait_for(timeout=60_000)
+    boxes = page.evaluate("""() => {
+        const svg = document.querySelector('.main-svg').getBoundingClientRect();
+        return [...document.querySelectorAll('.xtick text')].map(t => {
+            const b = t.getBoundingClientRect();
+            return {text: t.textContent, left: b.left - svg.left, right: b.right - svg.left,
+                    top: b.top - svg.top, bottom: b.bottom - svg.top, width: svg.width, height: svg.height};
+        });
+    }""")
+    names = [layer.name.replace(".", " ") for layer in partition(get_setup("digits").source_model("output"), "module")]
+    assert [b["text"] for b in boxes] == names
+    for box in boxes:  # inside the figure: the margins hold the slanted names
+        assert box["left"] >= 0 and box["top"] >= 0, box
+        assert box["right"] <= box["width"] and box["bottom"] <= box["height"], box

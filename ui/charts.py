@@ -23,6 +23,7 @@ LAYER_ANGLE = 45  # layer names are written at -45 degrees
 LAYER_AXIS = "layer (input → output)"
 WEIGHT_AXIS = "learning-rate multiplier α"
 BAND_ALPHA = 0.18
+TITLE_PX = 45  # the title line and the gap below the facts
 
 
 def text_px(labels: Sequence[str]) -> float:
@@ -39,13 +40,15 @@ def layer_margins(layers: Sequence[str], left_labels: Sequence[str] = ()) -> dic
 
 
 def finish(fig: go.Figure, meta: Meta, height: int, margin: dict[str, int] | None = None) -> go.Figure:
-    """Title with the facts beneath it, font, height and margins (at least the given ones)."""
+    """Title and, beneath it, the facts at the figure's top left (the top margin holds them), font, height
+    and margins (at least the given ones)."""
     lines = meta.subtitle().count("<br>") + 1
-    top = 45 + 16 * lines
-    fig.update_layout(title={"text": f"{meta.title}<br><sup>{meta.subtitle()}</sup>", "x": 0.01, "xanchor": "left",
-                             "y": 0.99, "yanchor": "top"},
-                      font={"size": FONT_SIZE}, height=height, margin={"t": top, "r": 30, "l": 70, "b": 60,
-                                                                       **(margin or {})})
+    fig.update_layout(title={"text": meta.title, "subtitle": {"text": meta.subtitle(), "font": {"size": 11}},
+                             "x": 0.01, "xanchor": "left", "xref": "container", "y": 1, "yanchor": "top",
+                             "yref": "container", "pad": {"t": 12}, "font": {"size": 15}},
+                      font={"size": FONT_SIZE}, height=height,
+                      margin={"r": 30, "l": 70, "b": 60, **(margin or {}), "t": TITLE_PX + 15 * lines
+                              + (margin or {}).get("t", 0)})
     fig.update_xaxes(automargin=True)
     fig.update_yaxes(automargin=True)
     return fig
@@ -126,13 +129,13 @@ def weights_grid(frame: pd.DataFrame, shifts: Sequence[str], methods: Sequence[s
             fig.add_trace(_layer_bars(part, label, showlegend=r == 1), row=r, col=c)
     layers = frame.drop_duplicates("index").sort_values("index")["layer"].tolist()
     fig.update_xaxes(tickangle=-LAYER_ANGLE, type="category", categoryorder="array", categoryarray=layers)
-    fig.update_xaxes(title=LAYER_AXIS, row=len(shifts))
+    fig.update_xaxes(title=LAYER_AXIS, row=len(shifts), col=(len(methods) + 1) // 2)
     fig.update_yaxes(range=[0, max(1.0, float(frame["weight"].max())) * 1.05])
     fig.update_yaxes(title="α", col=1)
     _legend_below(fig)
-    margin = layer_margins(layers)
+    margin = {**layer_margins(layers), "t": 25, "r": 45}  # the column and row titles
     margin["b"] += 40  # the legend
-    return finish(fig, meta, 90 + 170 * len(shifts) + margin["b"], margin)
+    return finish(fig, meta, 120 + 170 * len(shifts) + margin["b"], margin)
 
 
 # ----------------------------------------------------------------------------- runs

@@ -29,6 +29,9 @@ NARROW_CSS = """<style>
 [data-testid="stHorizontalBlock"] { flex-wrap: wrap; row-gap: 0.5rem; }
 [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] { min-width: min(260px, 100%); }
 [data-testid="stWidgetLabel"] p { word-break: normal; overflow-wrap: normal; }
+@media (max-width: 1100px) {
+  [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; }
+}
 </style>"""
 
 
@@ -45,9 +48,24 @@ def guard(what: str = "This step") -> Iterator[None]:
                  icon="🛑")
 
 
+def _leave_pages_folder_mode() -> None:
+    """Streamlit runs a page straight from pages/ (its legacy folder mode, with file names as navigation)
+    when a fresh server's first request is a page URL; app.py's st.navigation ends that mode, but only
+    once app.py runs. So a page that finds the mode on ends it, and reruns through app.py once per session
+    (Streamlit's AppTest turns the mode on before every run: a second rerun there would drop the click)."""
+    from streamlit.runtime.pages_manager import PagesManager  # streamlit==1.67's flag for that mode
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        if not st.session_state.get("layout.rerun_through_app"):
+            st.session_state["layout.rerun_through_app"] = True
+            st.rerun()
+
+
 @contextmanager
 def page(title: str, how_to_read: str) -> Iterator[None]:
     """A page: title, a short "how to read this page", its body (errors shown inline) and its report."""
+    _leave_pages_folder_mode()
     st.html(NARROW_CSS)
     st.title(title)
     with st.expander("How to read this page", icon=":material/help:"):

@@ -37,7 +37,7 @@ def report_button() -> None:
 def show_figure(fig: go.Figure, meta: Meta, key: str | None = None) -> None:
     """The chart (its camera button saves a labelled PNG) and a labelled, self-contained HTML download."""
     name = key or slug(meta.filename(""))
-    st.plotly_chart(fig, key=f"chart.{name}", width="stretch", config={
+    st.plotly_chart(fig, key=f"chart.{name}", width="stretch", theme=None, config={  # as exported
         "displaylogo": False, "toImageButtonOptions": {"format": "png", "filename": meta.filename(""), "scale": 2}})
     st.download_button("HTML", data=lambda: figure_html(fig, meta), file_name=meta.filename("html"), mime="text/html",
                        key=f"html.{name}", on_click="ignore", icon=":material/download:",

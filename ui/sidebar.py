@@ -59,7 +59,7 @@ def settings(setup: str, counts: Sequence[Sequence[int]] | None = None) -> tuple
             if name == "shots" and pool:
                 maximum = max(pool, defaults.shots)
                 st.session_state[state_key] = min(st.session_state.get(state_key, defaults.shots), maximum)
-            values[name] = bounded(name.replace("_", " ").capitalize(), help_text, bounds, state_key,
+            values[name] = bounded(name.replace("_", " "), help_text, bounds, state_key,
                                    getattr(defaults, name), maximum)
             if name == "shots" and counts:
                 used = min(effective_shots(values["shots"], c) for c in counts)

@@ -1,5 +1,5 @@
 """Layer weights computed on a page (no fine-tuning unless the method needs it): kept in this server's
-memory, shared by every tab, and computed inside a status box that shows the method's notes."""
+memory, shared by every tab, and computed inside a status box that shows the method's notes while it works."""
 from __future__ import annotations
 
 import streamlit as st
@@ -20,9 +20,9 @@ def weights(cfg: RunConfig, settings: Settings, label: str) -> dict:
     """One method's per-layer scores and multipliers for `cfg`: from memory, else computed now."""
     memo, key = _memo(), (cfg.key(), settings.device, settings.paths)
     if key not in memo:
-        with st.status(f"Computing the {label} weights…") as box:
-            out = compute_weights(cfg, settings.paths, settings.device,
-                                  status=lambda note: box.update(label=f"{label}: {note}"))
-            box.update(label=f"{label}: weights in {out['seconds']:.1f}s", state="complete", expanded=False)
-        memo[key] = out
+        slot = st.empty()  # the status box goes once the weights are there
+        with slot.status(f"Computing the {label} weights…") as box:
+            memo[key] = compute_weights(cfg, settings.paths, settings.device,
+                                        status=lambda note: box.update(label=f"{label}: {note}"))
+        slot.empty()
     return memo[key]
