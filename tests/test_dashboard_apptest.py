@@ -287,3 +287,50 @@ def test_bad_settings_get_inline_messages(store_file) -> None:
     at.selectbox(key="task.setup").set_value("digits").run()
     at.multiselect(key="settings.seeds").set_value([]).run()
     assert any("No seed chosen" in e.value for e in at.error) and at.button(key="run.finetune").disabled
+
+
+def test_only_configured_folders_are_looked_up(monkeypatch) -> None:
+    monkeypatch.setenv("AUTOFT_CIFAR10_DIR", "/no/such/folder")
+    paths, problems = engine.path_problems({"cifar10_dir": "/no/such/folder", "imagenet_dir": "/etc"})
+    assert problems == ["CIFAR-10 folder (holds cifar-10-batches-py/): the configured /no/such/folder does not exist.",
+                        ("ImageNet root (train/, val/): /etc is not the folder configured for this server, so it is "
+                         "not used; set AUTOFT_IMAGENET_DIR where the dashboard is started.")]
+    assert paths == engine.DataPaths()
+    monkeypatch.setattr(engine.Path, "exists", lambda self: pytest.fail(f"{self} was looked up"))
+    engine.path_problems({"moco_checkpoint": "/root/secret"})
+
+
+def test_the_server_listens_on_localhost_only() -> None:
+    import tomllib
+
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1" and config["server"]["headless"] is True
+
+
+def test_a_corrupt_store_is_named_not_called_empty(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "results.sqlite"
+    path.write_bytes(b"not a database" * 100)
+    monkeypatch.setenv(engine.STORE_ENV, str(path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/results.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(str(path) in e.value and "move it away or delete it" in e.value for e in at.error)
+    assert not any("empty" in i.value for i in at.info)
+
+
+def test_a_diverged_run_is_shown_and_the_others_still_run(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(engine.STORE_ENV, str(tmp_path / "results.sqlite"))
+    at = open_page("finetune_compare", epochs=3, shots=50)
+    at.number_input(key="recipe.digits.lr").set_value(1e6).run()
+    button = at.button(key="run.finetune")
+    button.click().run()
+    at.session_state["job.finetune"].wait(TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    runs = ResultStore(tmp_path / "results.sqlite").frame()
+    assert sorted(runs["method"]) == FAST and "diverged" in set(runs["status"])  # both ran and are stored
+    diverged = runs[runs["status"] == "diverged"]["method"].tolist()
+    assert all(any(m in w.value and "diverged at epoch" in w.value for w in at.warning) for m in diverged)
+    table = at.dataframe[0].value.set_index("method")
+    assert all(table.loc[m, "status"].startswith("diverged at epoch") for m in diverged)

@@ -60,20 +60,31 @@ def weights_frame(results: dict[str, dict]) -> pd.DataFrame:
 
 
 def accuracy_table(runs: Sequence[RunRef]) -> pd.DataFrame:
-    """Per method: zero-shot, final and best-val test accuracy (mean and std over seeds, %), best epochs, time."""
-    flat = pd.DataFrame([{"method": r.label, "seed": r.seed, **{k: r.result[k] for k in METRICS},
-                          "best_val_epoch": r.result["best_val_epoch"], "seconds": r.result["seconds"]}
-                         for r in runs])
+    """Per method: zero-shot, final and best-val test accuracy (mean and std over seeds, %; a diverged run has
+    no final accuracy), best epochs, time and status ("ok" or "diverged at epoch N")."""
+    flat = pd.DataFrame([{"method": r.label, "seed": r.seed, **{k: _number(r.result[k]) for k in METRICS},
+                          "best_val_epoch": r.result["best_val_epoch"], "seconds": r.result["seconds"],
+                          "status": run_status(r.result)} for r in runs])
     if flat.empty:
         return flat
     out = flat.groupby("method", sort=False, as_index=False).agg(
         seeds=("seed", "size"), best_epochs=("best_val_epoch", lambda s: ", ".join(map(str, s))),
-        seconds=("seconds", "mean"))
+        seconds=("seconds", "mean"), status=("status", lambda s: ", ".join(dict.fromkeys(s))))
     for metric, name in METRICS.items():
         spread = _spread(flat, ["method"], metric)
         out[f"{name} %"], out[f"{name} std"] = spread["mean"].to_numpy(), spread["std"].to_numpy()
     return out[["method", "seeds", *(f"{n} {s}" for n in METRICS.values() for s in ("%", "std")), "best_epochs",
-                "seconds"]]
+                "seconds", "status"]]
+
+
+def run_status(result: dict) -> str:
+    """'ok', or 'diverged at epoch 3' (the run's training blew up there; it is stored as such)."""
+    return f"diverged at epoch {result.get('diverged_epoch')}" if result.get("status") == "diverged" else "ok"
+
+
+def _number(value: Any) -> float:
+    """A stored number as a float; null (a non-finite number, or none) as NaN."""
+    return float("nan") if value is None else float(value)
 
 
 def history_frame(runs: Sequence[RunRef]) -> pd.DataFrame:

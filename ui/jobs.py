@@ -110,7 +110,9 @@ class DashboardBackend:
             except Exception as exc:  # the sweep engine records it and goes on with the others
                 yield cfg, exc
                 continue
-            self.job.finished.append(f"{describe(cfg)}: {answer['test_acc']:.1%} in {answer['seconds']:.1f} s")
+            outcome = (f"diverged at epoch {answer.get('diverged_epoch')}" if answer.get("status") == "diverged"
+                       else f"{answer['test_acc']:.1%}")
+            self.job.finished.append(f"{describe(cfg)}: {outcome} in {answer['seconds']:.1f} s")
             yield cfg, answer
 
     def close(self, abort: bool = False) -> None:

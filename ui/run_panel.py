@@ -110,6 +110,11 @@ def runs(plan: Sequence[PlannedRun], settings: Settings, problems: Sequence[str]
     records = panel([p.cfg for p in plan], settings, problems, key)
     output.report().add_commands([run_command(p.cfg, "finetune", store_path(), settings.device) for p in plan])
     found = [RunRef(p.label, p.seed, p.shots, record) for p, record in zip(plan, records) if record is not None]
+    for ref in found:
+        if ref.result.get("status") == "diverged":
+            st.warning(f"{ref.label} · seed {ref.seed}: training diverged at epoch {ref.result.get('diverged_epoch')} "
+                       "(the loss became infinite or NaN): lower the learning rate. It is stored as diverged, "
+                       "without a final accuracy; the other runs went on.", icon="⚠️")
     if not found:
         st.info("No run of this selection is in the store yet: press **Run** above.")
         st.stop()
