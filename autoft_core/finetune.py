@@ -96,7 +96,7 @@ def _finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float
     named = dict(model.named_parameters())
     optimizer = LayerwiseOptimizer([[named[p] for p in layer.param_names] for layer in layers], cfg)
     optimizer.apply(multipliers)
-    initial = [t.clone() for t in flat_layer_params(model, layers)]
+    initial = flat_layer_params(model, layers)  # fresh tensors (torch.cat copies)
     net, data = _skip_frozen_prefix(model, layers, multipliers, raw, cfg, reweighter, device)
     # the pretrained model's accuracies: once per (model, task) in this process, shared by methods and candidates
     pretrained = model_digest(model)

@@ -2,7 +2,7 @@
 
 Cases (ratio = plain time / project time; >= 1 means the project is at least as fast):
 - all layers trained: `finetune` (every multiplier 1, 8-image val/test) vs a plain loop;
-- 3/10 and 9/10 layers frozen: `finetune` with those multipliers 0 vs the plain loop with
+- 3/10 and 9/10 of the layers frozen: `finetune` with those multipliers 0 vs the plain loop with
   requires_grad=False on the same layers (the fair baseline: it skips their weight gradients too);
 - a whole run with evaluation (the digits output task, its pretrained model): `finetune` vs a plain
   script that evaluates the same way (zero-shot test, validation each epoch keeping the best state,
@@ -199,7 +199,7 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1)")
     parser.add_argument("--images", type=int, default=None, help="training images per epoch (step cases)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the step cases")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs of the step cases (default 4)")
     parser.add_argument("--run-epochs", type=int, default=5, help="epochs of the whole-run case")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--cases", default="all,frozen3,frozen9,run")
@@ -218,9 +218,11 @@ def main() -> None:
           f"{args.repeats} alternated repeats; medians [quartiles]")
     train = synthetic(images, device)
     cases = args.cases.split(",")
-    for case, frozen in (("all", 0), ("frozen3", 3), ("frozen9", 9)):
+    n_layers = len(partition(base, "module"))
+    for case, share in (("all", 0.0), ("frozen3", 0.3), ("frozen9", 0.9)):
         if case in cases:
-            label = "all layers trained" if frozen == 0 else f"{frozen}/10 layers frozen"
+            frozen = round(share * n_layers)
+            label = "all layers trained" if frozen == 0 else f"{frozen}/{n_layers} layers frozen"
             print(step_case(base, frozen, train, cfg, device, args.repeats, label).report(TARGETS[case]), flush=True)
     if "run" in cases and args.model == "digits":
         print(run_case(device, args.run_epochs, args.repeats).report(TARGETS["run"]), flush=True)
