@@ -1,13 +1,17 @@
-"""The embedded digits setup: each shift's construction, splits, and the pretrained source models."""
+"""The embedded digits setup: rendering, each shift's construction, exact split sizes, effective shots,
+and the pretrained source model."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from autoft_core.data.digits import coloured_digits, source_target_split
-from autoft_core.errors import BadArgumentError
+from autoft_core.core.recipe import TaskSpec
+from autoft_core.data import digits, digits_tasks
 from autoft_core.evaluation import accuracy
-from autoft_core.setups import TaskSpec, get_setup
+from autoft_core.setups import get_setup
+from autoft_core.setups.digits import CLASSES, PER_CLASS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -15,90 +19,69 @@ def setup():
     return get_setup("digits")
 
 
-def _row_ids(x: torch.Tensor) -> set[bytes]:
-    return {row.numpy().tobytes() for row in x.flatten(1)}
+def _lookup(x: torch.Tensor, y: torch.Tensor) -> dict[bytes, int]:
+    return {row.numpy().tobytes(): int(label) for row, label in zip(x.flatten(1), y)}
 
 
-def test_images_have_cifar_shape_and_range():
-    images, labels = coloured_digits()
-    assert images.shape == (1797, 3, 32, 32) and images.dtype == torch.float32
-    assert 0.0 <= images.min() and images.max() <= 1.0
-    assert set(labels.tolist()) == set(range(10))
+def test_rendering_is_seeded_cifar_shaped_and_in_range():
+    glyph, _ = digits.glyphs()
+    first = digits.render(glyph[:16], torch.Generator().manual_seed(5))
+    again = digits.render(glyph[:16], torch.Generator().manual_seed(5))
+    other = digits.render(glyph[:16], torch.Generator().manual_seed(6))
+    assert first.shape == (16, 3, 32, 32) and first.dtype == torch.float32
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert 0.0 <= float(first.min()) and float(first.max()) <= 1.0
 
 
-def test_source_and_target_parts_are_disjoint_and_complete():
-    source, target = source_target_split()
-    assert not set(source.tolist()) & set(target.tolist())
-    assert len(source) + len(target) == 1797
+def test_source_and_target_glyphs_are_disjoint_and_complete():
+    parts = digits.glyph_parts()
+    source, target = set(parts["source"].tolist()), set(parts["target"].tolist())
+    assert not source & target and len(source) + len(target) == len(digits.glyphs()[1])
+
+
+@pytest.mark.parametrize("shift", ["input", "feature", "output"])
+def test_split_sizes_are_exact_and_shots_effective(setup, shift):
+    family = "feature" if shift == "feature" else "standard"
+    classes, (test_k, val_k, train_k) = CLASSES[family], PER_CLASS[family]
+    corruption = "frost" if shift == "input" else None
+    spec = setup.check(TaskSpec(shift, corruption, shots=classes * 3 + classes - 1, seed=1))
+    assert spec.shots == classes * 3  # whole shots per class: what is stored is what is used
+    task = setup.task(spec)
+    assert (len(task.test), len(task.val), len(task.train)) == (test_k * classes, val_k * classes, 3 * classes)
+    assert all(torch.equal(torch.bincount(s.y, minlength=classes), torch.full((classes,), k))
+               for s, k in ((task.test, test_k), (task.val, val_k), (task.train, 3)))
+    assert test_k * classes >= 1000 and val_k * classes >= 1000 and train_k * classes >= 1000
+    assert setup.check(TaskSpec(shift, corruption, shots=10**6)).shots == train_k * classes
 
 
 def test_output_shift_is_exactly_nine_minus_y(setup):
-    images, labels = coloured_digits()
-    lookup = {row.numpy().tobytes(): int(y) for row, y in zip(images.flatten(1), labels)}
-    task = setup.task(TaskSpec("output", seed=0))
+    _, pool = digits_tasks.source_and_pool("standard")
+    lookup = _lookup(pool.x, pool.y)
+    task = setup.task(setup.check(TaskSpec("output", shots=100, seed=0)))
     for split in (task.train, task.val, task.test):
         originals = torch.tensor([lookup[row.numpy().tobytes()] for row in split.x.flatten(1)])
         assert torch.equal(split.y, 9 - originals)
 
 
-def test_feature_shift_uses_disjoint_digits_per_superclass(setup):
-    images, labels = coloured_digits()
-    lookup = {row.numpy().tobytes(): int(y) for row, y in zip(images.flatten(1), labels)}
-    task = setup.task(TaskSpec("feature", seed=0))
-    assert task.num_classes == 5
-    source_digits = {lookup[r.numpy().tobytes()] for r in task.source.x.flatten(1)}
-    target_digits = {lookup[r.numpy().tobytes()] for r in torch.cat([task.train.x, task.test.x]).flatten(1)}
-    assert source_digits == {0, 1, 2, 3, 4} and target_digits == {5, 6, 7, 8, 9}
-    for split in (task.train, task.test):  # superclass k = {k, k + 5}
-        digits = torch.tensor([lookup[r.numpy().tobytes()] for r in split.x.flatten(1)])
-        assert torch.equal(split.y, digits - 5)
-    assert torch.equal(task.source.y, task.source.y.clamp(0, 4))
+def test_feature_shift_uses_unseen_digits_per_superclass(setup):
+    target_x, target_y = digits.rendered("target")
+    lookup = _lookup(target_x, target_y)
+    task = setup.task(setup.check(TaskSpec("feature", shots=50, seed=0)))
+    assert task.num_classes == 5 and set(task.source.y.tolist()) == set(range(5))
+    for split in (task.train, task.test):  # superclass k = {k, k + 5}: the target holds only k + 5
+        seen = torch.tensor([lookup[r.numpy().tobytes()] for r in split.x.flatten(1)])
+        assert torch.equal(split.y, seen - 5)
 
 
-def test_input_shift_corrupts_the_target_and_keeps_labels(setup):
-    clean = setup.task(TaskSpec("output", seed=0))
-    noisy = setup.task(TaskSpec("input", "gaussian_noise", 5, seed=0))
-    assert torch.equal(noisy.test.y, 9 - clean.test.y)  # same images and order; only flip differs
+def test_input_shift_corrupts_the_same_images_and_keeps_labels(setup):
+    clean = setup.task(setup.check(TaskSpec("output", shots=50, seed=0)))
+    noisy = setup.task(setup.check(TaskSpec("input", "gaussian_noise", 5, shots=50, seed=0)))
+    assert torch.equal(noisy.test.y, 9 - clean.test.y)  # the same images, in the same order
     assert (noisy.test.x - clean.test.x).abs().mean() > 0.05
 
 
-def test_splits_are_disjoint_fixed_by_seed_and_balanced(setup):
-    a = setup.task(TaskSpec("output", shots=50, seed=3))
-    b = setup.task(TaskSpec("output", shots=50, seed=3))
-    c = setup.task(TaskSpec("output", shots=50, seed=4))
-    assert torch.equal(a.train.x, b.train.x) and not torch.equal(a.train.x, c.train.x)
-    ids = [_row_ids(s.x) for s in (a.train, a.val, a.test)]
-    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
-    assert len(a.test) >= 500 and len(a.train) == 50
-    assert torch.bincount(a.train.y, minlength=10).tolist() == [5] * 10
-
-
-def test_default_shots_take_all_target_training_images(setup):
-    task = setup.task(TaskSpec("output", seed=0))
-    assert 300 < len(task.train) <= 1000
-
-
-def test_pretrained_source_models_are_accurate_on_clean_target_and_fail_on_flip(setup):
-    model = setup.source_model("input")
-    clean_target = setup.task(TaskSpec("output", seed=0)).test
-    assert accuracy(model, clean_target) < 0.1  # the flip defeats it ...
-    unflipped = type(clean_target)(clean_target.x, 9 - clean_target.y)
-    assert accuracy(model, unflipped) > 0.9  # ... which it classifies well unflipped
-    feature = setup.source_model("feature")
-    assert accuracy(feature, setup.task(TaskSpec("feature", seed=0)).source) > 0.9
-
-
-def test_source_model_is_a_fresh_copy(setup):
-    a, b = setup.source_model("output"), setup.source_model("output")
-    with torch.no_grad():
-        a.head.weight.zero_()
-    assert b.head.weight.abs().sum() > 0
-
-
-@pytest.mark.parametrize("spec, match", [(TaskSpec("sideways"), "shift"),
-                                         (TaskSpec("input", "fog", 5), "corruption"),
-                                         (TaskSpec("input", "frost", 6), "severity"),
-                                         (TaskSpec("output", shots=0), "shots")])
-def test_bad_task_specs_are_clear_errors(setup, spec, match):
-    with pytest.raises(BadArgumentError, match=match):
-        setup.task(spec)
+def test_source_model_learnt_the_source_and_transfers_to_clean_target_renders(setup):
+    model = setup.source_model("output")
+    _, pool = digits_tasks.source_and_pool("standard")
+    assert not model.training
+    assert accuracy(model, pool.subset(torch.arange(0, len(pool), 7))) > 0.5  # chance: 0.1

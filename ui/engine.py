@@ -17,7 +17,7 @@ from autoft_core.core.recipe import DEFAULT_SEVERITY, MAX_SHOTS, Recipe
 from autoft_core.errors import AutoFTError
 from autoft_core.paths import DataPaths
 from autoft_core.setups import Setup, get_setup, setup_names
-from autoft_core.store import ResultStore, default_store_path
+from autoft_core.store import default_store_path
 
 STORE_ENV = "AUTOFT_STORE"
 PATH_LABELS = {
