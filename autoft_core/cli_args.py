@@ -58,17 +58,18 @@ def add_recipe(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
 
 def add_setup_options(p: argparse.ArgumentParser) -> None:
     """--arch and the folder setup's options (setups.folder.OPTIONS); `setup_from` reads them."""
-    from .setups import ARCHS
+    from .setups import ARCH_VARIANTS
     from .setups.folder import OPTIONS
 
     group = p.add_argument_group("your own model and data: --setup folder with these (--arch also picks "
                                  "an embedded setup's architecture)")
     for option in OPTIONS:
-        extra = f"; one of {', '.join(option.choices)}" if option.choices else ""
+        text = option.help + (f"; one of {', '.join(option.choices)}" if option.choices else "")
+        text += f" (default {option.default})" if option.default is not None else ""
         if option.name == "arch":
-            extra += "".join(f"; --setup {s}: {', '.join(a)}" for s, a in ARCHS.items())
-        default = f" (default {option.default})" if option.default is not None else ""
-        group.add_argument(option.flag, default=None, help=f"{option.help}{extra}{default}")
+            text += "".join(f"; --setup {setup}: {' or '.join(archs)} (default {next(iter(archs))})"
+                            for setup, archs in ARCH_VARIANTS.items())
+        group.add_argument(option.flag, default=None, help=text)
 
 
 def setup_from(args: argparse.Namespace) -> str:

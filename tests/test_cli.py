@@ -65,8 +65,9 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(args, needle):
 def test_setups_lists_every_setup_and_what_is_missing():
     out = cli("setups", "--json", env={"AUTOFT_CIFAR10C_DIR": "/nonexistent/c10c"})
     rows = {row["setup"]: row for row in json.loads(out.stdout)}
-    assert {"digits", "digits-vit", "cifar10", "breeds-living17", "breeds-entity30", "folder"} == set(rows)
-    assert rows["digits"]["ready"] and not rows["cifar10"]["ready"]
+    assert set(rows) == {"digits", "cifar10", "breeds-living17", "breeds-entity30", "digits-vit", "folder"}
+    assert rows["digits"]["ready"] and rows["digits-vit"]["ready"] and not rows["cifar10"]["ready"]
+    assert any("--source-dir" in line for line in rows["folder"]["missing"])
     assert any("/nonexistent/c10c" in line for line in rows["cifar10"]["missing"])
 
 

@@ -47,9 +47,9 @@ def own(tmp_path_factory) -> dict[str, Path]:
     with torch.random.fork_rng():
         torch.manual_seed(0)
         torch.save(build("resnet18", 1000, 16).state_dict(), root / "resnet18.pt")
-        save_file(build("vit_tiny", 2, 16).state_dict(), str(root / "vit.safetensors"))
+        save_file(build("vit_mini", 2, 16).state_dict(), str(root / "vit.safetensors"))
     return {"source": _image_folder(root / "source", 0), "target": _image_folder(root / "target", 90),
-            "resnet18": root / "resnet18.pt", "vit_tiny": root / "vit.safetensors", "root": root}
+            "resnet18": root / "resnet18.pt", "vit_mini": root / "vit.safetensors", "root": root}
 
 
 @pytest.fixture(autouse=True)
@@ -72,8 +72,11 @@ def _main(argv: list[str]) -> int:
         return int(exc.code)
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "vit_tiny"])
-@pytest.mark.parametrize("method", method_names())
+RUNS = [("vit_mini", m) for m in method_names()] + [  # resnet18 (11M weights): one method of each kind
+    ("resnet18", m) for m in ("full", "lp-ft", "auto-rgn", "criticality-identity", "surprise", "auto-snr")]
+
+
+@pytest.mark.parametrize("arch, method", RUNS)
 def test_every_method_runs_end_to_end_and_lands_a_store_row(own, arch, method, tmp_path, capsys):
     store = tmp_path / "r.sqlite"
     argv = ["finetune", *_argv(own, arch, "--shift", "feature", "--method", method, "--epochs", "1",
@@ -92,14 +95,14 @@ def _name(own: dict[str, Path], arch: str) -> str:
 
 
 def test_the_vit_partition_is_embedding_attention_mlp_and_head(own):
-    layers = api.layer_partition(api.pretrained_model(_name(own, "vit_tiny")))
-    assert [layer.name for layer in layers] == ["embed", *(f"block{i}.{p}" for i in range(12) for p in ("attn", "mlp")),
+    layers = api.layer_partition(api.pretrained_model(_name(own, "vit_mini")))
+    assert [layer.name for layer in layers] == ["embed", *(f"block{i}.{p}" for i in range(4) for p in ("attn", "mlp")),
                                                 "head"]
 
 
 def test_a_head_of_another_class_count_is_replaced_fitted_and_said_so(own):
     name = _name(own, "resnet18")
-    assert "1000 classes" in " ".join(get_setup(name).notes()) and not get_setup(_name(own, "vit_tiny")).notes()
+    assert "1000 classes" in " ".join(get_setup(name).notes()) and not get_setup(_name(own, "vit_mini")).notes()
     model, unfitted = api.pretrained_model(name), _built(get_setup(name).options)[0].eval()
     checkpoint = torch.load(own["resnet18"], weights_only=True)
     assert model.fc.out_features == 2
@@ -111,7 +114,7 @@ def test_a_head_of_another_class_count_is_replaced_fitted_and_said_so(own):
 
 
 def test_shifts_flip_labels_corrupt_images_and_keep_the_target_as_it_is(own):
-    name = _name(own, "vit_tiny")
+    name = _name(own, "vit_mini")
     feature, output = api.load_task(name, "feature"), api.load_task(name, "output")
     corrupted = api.load_task(name, "input", corruption="gaussian_noise", severity=5)
     assert torch.equal(feature.test.x, output.test.x) and torch.equal(output.test.y, 1 - feature.test.y)
@@ -121,27 +124,27 @@ def test_shifts_flip_labels_corrupt_images_and_keep_the_target_as_it_is(own):
 
 
 def test_target_split_by_seed_or_given_as_folders(own, tmp_path):
-    data = api.load_task(_name(own, "vit_tiny"), "feature", seed=1)
+    data = api.load_task(_name(own, "vit_mini"), "feature", seed=1)
     assert (len(data.train), len(data.val), len(data.test)) == (6, 2, 4)  # of 6 per class: 3 / 1 / 2
     given = tmp_path / "given"
     for split, count in (("train", 4), ("val", 3), ("test", 5)):
         _image_folder(given / split, 90, per_class=count)
-    data = api.load_task(folder_setup(own["source"], given, own["vit_tiny"], "vit_tiny", SIZE), "feature")
+    data = api.load_task(folder_setup(own["source"], given, own["vit_mini"], "vit_mini", SIZE), "feature")
     assert (len(data.train), len(data.val), len(data.test)) == (8, 6, 10)
 
 
 def test_other_folders_or_changed_files_are_other_runs(own, tmp_path):
     other = _image_folder(tmp_path / "other", 30)
-    assert folder_setup(own["source"], other, own["vit_tiny"], "vit_tiny", SIZE) != _name(own, "vit_tiny")
-    name = folder_setup(own["source"], other, own["vit_tiny"], "vit_tiny", SIZE)
+    assert folder_setup(own["source"], other, own["vit_mini"], "vit_mini", SIZE) != _name(own, "vit_mini")
+    name = folder_setup(own["source"], other, own["vit_mini"], "vit_mini", SIZE)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(other / "cat" / "new.png")
-    assert folder_setup(own["source"], other, own["vit_tiny"], "vit_tiny", SIZE) != name
+    assert folder_setup(own["source"], other, own["vit_mini"], "vit_mini", SIZE) != name
     with pytest.raises(AutoFTError, match="changed since this run was named"):
         api.load_task(name, "feature")
 
 
 def test_the_name_carries_the_options_there_and_back(own):
-    options = FolderOptions(own["source"], own["target"], own["vit_tiny"], "vit_tiny", 32, (0.5,) * 3, (0.25,) * 3)
+    options = FolderOptions(own["source"], own["target"], own["vit_mini"], "vit_mini", 32, (0.5,) * 3, (0.25,) * 3)
     assert FolderOptions.from_query(options.name().partition("?")[2]) == options
     assert [o["name"] for o in sidebar_options()] == ["source_dir", "target_dir", "checkpoint", "arch", "image_size",
                                                       "mean", "std"]
@@ -171,7 +174,7 @@ def _broken(own: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[str], 
         "missing checkpoint": (_argv(own, "resnet18", checkpoint=tmp_path / "no.pt"), "checkpoint not found"),
         "garbage checkpoint": (_argv(own, "resnet18", checkpoint=garbage), "could not read checkpoint"),
         "not a state dict": (_argv(own, "resnet18", checkpoint=a_list), "not a state dict"),
-        "another architecture": (_argv(own, "vit_tiny", checkpoint=own["resnet18"]), "does not fit --arch vit_tiny"),
+        "another architecture": (_argv(own, "vit_mini", checkpoint=own["resnet18"]), "does not fit --arch vit_mini"),
         "unknown architecture": (_argv(own, "resnet18")[:-4] + ["--arch", "resnet9", "--image-size", SIZE],
                                  "unknown or invalid arch 'resnet9'"),
         "no checkpoint given": (_argv(own, "resnet18")[:6], "needs --checkpoint"),

@@ -111,3 +111,14 @@ def test_token_outputs_are_histogrammed_per_channel():
     tokens = torch.arange(2 * 5 * 3, dtype=torch.float32).view(2, 5, 3)  # (N, tokens, channels)
     units = unit_values(tokens, "channel")
     assert units.shape == (2, 3, 5) and torch.equal(units[1, 2], tokens[1, :, 2])
+
+
+def test_mean_pooling_has_no_class_token_and_ignores_patch_order_without_positions():
+    model = VisionTransformer(5, 16, patch_size=4, dim=8, depth=2, heads=2, mlp_dim=16, pool="mean").eval()
+    assert model.embed.class_token is None and model.embed.positions.shape == (1, 16, 8)
+    with torch.no_grad():
+        model.embed.positions.zero_()
+        x = torch.rand(2, 3, 16, 16)
+        patches = x.unfold(2, 4, 4).unfold(3, 4, 4)  # (N, C, 4, 4, 4, 4): a 4x4 grid of 4x4 patches
+        shuffled = patches.flip(2).transpose(2, 3).permute(0, 1, 2, 4, 3, 5).reshape(2, 3, 16, 16)
+        torch.testing.assert_close(model(shuffled), model(x))

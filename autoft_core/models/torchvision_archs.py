@@ -2,7 +2,8 @@
 
 torchvision's ResNets, Wide ResNet-50-2, ConvNeXt-Tiny and EfficientNet-B0 as torchvision builds them
 (weights=None: the checkpoint brings the weights), and the Vision Transformers of `models.vit`
-(vit_b_16 loads torchvision checkpoints). Blocks (`block` granularity), after Lee et al.'s ResNet
+(vit_b_16 loads torchvision checkpoints; vit_tiny is ViT-Ti/16, vit_mini the embedded ViT's size, for
+small images). Blocks (`block` granularity), after Lee et al.'s ResNet
 blocks: stem + first stage, each later stage, the head (EfficientNet: its 1x1 top conv apart).
 Module granularity: each conv / linear with its norm (the engine's default rule), except ConvNeXt,
 declared here: the rule would give a block's layer scale and a downsampling LayerNorm to the layer
@@ -29,7 +30,7 @@ ARCHS = {
     "resnet18": Arch("resnet", "fc"), "resnet34": Arch("resnet", "fc"), "resnet50": Arch("resnet", "fc"),
     "wide_resnet50_2": Arch("resnet", "fc"), "convnext_tiny": Arch("convnext", "classifier.2"),
     "efficientnet_b0": Arch("efficientnet", "classifier.1"), "vit_b_16": Arch("vit", "head.fc"),
-    "vit_tiny": Arch("vit", "head.fc"),
+    "vit_tiny": Arch("vit", "head.fc"), "vit_mini": Arch("vit", "head.fc"),
 }
 ARCH_NAMES = tuple(ARCHS)
 

@@ -3,6 +3,8 @@
 Pre-norm encoder blocks, each two residual branches (x + attention(norm(x)), then x + MLP(norm(x))),
 a class token read out by a final norm and linear head: torchvision's `VisionTransformer` computed
 the same way (`from_torchvision` converts its state dicts, so its vit_b_16 checkpoints load here).
+Small ViTs trained from scratch on little data do better with the tokens' mean instead of a class
+token (`pool="mean"`, as the embedded vit_mini).
 The branches are modules of their own, so:
 - module granularity (`autoft_modules`): patch embedding, each block's attention and MLP (residual
   branches: taking one out skips it), final norm + head;
@@ -17,28 +19,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CONFIGS = {  # patch size, width, depth, heads, MLP width
+CONFIGS = {  # patch size, width, depth, heads, MLP width, head on the class token or the tokens' mean
     "vit_b_16": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12, "mlp_dim": 3072},  # torchvision's
     "vit_tiny": {"patch_size": 16, "dim": 192, "depth": 12, "heads": 3, "mlp_dim": 768},  # ViT-Ti/16 (DeiT-Ti)
-    "digits": {"patch_size": 8, "dim": 64, "depth": 4, "heads": 4, "mlp_dim": 128},  # the embedded ViT
+    "vit_mini": {"patch_size": 4, "dim": 32, "depth": 4, "heads": 2, "mlp_dim": 64, "pool": "mean"},  # embedded
 }
 
 
 class PatchEmbedding(nn.Module):
     """Image -> tokens: a strided conv per patch, a learnt class token in front, learnt positions added."""
 
-    def __init__(self, image_size: int, patch_size: int, dim: int) -> None:
+    def __init__(self, image_size: int, patch_size: int, dim: int, class_token: bool = True) -> None:
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
         self.proj = nn.Conv2d(3, dim, patch_size, patch_size)
-        self.class_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.positions = nn.Parameter(torch.zeros(1, (image_size // patch_size) ** 2 + 1, dim))
+        self.class_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
+        self.positions = nn.Parameter(torch.zeros(1, (image_size // patch_size) ** 2 + class_token, dim))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """This module's own parameters as torchvision initialises them (the conv resets itself)."""
-        nn.init.zeros_(self.class_token)
+        if self.class_token is not None:
+            nn.init.zeros_(self.class_token)
         nn.init.normal_(self.positions, std=0.02)
 
     @torch.no_grad()
@@ -47,12 +50,15 @@ class PatchEmbedding(nn.Module):
         pixel on the first three channels (a Dirac conv), no class token, no positions."""
         nn.init.dirac_(self.proj.weight)
         self.proj.bias.zero_()
-        self.class_token.zero_()
         self.positions.zero_()
+        if self.class_token is not None:
+            self.class_token.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.proj(x).flatten(2).transpose(1, 2)
-        return torch.cat([self.class_token.expand(len(x), -1, -1), tokens], dim=1) + self.positions
+        if self.class_token is not None:
+            tokens = torch.cat([self.class_token.expand(len(x), -1, -1), tokens], dim=1)
+        return tokens + self.positions
 
 
 class Attention(nn.Module):
@@ -66,9 +72,12 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d_head)) v per head, written out: per-example gradients (torch.func.vmap,
+        Auto-SNR) have no batching rule for the fused CPU kernel."""
         n, t, d = x.shape
         q, k, v = self.qkv(self.norm(x)).view(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, d))
+        weights = (q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5).softmax(dim=-1)
+        return self.proj((weights @ v).transpose(1, 2).reshape(n, t, d))
 
 
 class Mlp(nn.Module):
@@ -99,26 +108,28 @@ class Block(nn.Module):
 
 
 class Head(nn.Module):
-    """Final norm and linear classifier on the class token."""
+    """Final norm and linear classifier on the class token, or on the mean of the tokens (`pool`)."""
 
-    def __init__(self, dim: int, num_classes: int) -> None:
+    def __init__(self, dim: int, num_classes: int, pool: str = "token") -> None:
         super().__init__()
+        self.pool = pool
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.fc = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.norm(x)[:, 0])
+        x = self.norm(x)
+        return self.fc(x[:, 0] if self.pool == "token" else x.mean(dim=1))
 
 
 class VisionTransformer(nn.Module):
     """embed -> blocks -> head; the layer partitions and forward chain are declared for the engine."""
 
     def __init__(self, num_classes: int, image_size: int = 224, patch_size: int = 16, dim: int = 768,
-                 depth: int = 12, heads: int = 12, mlp_dim: int = 3072) -> None:
+                 depth: int = 12, heads: int = 12, mlp_dim: int = 3072, pool: str = "token") -> None:
         super().__init__()
-        self.embed = PatchEmbedding(image_size, patch_size, dim)
+        self.embed = PatchEmbedding(image_size, patch_size, dim, class_token=pool == "token")
         self.blocks = nn.Sequential(*(Block(dim, heads, mlp_dim) for _ in range(depth)))
-        self.head = Head(dim, num_classes)
+        self.head = Head(dim, num_classes, pool)
 
     @property
     def autoft_modules(self) -> list[tuple[str, tuple[str, ...], bool]]:

@@ -22,7 +22,7 @@ _SETUPS = {
     "folder": ("folder", "FolderSetup"),
 }
 # --arch on a setup with more than one model: arch -> the setup that has it (the first is the default)
-ARCHS = {"digits": {"resnet": "digits", "vit": "digits-vit"}}
+ARCH_VARIANTS = {"digits": {"resnet": "digits", "vit": "digits-vit"}}
 
 
 def setup_names() -> list[str]:
@@ -61,7 +61,7 @@ def named_setup(setup: str, arch: str | None = None, **folder: str | None) -> st
         raise BadArgumentError("option", "--" + stray[0].replace("_", "-"), "only with --setup folder")
     if arch is None:
         return setup
-    variants = ARCHS.get(setup, {})
+    variants = ARCH_VARIANTS.get(setup, {})
     if arch not in variants:
         raise BadArgumentError(f"arch for setup {setup}", arch,
                                list(variants) or "none (it has one model; --arch picks folder architectures)")

@@ -5,8 +5,9 @@
 
 - source: the images the model was trained on (SRC, an ImageFolder: SRC/<class>/<image>), up to
   SOURCE_SIZE of them, balanced over classes (what the methods compare the target with);
-- target: TGT with the same class sub-folders, split per class by the run's seed into train (the
-  shots are drawn from it), VAL_SHARE validation and TEST_SHARE test; or TGT/train, TGT/val, TGT/test;
+- target: TGT with the same class sub-folders, split once per class (a fixed seed) into train (the
+  run's seed draws the shots from it), VAL_SHARE validation and TEST_SHARE test; or TGT/train,
+  TGT/val and TGT/test as given;
 - feature: the target as it is (your subpopulation shift: source and target folders of different
   subpopulations of the same classes); output: the target with labels flipped y -> K - 1 - y;
   input: the target with one of the 14 corruptions, CIFAR-10-C's constants below 64 px and
@@ -16,7 +17,7 @@
   with another class count is replaced by a new one fitted on the source images (head only, cached),
   and a note says so.
 
-The options travel in the setup's name (`folder?source=...&target=...&arch=...`, built by
+The options travel in the setup's name (`folder?source_dir=...&target_dir=...&arch=...`, built by
 `folder_setup`), so runs on different folders or models are stored apart, and a fingerprint of the
 files' names, sizes and times (`data=`) keeps runs on changed files apart too. `OPTIONS` declares the
 options once: the CLI flags and the dashboard's fields are made from it.
@@ -34,8 +35,8 @@ from ..core.recipe import Recipe, TaskSpec
 from ..data.image_folder import SPLITS, FolderIndex, fingerprint, has_splits, scan
 from ..errors import AutoFTError, BadArgumentError
 from ..models.checkpoints import require_checkpoint
-from ..paths import DataPaths
 from ..models.torchvision_archs import ARCH_NAMES, ARCHS
+from ..paths import DataPaths
 from .base import Setup
 
 if TYPE_CHECKING:
@@ -359,7 +360,7 @@ def _source_state(options: FolderOptions) -> dict:
         identity = {"arch": options.arch, "size": options.image_size, "mean": options.mean, "std": options.std,
                     "checkpoint": fingerprint(options.checkpoint)}
         model = trained_source_model(f"folder-{options.arch}", identity, lambda: model, _source_split(options),
-                                     len(_indices(options)[0].classes), HEAD_RECIPE, only=ARCHS[options.arch].head)
+                                     len(_indices(options)[0].classes), (HEAD_RECIPE,), only=ARCHS[options.arch].head)
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 

@@ -7,7 +7,7 @@ head fitted on the source folder when the checkpoint's head has another class co
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,16 +53,17 @@ def holdout_task(source: Split, num_classes: int, seed: int = 0, shift_pixels: i
     return TaskData(source=train, train=train, val=held, test=held, num_classes=num_classes)
 
 
-def fit_on_source(model: nn.Module, source: Split, num_classes: int, recipe: Recipe, only: str | None = None,
-                  seed: int = 0, shift_pixels: int = 0) -> None:
-    """Train `model` in place on the source split (HOLDOUT held out): every parameter, or only those
-    under the module named `only` (a new head)."""
+def fit_on_source(model: nn.Module, source: Split, num_classes: int, phases: Sequence[Recipe],
+                  only: str | None = None, seed: int = 0, shift_pixels: int = 0) -> None:
+    """Train `model` in place on the source split (HOLDOUT held out), one `finetune` per phase (e.g. a
+    lower learning rate to finish): every parameter, or only those under the module named `only`."""
     names = [n for n, _ in model.named_parameters()]
     trained = tuple(n for n in names if only is None or n == only or n.startswith(f"{only}."))
     frozen = tuple(n for n in names if n not in trained)
     layers = [Layer("trained", (), trained)] + ([Layer("frozen", (), frozen)] if frozen else [])
-    finetune(model, layers, [1.0, 0.0][:len(layers)], holdout_task(source, num_classes, seed, shift_pixels),
-             recipe, seed)
+    task = holdout_task(source, num_classes, seed, shift_pixels)
+    for recipe in phases:
+        finetune(model, layers, [1.0, 0.0][:len(layers)], task, recipe, seed)
 
 
 def _seeded(build: Callable[[], nn.Module]) -> nn.Module:
@@ -73,11 +74,11 @@ def _seeded(build: Callable[[], nn.Module]) -> nn.Module:
 
 
 def trained_source_model(name: str, identity: dict, build: Callable[[], nn.Module], source: Split,
-                         num_classes: int, recipe: Recipe, only: str | None = None,
+                         num_classes: int, phases: Sequence[Recipe], only: str | None = None,
                          shift_pixels: int = 0) -> nn.Module:
     """`build()` trained by `fit_on_source` (cached under `name` and a hash of `identity`, the source
-    split's digest and the recipe), in eval mode."""
-    key = {**identity, "source": split_digest(source), "classes": num_classes, "only": only,
-           "holdout": HOLDOUT, "shift_pixels": shift_pixels, **recipe.to_dict()}
+    split's digest and the phases' recipes), in eval mode."""
+    key = {**identity, "source": split_digest(source), "classes": num_classes, "only": only, "holdout": HOLDOUT,
+           "shift_pixels": shift_pixels, "phases": [recipe.to_dict() for recipe in phases]}
     return cached_model(name, key, lambda: _seeded(build),
-                        lambda m: fit_on_source(m, source, num_classes, recipe, only, shift_pixels=shift_pixels))
+                        lambda m: fit_on_source(m, source, num_classes, phases, only, shift_pixels=shift_pixels))

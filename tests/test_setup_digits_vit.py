@@ -1,0 +1,55 @@
+"""The embedded ViT (`--setup digits --arch vit`): trained on the digits source (once per machine, then
+cached), accurate on held-out source images, its layers, and valid weights from every method."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from autoft_core.cli import main
+from autoft_core.core.data import Split
+from autoft_core.core.recipe import TaskSpec
+from autoft_core.evaluation import accuracy
+from autoft_core.layers import partition
+from autoft_core.methods import method_names
+from autoft_core.setups import get_setup
+from autoft_core.setups.source_training import holdout_task
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+FAST = {"lp-ft": ["--param", "lp_epochs=1"]}
+
+
+@pytest.fixture(scope="module")
+def vit_setup():
+    return get_setup("digits-vit")
+
+
+def test_the_vit_is_accurate_on_held_out_source_images(vit_setup):
+    model = vit_setup.source_model("output")
+    data = vit_setup.task(TaskSpec("output"))
+    held_out = holdout_task(data.source, data.num_classes).test  # the source images it did not train on
+    clean_target = Split(data.test.x, data.num_classes - 1 - data.test.y)  # same distribution, labels unflipped
+    assert accuracy(model, held_out) >= 0.95 and accuracy(model, clean_target) >= 0.95
+
+
+def test_its_layers_are_embedding_attention_mlp_and_head(vit_setup):
+    layers = partition(vit_setup.source_model("output"))
+    assert [layer.name for layer in layers] == ["embed", *(f"block{i}.{p}" for i in range(4) for p in ("attn", "mlp")),
+                                                "head"]
+    assert vit_setup.source_model("feature").head.fc.out_features == vit_setup.task(TaskSpec("feature")).num_classes
+
+
+def test_arch_picks_the_setup_and_unknown_archs_are_refused(capsys):
+    code = main(["weights", "--setup", "digits", "--arch", "transformer", "--method", "full"])
+    assert code == 2 and "resnet, vit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", method_names())
+def test_every_method_gives_valid_weights(method, capsys):
+    argv = ["weights", "--setup", "digits", "--arch", "vit", "--shift", "output", "--method", method, "--json",
+            "--shots", "50", "--epochs", "1", *FAST.get(method, [])]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["layers"][0] == "embed" and len(out["weights"]) == len(out["scores"]) == 10
+    assert all(math.isfinite(w) and w >= 0 for w in out["weights"]) and max(out["weights"]) > 0
