@@ -25,8 +25,10 @@ FILE_NAME = "method_catalogue.json"
 
 
 @dataclass(frozen=True)
-class ParamInfo:
-    """A method hyper-parameter as `methods.base.Param` declares it (same fields, same checks)."""
+class Param:
+    """A method hyper-parameter: default, help, bounds (choices or an inclusive range) and the values its
+    hyper-parameter grid tries (`grid`, empty: not a grid axis). Count-like parameters accept "all" (0).
+    Methods declare theirs with it (`methods.base` re-exports it); the catalogue stores the same."""
 
     default: Any
     help: str
@@ -34,14 +36,31 @@ class ParamInfo:
     minimum: float | None = None
     maximum: float | None = None
     grid: tuple = ()
-    all_means: Any = None
+    all_means: Any = None  # the value "all" stands for (count-like parameters: 0)
 
     @property
     def bounds(self) -> Bounds:
         return Bounds(type(self.default), self.minimum, self.maximum, self.choices, self.all_means)
 
     def parse(self, name: str, raw: object) -> Any:
+        """Convert `raw` (often a CLI string) to this parameter's type and check its bounds, or raise
+        BadArgumentError naming the valid values."""
         return self.bounds.parse(f"value for {name}", raw)
+
+
+def resolve_given(method: str, params: dict[str, Param], given: dict[str, object] | None) -> dict[str, Any]:
+    """A method's defaults overlaid with `given`, each parsed and bounds-checked; unknown keys rejected."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(params))
+    if unknown:
+        valid = ", ".join(f"{k} (default {p.default})" for k, p in params.items()) or "none"
+        raise BadArgumentError(f"parameter for method {method}", unknown[0], valid)
+    return {k: p.parse(k, given[k]) if k in given else p.default for k, p in params.items()}
+
+
+def grid_of(params: dict[str, Param]) -> dict[str, tuple]:
+    """The hyper-parameters declared as a grid, with the values a grid run tries."""
+    return {k: p.grid for k, p in params.items() if p.grid}
 
 
 @dataclass(frozen=True)
@@ -53,20 +72,15 @@ class MethodInfo:
     summary: str
     order: int
     one_hot: bool
-    params: dict[str, ParamInfo] = field(default_factory=dict)
+    params: dict[str, Param] = field(default_factory=dict)
 
     def resolve_params(self, given: dict[str, object] | None) -> dict[str, Any]:
         """Defaults overlaid with `given`, each parsed (as `Method.resolve_params`); unknown keys rejected."""
-        given = dict(given or {})
-        unknown = sorted(set(given) - set(self.params))
-        if unknown:
-            valid = ", ".join(f"{k} (default {p.default})" for k, p in self.params.items()) or "none"
-            raise BadArgumentError(f"parameter for method {self.name}", unknown[0], valid)
-        return {k: p.parse(k, given[k]) if k in given else p.default for k, p in self.params.items()}
+        return resolve_given(self.name, self.params, given)
 
     def grid(self) -> dict[str, tuple]:
         """The hyper-parameters declared as a grid, with the values a grid run tries."""
-        return {k: p.grid for k, p in self.params.items() if p.grid}
+        return grid_of(self.params)
 
 
 def source_hash() -> str:
@@ -82,7 +96,7 @@ def from_classes(classes: dict[str, type]) -> dict[str, MethodInfo]:
     """The catalogue of the registered `Method` classes, in listing order (`order`, then name)."""
     ordered = sorted(classes, key=lambda n: (classes[n].order, n))
     return {n: MethodInfo(n, classes[n].summary, classes[n].order, classes[n].one_hot,
-                          {k: ParamInfo(**{f: getattr(p, f) for f in ParamInfo.__dataclass_fields__})
+                          {k: Param(**{f: getattr(p, f) for f in Param.__dataclass_fields__})
                            for k, p in classes[n].params.items()}) for n in ordered}
 
 
@@ -94,7 +108,7 @@ def _from_json(text: str) -> tuple[str, dict[str, MethodInfo]]:
     blob = json.loads(text)
     tuples = ("choices", "grid")
     methods = {m["name"]: MethodInfo(**{**m, "params": {
-        k: ParamInfo(**{f: tuple(v) if f in tuples and v is not None else v for f, v in p.items()})
+        k: Param(**{f: tuple(v) if f in tuples and v is not None else v for f, v in p.items()})
         for k, p in m["params"].items()}}) for m in blob["methods"]}
     return blob["source"], methods
 

@@ -16,33 +16,9 @@ from torch import nn
 
 from ..core.data import TaskData
 from ..core.recipe import Recipe
-from ..core.values import Bounds
-from ..errors import BadArgumentError
 from ..finetune import FinetuneResult, Progress, Reweighter, finetune
 from ..layers import Layer
-
-
-@dataclass(frozen=True)
-class Param:
-    """A method hyper-parameter: default, help, bounds (choices or an inclusive range) and the values its
-    hyper-parameter grid tries (`grid`, empty: not a grid axis). Count-like parameters accept "all" (0)."""
-
-    default: Any
-    help: str
-    choices: tuple | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    grid: tuple = ()
-    all_means: Any = None  # the value "all" stands for (count-like parameters: 0)
-
-    @property
-    def bounds(self) -> Bounds:
-        return Bounds(type(self.default), self.minimum, self.maximum, self.choices, self.all_means)
-
-    def parse(self, name: str, raw: object) -> Any:
-        """Convert `raw` (often a CLI string) to this parameter's type and check its bounds, or raise
-        BadArgumentError naming the valid values."""
-        return self.bounds.parse(f"value for {name}", raw)
+from ..method_catalogue import Param, grid_of, resolve_given
 
 
 @dataclass
@@ -85,17 +61,12 @@ class Method(ABC):
     @classmethod
     def resolve_params(cls, given: dict[str, object] | None) -> dict[str, Any]:
         """Defaults overlaid with `given`, each parsed; unknown keys raise BadArgumentError."""
-        given = dict(given or {})
-        unknown = sorted(set(given) - set(cls.params))
-        if unknown:
-            valid = ", ".join(f"{k} (default {p.default})" for k, p in cls.params.items()) or "none"
-            raise BadArgumentError(f"parameter for method {cls.name}", unknown[0], valid)
-        return {k: p.parse(k, given[k]) if k in given else p.default for k, p in cls.params.items()}
+        return resolve_given(cls.name, cls.params, given)
 
     @classmethod
     def grid(cls) -> dict[str, tuple]:
         """The hyper-parameters this method declares as a grid, with the values a grid run tries."""
-        return {k: p.grid for k, p in cls.params.items() if p.grid}
+        return grid_of(cls.params)
 
     @abstractmethod
     def weights(self, ctx: MethodContext) -> LayerWeights:
