@@ -93,7 +93,7 @@ def test_identity_criticality_is_zero_for_an_identity_layer_and_model_is_restore
 
 
 def test_random_criticality_is_positive_for_trained_layers_top_k_keeps_k_and_restores():
-    ctx = _digits_ctx("criticality-random", topk=3, samples=128)
+    ctx = _digits_ctx("criticality-random", topk=3, samples=128, scale="max")
     before = _state(ctx.model)
     out = get_method("criticality-random").weights(ctx)
     _assert_same_state(ctx.model, before)
@@ -166,7 +166,7 @@ def test_weights_and_one_stored_run_per_method(method, tmp_path):
     params = {"lp_share": 1.0} if method == "lp-ft" else {}
     cfg = RunConfig(setup="digits", shift="output", method=method, params=params, epochs=1)
     out = compute_weights(cfg, device="cpu")
-    assert all(math.isfinite(w) and w >= 0 for w in out["weights"]) and max(out["weights"]) == 1.0
+    assert all(math.isfinite(w) and w >= 0 for w in out["weights"]) and max(out["weights"]) > 0
     store = ResultStore(tmp_path / "r.sqlite")
     record = run_experiment(cfg, store=store, device="cpu")
     assert not record["cached"] and len(store.frame()) == 1
