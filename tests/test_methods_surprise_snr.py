@@ -154,7 +154,7 @@ def test_surprise_diff_is_the_positive_increase_of_surprise(digits):
     assert diff.scores == pytest.approx(expected, abs=1e-12)
     assert diff.extras["surprise"] == pytest.approx(surprise, abs=1e-12)
     assert surprise_increase([1.0, 3.0, 2.0, 2.5]) == [1.0, 2.0, 0.0, 0.5]
-    assert max(diff.weights) == 1.0
+    assert sum(diff.weights) == pytest.approx(len(diff.weights))  # default scale: mean multiplier 1
 
 
 def _tiny_model() -> nn.Module:
@@ -203,4 +203,5 @@ def test_cli_weights_json():
                            "--method", "surprise", "--param", "scale=max", "--json", "--device", "cpu"],
                           cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
     out = json.loads(done.stdout)
-    assert out["method"] == "surprise" and len(out["weights"]) == len(out["layers"]) and max(out["weights"]) == 1.0
+    assert out["method"] == "surprise" and len(out["weights"]) == len(out["layers"])
+    assert sum(out["weights"]) == pytest.approx(len(out["weights"]))  # default scale: mean multiplier 1

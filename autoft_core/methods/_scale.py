@@ -8,7 +8,12 @@
 
 Negative scores count as 0 (no negative learning rates). All-zero scores (no signal anywhere) give
 every multiplier 1, i.e. full fine-tuning, whatever the scale; a non-finite score is an error.
-Each method states its default scale and the measurements behind it in its docstring.
+Defaults (each method's docstring gives the measurements behind its own): `max` for the gradient
+methods (auto-rgn, auto-rgn+change, auto-snr: Lee et al.'s choice, as good as or better than `mean`
+on digits), `mean` for the Newton-step, surprise and criticality methods, whose scores are dominated
+by one layer or spread over a wide range, so that `max` starves the other layers (auto-rgn+hessian on
+the digits label flip: 21.7 % with max, 93.3 % with mean, full fine-tuning 85.7 %) and `raw`
+depends on the scores' units (surprise: about 10 % on both digits tasks).
 """
 from __future__ import annotations
 

@@ -13,7 +13,9 @@ Choices made here:
   score; fp32 without autocast, model in eval mode (BatchNorm statistics frozen), left as it was;
 - recomputation: `every` = "once" by default (the source term is meant to measure the shift from the
   pretrained model), or "epoch" / "step" as for Auto-RGN;
-- `scale`: default `max` as auto-rgn (gradient-sized scores; see README for the measured figures);
+- `scale`: default `max` as auto-rgn. Measured on digits (test accuracy %, seeds 0-2): label flip
+  max 81.5 / raw 83.1 / mean 83.6 (full 85.7), frost 5 with 100 shots max 92.8 / raw 13.0 / mean 91.8
+  (full 92.1): raw fails on frost, max and mean are within noise of each other, max is Lee et al.'s;
 - all-zero scores (no shift seen) give all multipliers 1, i.e. full fine-tuning.
 """
 from __future__ import annotations

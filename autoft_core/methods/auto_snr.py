@@ -16,8 +16,10 @@ Choices the paper leaves open, or where this differs:
 - a layer's SNR is the mean over every scalar of its parameters (conv/linear weights and BatchNorm
   affine alike);
 - the paper freezes layers whose normalised SNR falls below a tuned threshold; here, as a multiplier
-  method, the normalised SNR is alpha_l itself (no threshold); `scale` default `max` (SNR values are
-  ~1e-2..1, so `raw` would all but freeze the net; README gives the measured figures);
+  method, the normalised SNR is alpha_l itself (no threshold); `scale` default `max`, measured on
+  digits (test accuracy %, seeds 0-2): label flip max 86.5 / raw 6.7 / mean 87.7 (full 85.7), frost 5
+  with 100 shots max 92.5 / raw 91.8 / mean 91.5 (full 92.1): max and mean are within noise, raw
+  fails on the flip; max is Lee et al.'s;
 - all-zero scores (no gradient anywhere) fall back to all ones.
 """
 from __future__ import annotations
