@@ -284,7 +284,7 @@ def test_a_method_has_the_same_colour_on_every_page(store_file) -> None:
 def test_bad_settings_get_inline_messages(store_file) -> None:
     at = open_page("finetune_compare")
     at.text_input(key="settings.path.cifar10_dir").set_value("/no/such/folder").run()
-    assert any("/no/such/folder does not exist" in e.value for e in at.sidebar.error)
+    assert any("/no/such/folder is not the folder configured for this server" in e.value for e in at.sidebar.error)
     at.selectbox(key="task.setup").set_value("cifar10").run()
     assert not at.exception and any("cannot run here" in e.value for e in at.error)
     at.selectbox(key="task.setup").set_value("digits").run()
