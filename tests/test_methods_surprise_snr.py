@@ -149,7 +149,7 @@ def test_surprise_diff_is_the_positive_increase_of_surprise(digits):
     data = digits.task(TaskSpec("input", "gaussian_noise", 3))
     model = digits.source_model("input")
     surprise = get_method("surprise").weights(_context("surprise", model, data, samples=256)).scores
-    diff = get_method("surprise-diff").weights(_context("surprise-diff", model, data, samples=256, scale="max"))
+    diff = get_method("surprise-diff").weights(_context("surprise-diff", model, data, samples=256))
     expected = [max(0.0, s - prev) for prev, s in zip([0.0, *surprise[:-1]], surprise)]
     assert diff.scores == pytest.approx(expected, abs=1e-12)
     assert diff.extras["surprise"] == pytest.approx(surprise, abs=1e-12)
@@ -200,7 +200,7 @@ def test_model_restored_bit_for_bit(digits, method):
 
 def test_cli_weights_json():
     done = subprocess.run([sys.executable, "-m", "autoft_core", "weights", "--setup", "digits", "--shift", "output",
-                           "--method", "surprise", "--param", "scale=max", "--json", "--device", "cpu"],
+                           "--method", "surprise", "--json", "--device", "cpu"],
                           cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
     out = json.loads(done.stdout)
     assert out["method"] == "surprise" and len(out["weights"]) == len(out["layers"])
