@@ -18,7 +18,7 @@ from autoft_core.core.recipe import Recipe
 from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.methods import MethodContext, get_method
-from autoft_core.methods import auto_snr
+from autoft_core.methods import _activations as activations, auto_snr
 from autoft_core.methods._activations import bin_counts, kl_divergence, layerwise_surprise, read_points
 from autoft_core.methods.surprise_diff import surprise_increase
 from autoft_core.setups import TaskSpec, get_setup
@@ -137,6 +137,17 @@ def test_surprise_and_noise_floor_equal_a_numpy_per_dimension_histogram_kl(reduc
             assert got.scores[layer] == pytest.approx(combine(kl), rel=1e-9)
             assert got.noise_floor[layer] == pytest.approx(combine(floor), rel=1e-9)
     assert src.shape[1] == 3 and len(got.scores) == 2
+
+
+def test_streaming_fallback_for_large_source_activations_gives_the_same_surprise(monkeypatch):
+    model = _tiny_model()
+    g = torch.Generator().manual_seed(6)
+    source, target = torch.rand(300, 3, 6, 6, generator=g), torch.rand(90, 3, 6, 6, generator=g) + 0.1
+    held = layerwise_surprise(model, partition(model), source, target)
+    monkeypatch.setattr(activations, "SOURCE_BUDGET", 0)  # too large to hold: a range pass, then a count pass
+    monkeypatch.setattr(activations, "CHUNK", 64)  # and ranges merged over several chunks
+    streamed = layerwise_surprise(model, partition(model), source, target)
+    assert streamed == held
 
 
 def test_constant_source_unit_sends_other_target_values_to_an_end_bin():
