@@ -1,4 +1,4 @@
-"""Command line: `python -m autoft_core {weights,finetune,setups,methods,sweep,shots,grid,table}` (a stable contract).
+"""Command line: `python -m autoft_core {weights,finetune,setups,methods,sweep,shots,grid,table,shifts}` (a stable contract).
 
 Bad input exits 2 with one line naming the valid choices; progress goes to stderr through tqdm.
 The engine (torch) is imported only when a command needs it: a cached `finetune` answers from the
@@ -19,6 +19,7 @@ from .errors import AutoFTError
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
 from .paths import DataPaths
 from .setups import get_setup, setup_names
+from .shift_sizes import add_subcommand as add_shifts_command, command as shifts_command
 from .store import ResultStore
 
 
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     methods = sub.add_parser("methods", help="list methods with their hyper-parameters")
     methods.add_argument("--json", action="store_true")
     add_experiment_commands(sub)
+    add_shifts_command(sub)
     return parser
 
 
@@ -202,7 +204,7 @@ def _cmd_methods(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"weights": _cmd_weights, "finetune": _cmd_finetune, "setups": _cmd_setups, "methods": _cmd_methods,
-            **EXPERIMENT_COMMANDS}
+            "shifts": shifts_command, **EXPERIMENT_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 ENGINE_ROOT = Path(__file__).resolve().parent
 # Code that orchestrates, stores or displays runs without changing their numbers.
-NOT_NUMERIC = ("__main__.py", "cli.py", "dashboard_api.py", "store.py", "experiments/")
+NOT_NUMERIC = ("__main__.py", "cli.py", "dashboard_api.py", "store.py", "shift_sizes.py", "experiments/")
 
 
 @lru_cache(maxsize=1)

@@ -143,7 +143,7 @@ def test_parameter_change_bars_and_lines(store_file) -> None:
 
 def test_shot_scaling_one_line_per_method(store_file) -> None:
     at = open_page("shot_scaling", methods=["full"])
-    assert at.multiselect(key="shots.k.digits").options == ["1", "5", "10", "25"]  # digits holds >= 34 per class
+    assert at.multiselect(key="shots.k.digits").options == ["1", "5", "10", "25", "50", "100"]  # digits: 100 per class
     at.multiselect(key="shots.k.digits").set_value([1, 5]).run()
     click_run(at, "shots")
     assert {10, 50} <= set(ResultStore(store_file).frame(method="full", shift="output")["shots"])  # K × 10 classes

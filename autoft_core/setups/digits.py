@@ -25,6 +25,7 @@ CLASSES = {"standard": 10, "feature": 5}
 # (test, validation, training) images per class of every target task: 1,000 each way in both families
 PER_CLASS = {"standard": (100, 100, 100), "feature": (200, 200, 200)}
 WIDTH = 8  # DigitsResNet channels in its first stage
+FEATURES = 128  # and the head's inputs
 PRETRAIN = {"epochs": 5, "lr": 3e-3, "batch_size": 64, "seed": 0, "holdout": 0.1, "threads": 1}
 
 
@@ -37,7 +38,7 @@ class DigitsSetup(Setup):
 
     name = "digits"
     description = "Embedded: scikit-learn digit glyphs rendered as CIFAR-like 32x32 colour images (no download)"
-    defaults = Defaults(shots=100, epochs=10, lr=1e-3, batch_size=32)
+    defaults = Defaults(shots=500, epochs=6, lr=3e-3, batch_size=16)
 
     def missing(self) -> list[str]:
         return []
@@ -60,7 +61,7 @@ class DigitsSetup(Setup):
         from ..models.digits_net import DigitsResNet
 
         family = _family(shift)
-        model = DigitsResNet(num_classes=CLASSES[family], width=WIDTH)
+        model = DigitsResNet(num_classes=CLASSES[family], width=WIDTH, features=FEATURES)
         model.load_state_dict(_pretrained_state(family))
         return model.eval()
 
@@ -71,7 +72,7 @@ def pretrain_recipe(family: str) -> dict:
 
     return {"data": "sklearn-digit-glyphs-rendered", "dataset_seed": digits.DATASET_SEED,
             "style": repr(digits.STYLE), "per_digit": digits.PER_DIGIT, "family": family,
-            "model": f"DigitsResNet(width={WIDTH})", **PRETRAIN}
+            "model": f"DigitsResNet(width={WIDTH}, features={FEATURES})", **PRETRAIN}
 
 
 def pretrain(model: "nn.Module", family: str) -> None:
@@ -103,10 +104,15 @@ def pretrain(model: "nn.Module", family: str) -> None:
 @lru_cache(maxsize=len(CLASSES))
 def _pretrained_state(family: str) -> dict:
     """The family's source weights: from the model cache, or trained now and cached."""
+    import torch
+
     from ..models.digits_net import DigitsResNet
     from ..models.weights_cache import cached_model
 
-    model = cached_model(f"digits-{family}", pretrain_recipe(family),
-                         lambda: DigitsResNet(num_classes=CLASSES[family], width=WIDTH),
-                         lambda m: pretrain(m, family))
+    def build() -> DigitsResNet:
+        with torch.random.fork_rng():  # the initial weights are part of the recipe (seeded)
+            torch.manual_seed(PRETRAIN["seed"])
+            return DigitsResNet(num_classes=CLASSES[family], width=WIDTH, features=FEATURES)
+
+    model = cached_model(f"digits-{family}", pretrain_recipe(family), build, lambda m: pretrain(m, family))
     return {k: v.clone() for k, v in model.state_dict().items()}
