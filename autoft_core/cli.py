@@ -1,4 +1,4 @@
-"""Command line: `python -m autoft_core {weights,finetune,setups,methods,export,sweep,shots,grid,table}` (a stable contract).
+"""Command line: `python -m autoft_core {weights,finetune,setups,methods,export,sweep,shots,grid,table,shifts}` (a stable contract).
 
 Bad input exits 2 with one line naming the valid choices; progress goes to stderr through tqdm.
 The engine (torch) is imported only when a command needs it: a cached `finetune` answers from the
@@ -18,6 +18,7 @@ from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcomman
 from .export import add_export_command, run_export_command
 from .setups import get_setup, setup_names
 from .runs import lookup
+from .shift_sizes import add_subcommand as add_shifts_command, command as shifts_command
 from .store import ResultStore
 
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     methods.add_argument("--json", action="store_true")
     add_export_command(sub)
     add_experiment_commands(sub)
+    add_shifts_command(sub)
     return parser
 
 
@@ -139,7 +141,7 @@ def _cmd_methods(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"weights": _cmd_weights, "finetune": _cmd_finetune, "setups": _cmd_setups, "methods": _cmd_methods,
-            "export": run_export_command, **EXPERIMENT_COMMANDS}
+            "export": run_export_command, "shifts": shifts_command, **EXPERIMENT_COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

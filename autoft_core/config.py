@@ -14,7 +14,7 @@ from .core.values import Bounds
 
 ENGINE_ROOT = Path(__file__).resolve().parent
 # Code that orchestrates, stores or displays runs without changing their numbers.
-NOT_NUMERIC = ("__main__.py", "api.py", "cli.py", "cli_args.py", "export.py", "runs.py", "store.py", "experiments/")
+NOT_NUMERIC = ("__main__.py", "api.py", "cli.py", "cli_args.py", "export.py", "runs.py", "shift_sizes.py", "store.py", "experiments/")
 
 
 @lru_cache(maxsize=1)

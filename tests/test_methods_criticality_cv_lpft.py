@@ -18,7 +18,9 @@ from autoft_core.experiment import load_task, resolve
 from autoft_core.core.recipe import Recipe
 from autoft_core.layers import partition
 from autoft_core.methods import MethodContext, get_method
-from autoft_core.methods.cross_validation import block_of_layers
+from autoft_core.methods.cross_validation import final_val_acc
+from autoft_core.methods.surgical import block_of_layers
+from autoft_core.store import ResultStore
 
 METHODS = ("criticality-identity", "criticality-random", "cross-validation", "lp-ft")
 
@@ -122,7 +124,7 @@ def test_cross_validation_picks_best_val_block_one_hot_and_leaves_the_winner():
     assert [r["name"] for r in rows] == [b.name for b in blocks] + ["all"]
     winner = next(r for r in rows if r["val_acc"] == max(r["val_acc"] for r in rows))  # first of the best
     assert chosen.extras["chosen"] == winner["name"]
-    assert result.best_val_acc == winner["val_acc"] and result.test_acc == winner["test_acc"]
+    assert final_val_acc(result) == winner["val_acc"] and result.test_acc == winner["test_acc"]
     owner = block_of_layers(ctx.layers, blocks)
     if winner["name"] == "all":
         assert chosen.weights == [1.0] * len(ctx.layers)

@@ -34,9 +34,9 @@ class Style:
     position: float = 0.25  # offset from the centre, as a fraction of the room left
     threshold: tuple[float, float] = (0.35, 0.6)  # stroke threshold on the upsampled glyph: bold to thin
     sharpness: float = 12.0  # steepness of the stroke edge
-    contrast: tuple[float, float] = (0.1, 0.4)  # ink value above the background's
-    stripes: float = 0.35  # largest stripe amplitude on the ink
-    stripe_period: tuple[float, float] = (2.0, 3.5)  # pixels
+    contrast: tuple[float, float] = (0.05, 0.25)  # ink value above the background's
+    stripes: float = 0.5  # largest stripe amplitude on the ink
+    stripe_period: tuple[float, float] = (2.0, 3.0)  # pixels
     coarse_texture: float = 0.5  # background texture amplitude at 4x4 and 16x16 cells
     fine_texture: float = 0.3
 
@@ -145,4 +145,4 @@ def rendered(part: str) -> tuple[torch.Tensor, torch.Tensor]:
     for digit in range(10):
         candidates = own[digits[own] == digit]
         chosen.append(candidates[torch.randint(len(candidates), (count,), generator=generator)])
-    return render(all_glyphs[torch.cat(chosen)], generator), labels
+    return render(all_glyphs[torch.cat(chosen)], generator, STYLE), labels

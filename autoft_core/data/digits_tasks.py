@@ -45,7 +45,7 @@ def _class_orders(labels: torch.Tensor, generator: torch.Generator) -> list[torc
     return orders
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=8)  # ~37 MB each; experiment.load_task keeps its own cache of tasks
 def task(shift: str, corruption: str | None, severity: int, per_class: tuple[int, int, int], shots_per_class: int,
          seed: int) -> TaskData:
     """The source sample and target splits of one checked task, fixed by `seed`.

@@ -32,24 +32,26 @@ class BasicBlock(nn.Module):
 
 
 class DigitsResNet(nn.Module):
-    """stem -> stage1 (16 ch) -> stage2 (32 ch) -> stage3 (64 ch) -> pooled linear head."""
+    """stem -> stage1 (width ch) -> stage2 (2 width) -> stage3 (4 width, then 1x1 to `features`) -> pooled linear head."""
 
     autoft_blocks = [("stem+stage1", ("stem", "stage1")), ("stage2", ("stage2",)),
-                     ("stage3", ("stage3",)), ("head", ("head",))]
+                     ("stage3", ("stage3", "expand")), ("head", ("head",))]
 
-    def __init__(self, num_classes: int = 10, width: int = 16) -> None:
+    def __init__(self, num_classes: int = 10, width: int = 16, features: int = 128) -> None:
         super().__init__()
         self.stem = nn.Sequential(OrderedDict(
             conv=nn.Conv2d(3, width, 3, 2, 1, bias=False), bn=nn.BatchNorm2d(width), relu=nn.ReLU()))
         self.stage1 = BasicBlock(width, width)
         self.stage2 = BasicBlock(width, 2 * width, stride=2)
         self.stage3 = BasicBlock(2 * width, 4 * width, stride=2)
+        self.expand = nn.Sequential(OrderedDict(
+            conv=nn.Conv2d(4 * width, features, 1, bias=False), bn=nn.BatchNorm2d(features), relu=nn.ReLU()))
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(4 * width, num_classes)
+        self.head = nn.Linear(features, num_classes)
 
     def autoft_stages(self) -> list[nn.Module]:
         """The forward pass as a chain (lets fine-tuning run a frozen prefix once)."""
-        return [self.stem, self.stage1, self.stage2, self.stage3, self.pool, self.head]
+        return [self.stem, self.stage1, self.stage2, self.stage3, self.expand, self.pool, self.head]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for stage in self.autoft_stages():

@@ -26,6 +26,7 @@ CLASSES = {"standard": 10, "feature": 5}
 # (test, validation, training) images per class of every target task: 1,000 each way in both families
 PER_CLASS = {"standard": (100, 100, 100), "feature": (200, 200, 200)}
 WIDTH = 8  # DigitsResNet channels in its first stage
+FEATURES = 128  # and the head's inputs
 PRETRAIN = {"epochs": 5, "lr": 3e-3, "batch_size": 64, "seed": 0, "holdout": 0.1, "threads": 1}
 
 
@@ -38,7 +39,7 @@ class DigitsSetup(Setup):
 
     name = "digits"
     description = "Embedded: scikit-learn digit glyphs rendered as CIFAR-like 32x32 colour images (no download)"
-    recipe = Recipe(shots=100, epochs=10, lr=1e-3, batch_size=32)
+    recipe = Recipe(shots=500, epochs=6, lr=3e-3, batch_size=16)
     cpu_threads = 1  # the same numbers on every CPU (a small net: threads gain little)
 
     def missing(self) -> list[str]:
@@ -62,7 +63,7 @@ class DigitsSetup(Setup):
         from ..models.digits_net import DigitsResNet
 
         family = _family(shift)
-        model = DigitsResNet(num_classes=CLASSES[family], width=WIDTH)
+        model = DigitsResNet(num_classes=CLASSES[family], width=WIDTH, features=FEATURES)
         model.load_state_dict(_pretrained_state(family))
         return model.eval()
 
@@ -73,7 +74,7 @@ def pretrain_recipe(family: str) -> dict:
 
     return {"data": "sklearn-digit-glyphs-rendered", "dataset_seed": digits.DATASET_SEED,
             "style": repr(digits.STYLE), "per_digit": digits.PER_DIGIT, "family": family,
-            "model": f"DigitsResNet(width={WIDTH})", **PRETRAIN}
+            "model": f"DigitsResNet(width={WIDTH}, features={FEATURES})", **PRETRAIN}
 
 
 def pretrain(model: "nn.Module", family: str) -> None:
@@ -107,7 +108,7 @@ def _initial_model(family: str) -> "nn.Module":
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(PRETRAIN["seed"])
-        return DigitsResNet(num_classes=CLASSES[family], width=WIDTH)
+        return DigitsResNet(num_classes=CLASSES[family], width=WIDTH, features=FEATURES)
 
 
 @lru_cache(maxsize=len(CLASSES))
