@@ -17,7 +17,7 @@ from autoft_core.core.recipe import DEFAULT_SEVERITY, MAX_SHOTS, Recipe
 from autoft_core.errors import AutoFTError
 from autoft_core.paths import DataPaths
 from autoft_core.setups import Setup, get_setup, setup_names
-from autoft_core.store import ResultStore, default_store_path
+from autoft_core.store import default_store_path
 
 STORE_ENV = "AUTOFT_STORE"
 PATH_LABELS = {
@@ -236,7 +236,8 @@ def shift_samples(task: Task, paths: DataPaths, n: int = 8, scale: int = 3) -> l
 
     if task.shift == "feature":
         data = _task_data(task, 0, paths)
-        first = [[int((split.y == k).nonzero()[0]) for k in range(data.num_classes)] for split in (data.source, data.test)]
+        first = [[int((split.y == k).nonzero()[0]) for k in range(data.num_classes)]
+                 for split in (data.source, data.test)]
         return [("Source: the subclasses the model learnt", _uint8(data.source.x[first[0]], scale),
                  data.source.y[first[0]].tolist()),
                 ("Target: other subclasses under the same labels", _uint8(data.test.x[first[1]], scale),
