@@ -18,7 +18,7 @@ HOW = """
 """
 
 with layout.page("Fine-tune & compare", HOW):
-    task = pickers.task(pickers.sidebar.paths())
+    task = pickers.task()
     methods = pickers.methods()
     settings, problems = pickers.settings_for(task)
     runs = run_panel.runs(engine.plan_runs(task, methods, settings), settings, problems, key="finetune")

@@ -25,7 +25,7 @@ with layout.page("Hyper-parameter grid", HOW):
         st.stop()
     method = st.selectbox("Method", gridded, key="hgrid.method", **PERSIST)
     cls = engine.method_class(method)
-    task = pickers.task(pickers.sidebar.paths())
+    task = pickers.task()
     settings, problems = pickers.settings_for(task)
     cols = st.columns(len(cls.grid()))
     values = {axis: cols[i].multiselect(axis, list(declared), default=list(declared), key=f"hgrid.{method}.{axis}",

@@ -19,7 +19,7 @@ HOW = """
 """
 
 with layout.page("Layer weights", HOW):
-    task = pickers.task(pickers.sidebar.paths())
+    task = pickers.task()
     methods = pickers.methods()
     settings, _ = pickers.settings_for(task)
     seed = settings.seeds[0]

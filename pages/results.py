@@ -37,8 +37,8 @@ def run_table(setup: str, settings: engine.Settings, problems: list[str]) -> Non
     """The form that runs shifts × corruptions × methods × seeds through the sweep engine."""
     chosen = engine.setup(setup)
     cols = st.columns(2)
-    shifts = cols[0].multiselect("Shifts", list(chosen.shifts), default=list(chosen.shifts), key=f"table.shifts.{setup}",
-                                 **PERSIST)
+    shifts = cols[0].multiselect("Shifts", list(chosen.shifts), default=list(chosen.shifts),
+                                 key=f"table.shifts.{setup}", **PERSIST)
     corruptions = cols[1].multiselect("Corruptions (input-level)", list(chosen.corruptions()), **PERSIST,
                                       default=[c for c in FIRST_CORRUPTIONS if c in chosen.corruptions()],
                                       key=f"table.corruptions.{setup}")

@@ -6,8 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from ui import charts, commands, engine, frames, layout, notes, output, pickers, sidebar
+from ui.colours import method_of
 from ui.export import Meta, recipe_dict
 from ui.weights import weights
+from ui.widgets import PERSIST
 
 HOW = """
 - **Rows are shifts, columns are methods**; in each cell the bars are the layers from input (left) to
@@ -23,7 +25,7 @@ with layout.page("Weights by shift", HOW):
         setup = pickers.setup_choice(sidebar.paths())
     shifts = list(engine.setup(setup).shifts)
     chosen = right.multiselect("Shifts (rows)", shifts, default=shifts, key=f"grid.shifts.{setup}",
-                               **pickers.PERSIST, format_func=lambda s: engine.SHIFT_NAMES.get(s, s))
+                               **PERSIST, format_func=lambda s: engine.SHIFT_NAMES.get(s, s))
     corruption, severity = pickers.corruption_choice(setup) if "input" in chosen else (None, 5)
     methods = pickers.methods()
     settings, _ = sidebar.settings(setup)
@@ -53,7 +55,7 @@ with layout.page("Weights by shift", HOW):
     for shift in chosen:
         st.markdown(f"**{engine.SHIFT_NAMES.get(shift, shift).capitalize()}.** {notes.SHIFT_STORIES.get(shift, '')}")
     for label in order:
-        if note := notes.target_note(label, label.split(" (")[0], extras[label]):
+        if note := notes.target_note(label, method_of(label), extras[label]):
             st.caption(note)
     wide = frame.pivot_table(index=["shift", "index", "name"], columns="method", values="weight", sort=False)
     output.show_table(wide[order].reset_index().drop(columns="index").rename(columns={"name": "layer"}), meta)

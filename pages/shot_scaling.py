@@ -2,6 +2,8 @@
 a ± std band over seeds; every point is an ordinary run, so it lands in the store."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from ui import charts, commands, engine, frames, layout, output, pickers, run_panel
@@ -18,7 +20,7 @@ HOW = """
 LEVELS = (1, 5, 10, 25, 50, 100)
 
 with layout.page("Shot scaling", HOW):
-    task = pickers.task(pickers.sidebar.paths())
+    task = pickers.task()
     methods = pickers.methods()
     settings, problems = pickers.settings_for(task)
     counts = pickers.pool_counts(task, settings.seeds, settings.paths)
@@ -40,6 +42,7 @@ with layout.page("Shot scaling", HOW):
     frame = frames.shots_frame(runs, classes, metric)
     meta = task_meta(f"Shot scaling ({frames.METRICS[metric]} accuracy)", task, settings.recipe,
                      sorted({r.seed for r in runs}), K=", ".join(map(str, sorted(ks))))
+    meta = replace(meta, recipe={k: v for k, v in (meta.recipe or {}).items() if k != "shots"})  # shots vary: K
     output.show_figure(charts.scaling_chart(frame, f"{frames.METRICS[metric]} test accuracy", meta, 100 / classes),
                        meta)
     output.show_table(frame, meta)

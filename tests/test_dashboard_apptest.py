@@ -170,6 +170,10 @@ def test_finetune_runs_land_in_the_store_and_a_second_tab_reads_them(store_file)
         assert table.loc[method, "final %"] == pytest.approx(100 * stored.loc[method, "test_acc"])
         assert table.loc[method, "final std"] == 0
     assert at.button(key="run.finetune").disabled
+    report = at.session_state["report.current"].html()  # the page report: its tables, figures and commands
+    for method in FAST:
+        assert f"python -m autoft_core finetune --setup digits --shift output --method {method} --seed 0" in report
+    assert "Test accuracy" in report and "Validation accuracy" in report and report.count("plotly.js v") == 1
     other_tab = open_page("finetune_compare")  # a new session: straight from the store, no click
     assert other_tab.button(key="run.finetune").label == "All computed"
     assert list(other_tab.dataframe[0].value["method"]) == FAST

@@ -2,7 +2,7 @@
 Playwright in Debian's headless Chromium. Runs a small table (2 methods × 2 shifts × 1 seed, 1 epoch) from
 the Results page and checks its downloaded CSV; downloads a layer-weights HTML export and checks that every
 layer name is drawn inside the figure; screenshots every page at 900 and 1500 px wide (in the test's
-temporary folder, `screens/`)."""
+temporary folder, `screens/`, or $AUTOFT_SCREENSHOTS)."""
 from __future__ import annotations
 
 import io
@@ -140,9 +140,8 @@ def _choose(page, label: str, values: list[str]) -> None:
             _settle(page)
     for value in values:
         if value not in widget.locator("[data-tag] span[title]").all_inner_texts():
-            box = widget.get_by_label(label, exact=True)
-            box.fill(value)
-            box.press("Enter")
+            widget.get_by_label(label, exact=True).fill(value)
+            page.get_by_role("option", name=value, exact=True).click()
             _settle(page)
     page.keyboard.press("Escape")
 
@@ -169,30 +168,13 @@ def _nav(page, title: str) -> None:
     _settle(page)
 
 
-def test_every_page_at_900_and_1500_px(server, session) -> None:
-    _, tmp = server
-    screens = Path(os.environ.get("AUTOFT_SCREENSHOTS") or tmp / "screens")
-    screens.mkdir(parents=True, exist_ok=True)
-    page = session
-    nav = page.get_by_test_id("stSidebarNav").inner_text()
-    assert all(title in nav for _, title, _ in PAGES) and "finetune" not in nav  # titles, not file names
-    for path, title, _ in PAGES:
-        _nav(page, title)
-        for width in WIDTHS:
-            page.set_viewport_size({"width": width, "height": 1200})
-            page.wait_for_timeout(500)  # charts follow the new width
-            _no_exception(page, f"{title} at {width} px")
-            page.screenshot(path=str(screens / f"{width}-{Path(path).stem}.png"), full_page=True)
-        page.set_viewport_size({"width": WIDTHS[0], "height": 1200})
-    assert {p.name for p in screens.glob("*.png")} >= {f"{w}-{Path(p).stem}.png" for w in WIDTHS for p, *_ in PAGES}
-    print(f"screenshots in {screens}")
-
-
 def test_run_a_small_table_and_download_its_csv(server, session) -> None:
     from playwright.sync_api import expect
 
     _, tmp = server
     page = session
+    nav = page.get_by_test_id("stSidebarNav").inner_text()
+    assert all(title in nav for _, title, _ in PAGES) and "finetune" not in nav  # titles, not file names
     page.set_viewport_size({"width": 1500, "height": 1400})
     _nav(page, "Results")
     _set_number(page, "epochs", 1)
@@ -221,6 +203,28 @@ def test_run_a_small_table_and_download_its_csv(server, session) -> None:
             column = f"{shift}-level mean %"
             assert pd.api.types.is_float_dtype(table[column])
             assert table.loc[method, column] == pytest.approx(100 * stored.loc[(method, shift), "test_acc"])
+    report = _download(page, page.get_by_test_id("stSidebar").get_by_test_id("stDownloadButton")).read_text()
+    assert "<h1>Results</h1>" in report and "<h2>Table 1</h2>" in report
+    assert "python -m autoft_core sweep --setup digits --shifts feature,output" in report
+    assert "python -m autoft_core table --setup digits" in report and "Input-level" not in report
+
+
+def test_every_page_at_900_and_1500_px(server, session) -> None:
+    """After the table run: pages show its runs (the session keeps its 1-epoch, 20-shot recipe)."""
+    _, tmp = server
+    screens = Path(os.environ.get("AUTOFT_SCREENSHOTS") or tmp / "screens")
+    screens.mkdir(parents=True, exist_ok=True)
+    page = session
+    for path, title, _ in PAGES:
+        _nav(page, title)
+        for width in WIDTHS:
+            page.set_viewport_size({"width": width, "height": 2000})
+            page.wait_for_timeout(500)  # charts follow the new width
+            _no_exception(page, f"{title} at {width} px")
+            page.screenshot(path=str(screens / f"{width}-{Path(path).stem}.png"), full_page=True)
+        page.set_viewport_size({"width": WIDTHS[0], "height": 1200})
+    assert {p.name for p in screens.glob("*.png")} >= {f"{w}-{Path(p).stem}.png" for w in WIDTHS for p, *_ in PAGES}
+    print(f"screenshots in {screens}")
 
 
 def test_layer_weights_html_export_shows_every_layer_name(session) -> None:

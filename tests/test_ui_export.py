@@ -65,7 +65,7 @@ def test_report_holds_figures_tables_and_commands_with_plotly_once() -> None:
     report.add(META, go.Figure(go.Bar(x=[1], y=[2])))
     report.add(Meta("Accuracy", "digits"), pd.DataFrame({"method": ["full"], "final %": [81.25]}))
     report.add(Meta("Second chart", "digits"), go.Figure(go.Bar(x=[1], y=[3])))
-    report.add_commands(["python -m autoft_core finetune --method full", "python -m autoft_core finetune --method full"])
+    report.add_commands(["python -m autoft_core finetune --method full"] * 2)
     page = report.html()
     assert page.count("Plotly.newPlot") == 2 and page.count("plotly.js v") == 1  # the library inlined once
     assert "81.2" in page and "Second chart" in page and page.count("finetune --method full") == 1

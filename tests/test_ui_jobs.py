@@ -46,3 +46,24 @@ def test_cancel_stops_after_the_epoch_and_keeps_the_finished_runs(store, monkeyp
     assert job.state == jobs.CANCELLED and len(job.finished) == 1
     assert seen[-1] == (1, 1)  # no epoch ran after the one in which Cancel was pressed
     assert [lookup(cfg, store).stored for cfg in configs] == [True, False, False]
+
+
+def test_one_off_pretraining_is_reported_once_per_source_model(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOFT_CACHE", str(tmp_path))
+
+    class Setup:  # a setup whose source models are trained (a file written) on first use, shared by two shifts
+        def source_model(self, shift: str) -> None:
+            model = tmp_path / "models" / f"{'feature' if shift == 'feature' else 'standard'}.safetensors"
+            model.parent.mkdir(exist_ok=True)
+            model.touch()
+
+    monkeypatch.setattr(jobs, "get_setup", lambda name, paths: Setup())
+    job = jobs.Job("t", 4)
+    backend = jobs.DashboardBackend(job, DataPaths(), "cpu")
+    configs = [RunConfig(shift=shift, seed=seed) for shift in ("output", "input", "feature") for seed in (0, 1)]
+    backend._prepare(configs)
+    assert [line.split(" in ")[0] for line in job.one_off] == [
+        "Pretrained the digits source model for the output shift", "Pretrained the digits source model for the "
+        "feature shift"]  # the input shift's model is the output shift's
+    backend._prepare(configs)
+    assert len(job.one_off) == 2  # cached now: nothing more to report

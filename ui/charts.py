@@ -54,10 +54,6 @@ def finish(fig: go.Figure, meta: Meta, height: int, margin: dict[str, int] | Non
     return fig
 
 
-def _legend_below(fig: go.Figure) -> None:
-    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0})
-
-
 def _band(fig: go.Figure, x: Sequence, mean: Sequence[float], std: Sequence[float], hex_colour: str, name: str,
           **where: int) -> None:
     """A shaded mean ± std band (drawn only where some std is non-zero)."""
@@ -126,15 +122,13 @@ def weights_grid(frame: pd.DataFrame, shifts: Sequence[str], methods: Sequence[s
     for r, shift in enumerate(shifts, start=1):
         for c, label in enumerate(methods, start=1):
             part = frame[(frame["shift"] == shift) & (frame["method"] == label)]
-            fig.add_trace(_layer_bars(part, label, showlegend=r == 1), row=r, col=c)
+            fig.add_trace(_layer_bars(part, label), row=r, col=c)  # the column titles name the methods
     layers = frame.drop_duplicates("index").sort_values("index")["layer"].tolist()
     fig.update_xaxes(tickangle=-LAYER_ANGLE, type="category", categoryorder="array", categoryarray=layers)
     fig.update_xaxes(title=LAYER_AXIS, row=len(shifts), col=(len(methods) + 1) // 2)
     fig.update_yaxes(range=[0, max(1.0, float(frame["weight"].max())) * 1.05])
     fig.update_yaxes(title="α", col=1)
-    _legend_below(fig)
     margin = {**layer_margins(layers), "t": 25, "r": 45}  # the column and row titles
-    margin["b"] += 40  # the legend
     return finish(fig, meta, 120 + 170 * len(shifts) + margin["b"], margin)
 
 
@@ -164,8 +158,7 @@ def curves(history: pd.DataFrame, column: str, y_title: str, meta: Meta, percent
         chance_line(fig, chance)
     else:
         fig.update_yaxes(title=y_title)
-    _legend_below(fig)
-    return finish(fig, meta, 420, {"b": 90})
+    return finish(fig, meta, 420)
 
 
 def change_chart(frame: pd.DataFrame, style: str, log: bool, meta: Meta) -> go.Figure:
@@ -183,9 +176,7 @@ def change_chart(frame: pd.DataFrame, style: str, log: bool, meta: Meta) -> go.F
     fig.update_layout(barmode="group")
     fig.update_xaxes(title=LAYER_AXIS, tickangle=-LAYER_ANGLE, type="category")
     fig.update_yaxes(title="relative change ‖θ_ft − θ_0‖ / ‖θ_0‖", type="log" if log else "linear")
-    _legend_below(fig)
     margin = layer_margins(frame["layer"].unique().tolist())
-    margin["b"] += 40
     return finish(fig, meta, 440 + int(text_px(frame["layer"]) * 0.7), margin)
 
 
@@ -202,8 +193,7 @@ def scaling_chart(frame: pd.DataFrame, y_title: str, meta: Meta, chance: float |
                      tickvals=sorted(frame["K"].unique().tolist()))
     _percent_axis(fig, y_title)
     chance_line(fig, chance)
-    _legend_below(fig)
-    return finish(fig, meta, 440, {"b": 90})
+    return finish(fig, meta, 440)
 
 
 def table_chart(long: pd.DataFrame, y_title: str, meta: Meta, chance: dict[str, float] | None = None) -> go.Figure:
@@ -220,8 +210,7 @@ def table_chart(long: pd.DataFrame, y_title: str, meta: Meta, chance: dict[str, 
     fig.update_layout(barmode="group")
     fig.update_xaxes(title="shift")
     _percent_axis(fig, y_title)
-    _legend_below(fig)
-    return finish(fig, meta, 440, {"b": 100})
+    return finish(fig, meta, 440)
 
 
 def grid_chart(grid: pd.DataFrame, axes: Sequence[str], meta: Meta,

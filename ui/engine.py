@@ -244,7 +244,8 @@ def shift_samples(task: Task, paths: DataPaths, n: int = 8, scale: int = 3) -> l
 
     if task.shift == "feature":
         data = _task_data(task, 0, paths)
-        first = [[int((split.y == k).nonzero()[0]) for k in range(data.num_classes)] for split in (data.source, data.test)]
+        first = [[int((split.y == k).nonzero()[0]) for k in range(data.num_classes)]
+                 for split in (data.source, data.test)]
         return [("Source: the subclasses the model learnt", _uint8(data.source.x[first[0]], scale),
                  data.source.y[first[0]].tolist()),
                 ("Target: other subclasses under the same labels", _uint8(data.test.x[first[1]], scale),

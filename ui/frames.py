@@ -176,7 +176,8 @@ def table_frames(table: Table) -> dict[str, pd.DataFrame]:
                         columns=["method", "shift", "mean", "std", "seeds"])
     display = pd.DataFrame([{"method": m, **{LEVELS.get(s, s): cell_text(table.cells.get((m, s))) for s in shifts}}
                             for m in table.methods])
-    return {"display": display, "long": long, "numeric": numeric_wide(long, "shift", [LEVELS.get(s, s) for s in shifts])}
+    numeric = numeric_wide(long, "shift", [LEVELS.get(s, s) for s in shifts])
+    return {"display": display, "long": long, "numeric": numeric}
 
 
 def corruption_frames(frame: pd.DataFrame, sel: Selection, metric: str) -> dict[str, pd.DataFrame]:

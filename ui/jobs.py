@@ -95,8 +95,9 @@ class DashboardBackend:
             self.job.current = f"Preparing the {setup} source model for the {shift} shift (trained once on first use)"
             get_setup(setup, self.paths).source_model(shift)
             if _cache_files() - before:
+                seconds = time.monotonic() - started
                 self.job.one_off.append(f"Pretrained the {setup} source model for the {shift} shift in "
-                                        f"{time.monotonic() - started:.0f} s: one-off, it is cached for every later run.")
+                                        f"{seconds:.0f} s: one-off, it is cached for every later run.")
             if self.job.cancel_requested.is_set():
                 raise RunCancelled
 

@@ -1,5 +1,5 @@
 """The page frame: the navigation list, one call that draws a page's title, its "how to read this page"
-note and the layout rules for narrow windows, the error guard, and the page report at the end."""
+note and the layout rules for narrow windows, the error guard, and the page report button."""
 from __future__ import annotations
 
 import logging
@@ -71,6 +71,6 @@ def page(title: str, how_to_read: str) -> Iterator[None]:
     with st.expander("How to read this page", icon=":material/help:"):
         st.markdown(how_to_read)
     output.start_report(title)
+    output.report_button()  # its file is made on click, from all that this run of the page drew
     with guard("Drawing this page"):
         yield
-    output.report_button()

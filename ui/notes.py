@@ -31,7 +31,7 @@ def target_note(label: str, method: str, extras: dict[str, Any] | None) -> str |
         return f"**{label}**: {FIXED_WEIGHTS[method]}"
     if (extras or {}).get("probe_data") == "source":
         return (f"**{label}** probed the **source** data only (partial_epochs = 0, Algorithm 3): its weights "
-                "never look at the target, so they are the same for every shift of this setup.")
+                "never look at the target, so they are the same for every shift that shares the source model.")
     return None
 
 

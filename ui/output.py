@@ -26,7 +26,7 @@ def report() -> Report:
 
 
 def report_button() -> None:
-    """The page's figures, tables and CLI commands as one self-contained HTML file."""
+    """The page's figures, tables and CLI commands as one self-contained HTML file (made when clicked)."""
     current = report()
     st.sidebar.download_button(
         "Page report (HTML)", data=current.html, file_name=f"{slug(current.title)}-report.html", mime="text/html",

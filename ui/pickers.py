@@ -47,11 +47,11 @@ def corruption_choice(setup: str, container: Any = st, key: str = "task") -> tup
     return corruption, severity
 
 
-def task(paths: Any) -> engine.Task:
+def task() -> engine.Task:
     """Setup, shift and (input-level) corruption and severity; stops the page if the setup cannot run."""
     left, right = st.columns(2)
     with left:
-        setup = setup_choice(paths)
+        setup = setup_choice(sidebar.paths())
     shifts = list(engine.setup(setup).shifts)
     shift = right.selectbox("Shift", shifts, key=f"task.shift.{setup}", **PERSIST,
                             index=shifts.index("output") if "output" in shifts else 0,

@@ -13,7 +13,7 @@ from autoft_core.errors import AutoFTError
 
 from . import engine
 from .frames import effective_shots
-from .widgets import PERSIST, bounded
+from .widgets import PERSIST, bounded, kept, keeping, set_kept
 
 SEEDS = list(range(10))
 QUICK = {"epochs": 3}  # the "quick preview" preset: fewer epochs than the papers' recipe
@@ -32,13 +32,13 @@ def device_summary() -> str:
 
 def paths() -> Any:
     """The real-setup paths as last entered (DataPaths; paths that do not exist are left out)."""
-    raw = {name: st.session_state.get(f"settings.path.{name}", value) for name, value in engine.env_paths().items()}
+    raw = {name: kept(f"settings.path.{name}", value) for name, value in engine.env_paths().items()}
     return engine.path_problems(raw)[0]
 
 
 def _set(setup: str, values: dict[str, Any]) -> None:
     for name, value in values.items():
-        st.session_state[key(setup, name)] = value
+        set_kept(key(setup, name), value)
 
 
 def settings(setup: str, counts: Sequence[Sequence[int]] | None = None) -> tuple[engine.Settings, list[str]]:
@@ -55,11 +55,8 @@ def settings(setup: str, counts: Sequence[Sequence[int]] | None = None) -> tuple
     with side.container(border=True):
         st.markdown(f"**Recipe** · {setup} defaults, as the CLI")
         for name, _, help_text, bounds in field_info():
-            state_key, maximum = key(setup, name), None
-            if name == "shots" and pool:
-                maximum = max(pool, defaults.shots)
-                st.session_state[state_key] = min(st.session_state.get(state_key, defaults.shots), maximum)
-            values[name] = bounded(name.replace("_", " "), help_text, bounds, state_key,
+            maximum = max(pool, defaults.shots) if name == "shots" and pool else None
+            values[name] = bounded(name.replace("_", " "), help_text, bounds, key(setup, name),
                                    getattr(defaults, name), maximum)
             if name == "shots" and counts:
                 used = min(effective_shots(values["shots"], c) for c in counts)
@@ -87,8 +84,8 @@ def settings(setup: str, counts: Sequence[Sequence[int]] | None = None) -> tuple
         st.caption("Only the CIFAR-10 and BREEDS setups need files; the digits setup is embedded.")
         raw = {}
         for name, value in engine.env_paths().items():
-            st.session_state.setdefault(f"settings.path.{name}", value)
-            raw[name] = st.text_input(engine.PATH_LABELS[name], key=f"settings.path.{name}", **PERSIST)
+            path_key = f"settings.path.{name}"
+            raw[name] = st.text_input(engine.PATH_LABELS[name], value=kept(path_key, value), **keeping(path_key))
         data_paths, path_problems = engine.path_problems(raw)
         for problem in path_problems:
             st.error(problem)
