@@ -6,8 +6,9 @@ Cases (ratio = plain time / project time; >= 1 means the project is at least as 
   requires_grad=False on the same layers (the fair baseline: it skips their weight gradients too);
 - a whole run with evaluation (the digits output task, its pretrained model): `finetune` vs a plain
   script that evaluates the same way (zero-shot test, validation each epoch keeping the best state,
-  final test, the best state's test unless it is the final one).
-Both sides use the same optimizer kernel (fused Adam where torch has it) and the same data on the
+  final test, the best state's test unless it is the final or the pretrained one).
+Both sides use the same Adam kernel (the plain loop through torch.optim.Adam(fused=True), the project
+calls torch._fused_adam_ itself), the same prepared model (channels-last) and the same data on the
 device; the project's accuracy cache is cleared before each of its runs, so every run pays its own
 zero-shot pass. On the CPU: one intra-op thread and the process's CPU time (robust on a shared
 machine); on CUDA: synchronised wall time, plus the WRN-28-10 MFU at the recipe's batch and at 256
