@@ -46,8 +46,8 @@ def _own_param_names(name: str, module: nn.Module) -> list[str]:
     return [prefix + p for p, _ in module.named_parameters(recurse=False)]
 
 
-def block_spec(model: nn.Module) -> list[tuple[str, tuple[str, ...]]]:
-    """Lee et al.'s blocks as (block name, module-name prefixes), from the model's adapter."""
+def block_spec(model: nn.Module) -> Blocks:
+    """Lee et al.'s blocks as (block name, name prefixes[, residual]), from the model's adapter."""
     return adapter_for(model).blocks(model)
 
 

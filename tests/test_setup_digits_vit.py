@@ -17,7 +17,6 @@ from autoft_core.setups import get_setup
 from autoft_core.setups.source_training import holdout_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-FAST = {"lp-ft": ["--param", "lp_epochs=1"]}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,7 @@ def test_arch_picks_the_setup_and_unknown_archs_are_refused(capsys):
 @pytest.mark.parametrize("method", method_names())
 def test_every_method_gives_valid_weights(method, capsys):
     argv = ["weights", "--setup", "digits", "--arch", "vit", "--shift", "output", "--method", method, "--json",
-            "--shots", "50", "--epochs", "1", *FAST.get(method, [])]
+            "--shots", "50", "--epochs", "1"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["layers"][0] == "embed" and len(out["weights"]) == len(out["scores"]) == 10

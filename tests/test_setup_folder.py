@@ -25,7 +25,6 @@ from autoft_core.store import ResultStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = "16"
-FAST = {"lp-ft": ["--param", "lp_epochs=1"]}
 
 
 def _image_folder(root: Path, blue: int, per_class: int = 6, classes: tuple[str, ...] = ("cat", "dog")) -> Path:
@@ -80,7 +79,7 @@ RUNS = [("vit_mini", m) for m in method_names()] + [  # resnet18 (11M weights): 
 def test_every_method_runs_end_to_end_and_lands_a_store_row(own, arch, method, tmp_path, capsys):
     store = tmp_path / "r.sqlite"
     argv = ["finetune", *_argv(own, arch, "--shift", "feature", "--method", method, "--epochs", "1",
-                               "--json", "--store", str(store)), *FAST.get(method, [])]
+                               "--json", "--store", str(store))]
     assert _main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     expected = len(api.layer_partition(api.pretrained_model(_name(own, arch)), "module"))

@@ -9,7 +9,9 @@ import torch
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
+from autoft_core.core.data import Split
 from autoft_core.layers import partition
+from autoft_core.methods._probes import LayerProbe
 from autoft_core.methods._activations import unit_values
 from autoft_core.methods.criticality import IdentityCriticality, _identity_
 from autoft_core.models.checkpoints import load_into, read_state_dict
@@ -80,15 +82,15 @@ def test_the_forward_chain_is_the_forward_with_or_without_normalisation():
 
 def test_criticality_identity_skips_a_residual_branch():
     model = VisionTransformer(5, 32, **SMALL).eval()
-    x = torch.rand(3, 3, 32, 32)
+    x, y = torch.rand(3, 3, 32, 32), torch.tensor([0, 3, 4])
     with torch.no_grad():
         tokens = model.embed(x)
         tokens = tokens + model.blocks[0].mlp(tokens)  # block 0 without its attention branch
-        expected = model.head(model.blocks[1](tokens))
-        layers = partition(model)
-        modules = [model.get_submodule(n) for n in layers[1].module_names]
-        IdentityCriticality().replace_layer(modules, 1, SimpleNamespace(layers=layers, model=model))
-        torch.testing.assert_close(model(x), expected)
+        expected = nn.functional.cross_entropy(model.head(model.blocks[1](tokens)), y)
+    layers = partition(model)
+    probe = LayerProbe(model, layers, Split(x, y))
+    loss = IdentityCriticality().layer_loss(probe, 1, SimpleNamespace(layers=layers, model=model), {})
+    torch.testing.assert_close(loss, expected)
 
 
 def test_identity_of_a_layernorm_and_of_the_patch_embedding():

@@ -61,7 +61,8 @@ def _layer_spec(layers: Sequence[Any]) -> list[tuple[str, tuple[str, ...], bool]
             spec.append((item.name, tuple(item.param_names), bool(getattr(item, "residual", False))))
         else:
             name, prefixes, *rest = item
-            spec.append((str(name), tuple(prefixes), bool(rest and rest[0])))
+            prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+            spec.append((str(name), prefixes, bool(rest and rest[0])))
     return spec
 
 
