@@ -53,9 +53,20 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     tensors = [*model.parameters(), *model.buffers()]
     if any(t.device.type != device.type for t in tensors):
         model = model.to(device)
+    if device.type == "cpu" and _has_unsafe_cpu_channels_last_conv(model):
+        return model
     if any(t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last) for t in tensors):
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def _has_unsafe_cpu_channels_last_conv(model: torch.nn.Module) -> bool:
+    """Whether the model has a 1x1, strided, unpadded convolution reading fewer than 8 channels: in torch
+    2.14.1 on the CPU its weight gradient in channels_last corrupts the heap (the process aborts with
+    "corrupted size vs. prev_size"; reproduced with a bare Conv2d(4, 8, 1, stride=2)), so such a model
+    stays NCHW."""
+    return any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and max(m.stride) > 1
+               and m.padding in ((0, 0), "valid") and m.in_channels < 8 for m in model.modules())
 
 
 def fused_kwargs(device: torch.device) -> dict[str, bool]:

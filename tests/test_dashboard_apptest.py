@@ -16,14 +16,16 @@ from streamlit.testing.v1 import AppTest
 
 from autoft_core.config import RunConfig
 from autoft_core.core.recipe import Recipe, field_names
+from autoft_core.layers import partition
+from autoft_core.models.digits_net import DigitsResNet
+from autoft_core.setups.digits import FEATURES, PER_CLASS
 from autoft_core.store import ResultStore
-from autoft_core.setups.digits import PER_CLASS
 from ui import colours, engine, jobs
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
 FAST = ["full", "linear-probe"]  # no probing: each weight computation is instant
-DIGITS_LAYERS = 10  # DigitsResNet at module granularity: 3 stages of convs (+ shortcuts), stem and head
+DIGITS_LAYERS = len(partition(DigitsResNet(features=FEATURES)))  # the embedded model at module granularity
 TIMEOUT = 240
 
 pytestmark = pytest.mark.usefixtures("one_thread")

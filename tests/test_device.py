@@ -54,6 +54,17 @@ def test_channels_last_preparation_keeps_the_function():
     torch.testing.assert_close(prepared(x), expected, rtol=1e-5, atol=1e-6)
 
 
+def test_a_small_strided_1x1_conv_stays_nchw_on_the_cpu_and_trains():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 8, 1, stride=2))  # torch's channels_last bug
+    prepared = prepare_model(net, torch.device("cpu"))
+    assert all(p.is_contiguous() for p in prepared.parameters())
+    prepared[0].requires_grad_(False)
+    x = torch.rand(8, 3, 16, 16)
+    for _ in range(20):  # in channels_last these weight gradients corrupt the heap and abort the process
+        prepared(x).sum().backward()
+    assert prepared[1].weight.grad is not None and torch.isfinite(prepared[1].weight.grad).all()
+
+
 def test_pinned_threads_override_the_policy_and_are_undone(monkeypatch):
     monkeypatch.delenv(THREADS_ENV, raising=False)
     small = nn.Linear(2, 2)

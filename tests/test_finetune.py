@@ -33,7 +33,7 @@ def _model(seed: int = 0) -> DigitsResNet:
 def test_one_sgd_step_moves_each_layer_by_base_lr_times_alpha():
     model, data = _model(), _task()
     layers = partition(model, "module")
-    alphas = [0.0, 1.0, 0.5, 0.25, 0.0, 2.0, 1.0, 0.1, 0.0, 1.0]
+    alphas = [0.0, 1.0, 0.5, 0.25, 0.0, 2.0, 1.0, 0.1, 0.0, 0.5, 1.0]
     before = copy.deepcopy(model)
     # Independent gradient: the mean loss over the whole training set, BatchNorm in eval mode.
     loss = F.cross_entropy(before(data.train.x), data.train.y)
@@ -50,7 +50,7 @@ def test_one_sgd_step_moves_each_layer_by_base_lr_times_alpha():
 def test_frozen_layers_are_bit_for_bit_unchanged_and_get_no_gradient():
     model, data = _model(), _task()
     layers = partition(model, "module")
-    alphas = [0.0] * 5 + [1.0] * 5
+    alphas = [0.0] * 5 + [1.0] * 6
     frozen_before = [t.clone() for t in flat_layer_params(model, layers)[:5]]
     running_before = model.stem.bn.running_mean.clone()
     cfg = Recipe(epochs=3, lr=1e-2, batch_size=8, weight_decay=1e-3)
@@ -177,7 +177,7 @@ class _Constant:
 
 def test_frozen_prefix_shortcut_gives_the_same_training_as_the_full_forward():
     data = _task()
-    alphas = [0.0] * 6 + [1.0] * 4  # stem, stage1 and stage2 (with its shortcut) frozen
+    alphas = [0.0] * 6 + [1.0] * 5  # stem, stage1 and stage2 (with its shortcut) frozen
     results = []
     for hook in (None, _Constant(alphas)):
         model = _model()
@@ -195,7 +195,7 @@ def test_the_frozen_prefix_cache_is_used_only_when_it_saves_work_and_fits(monkey
     real = finetune_module._features
     monkeypatch.setattr(finetune_module, "_features", lambda prefix, x, device: passes.append(len(x)) or
                         real(prefix, x, device))
-    data, alphas = _task(), [0.0] * 6 + [1.0] * 4
+    data, alphas = _task(), [0.0] * 6 + [1.0] * 5
     for epochs, expected in ((1, []), (4, [1, 32, 32, 32])):  # one epoch: the prefix would run as often
         passes.clear()
         model = _model()
@@ -222,7 +222,7 @@ def test_pretrained_accuracy_is_computed_once_per_model_and_task_and_is_the_true
     real = finetune_module.accuracy
     monkeypatch.setattr(finetune_module, "accuracy", lambda net, split: test_passes.append(split.x is data.test.x) or
                         real(net, split))
-    frozen = [0.0] * 10  # nothing trains: the best state stays the pretrained one (no extra test pass)
+    frozen = [0.0] * len(partition(_model()))  # nothing trains: the best state stays the pretrained one (no extra test pass)
     counts, zero_shots = [], []
     for model in (_model(), _model(), _model(seed=1)):  # the same state twice, then another one
         test_passes.clear()
@@ -247,10 +247,10 @@ def test_a_small_net_runs_on_one_thread_unless_told_and_the_count_is_restored(mo
                 monkeypatch.setenv(THREADS_ENV, given)
             seen.clear()
             model = _model()
-            finetune(model, partition(model, "module"), [1.0] * 10, _task(), Recipe(epochs=1), progress=record)
+            finetune(model, partition(model, "module"), [1.0] * len(partition(model)), _task(), Recipe(epochs=1), progress=record)
             assert seen == [expected] and torch.get_num_threads() == 2
         monkeypatch.setenv(THREADS_ENV, "zero")
         with pytest.raises(BadArgumentError, match=THREADS_ENV):
-            finetune(_model(), partition(_model(), "module"), [1.0] * 10, _task(), Recipe(epochs=1))
+            finetune(_model(), partition(_model(), "module"), [1.0] * len(partition(_model())), _task(), Recipe(epochs=1))
     finally:
         torch.set_num_threads(before)

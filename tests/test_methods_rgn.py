@@ -22,6 +22,8 @@ from autoft_core.core.recipe import Recipe
 from autoft_core.finetune import finetune
 from autoft_core.layers import partition
 from autoft_core.methods import MethodContext, get_method
+from autoft_core.models.digits_net import DigitsResNet
+from autoft_core.setups.digits import FEATURES
 
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ["auto-rgn", "auto-rgn+hessian", "auto-rgn+change", "auto-rgn+hessian+change"]
@@ -146,7 +148,7 @@ def test_cli_weights_json_and_bad_parameter(capsys):
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert got["method"] == "auto-rgn" and max(got["weights"]) == 1.0 and len(got["scores"]) == 10
+    assert got["method"] == "auto-rgn" and max(got["weights"]) == 1.0 and len(got["scores"]) == len(partition(DigitsResNet(features=FEATURES)))
     assert main(["weights", "--method", "auto-rgn", "--param", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert main(["weights", "--method", "auto-rgn+hessian", "--param", "iterations=0"]) == 2

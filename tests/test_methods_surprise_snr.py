@@ -48,9 +48,10 @@ def test_read_points_are_post_activation_outputs_and_block_outputs_after_the_add
     assert module_points["stage1.conv2"] == (model.stage1, False)  # last main-path conv: the block output
     assert module_points["stage2.conv2"] == (model.stage2, False)
     assert module_points["stage2.shortcut.conv"] == (model.stage2.shortcut, False)  # its branch, before the add
+    assert module_points["expand.conv"] == (model.expand, False)  # the last stage block's widening
     assert module_points["head"] == (model.head, False)  # logits
     blocks = read_points(model, partition(model, "block"))
-    assert blocks == [(model.stage1, False), (model.stage2, False), (model.stage3, False), (model.head, False)]
+    assert blocks == [(model.stage1, False), (model.stage2, False), (model.expand, False), (model.head, False)]
 
 
 @pytest.mark.parametrize("unit", ["channel", "flat"])
