@@ -1,0 +1,151 @@
+"""Measure the embedded default against its acceptance figures (issue: an embedded default that shows
+the paper's findings), from the runs in the result store, at the digits setup's default recipe.
+
+Fill the store first (each command runs only what is missing):
+
+    python -m autoft_core sweep --setup digits --methods all --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --shifts input,output --methods surgical --param block=-1 --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --shifts feature --methods surgical --param block=1 --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --shifts feature --methods surgical --param block=2 --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --shifts feature --methods surgical --param block=3 --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core shots --setup digits --shift input --corruption frost --methods full,auto-rgn,criticality-random,cross-validation --shots 1,5,10,25,50,100 --seeds 0,1,2 --max-parallel 2
+    python bench/embedded_checks.py
+
+Figures (3 seeds, mean): each corruption's zero-shot drop from the clean target at severity 5 (median
+≥ 15 points, at most 3 of 14 under 5); surgical fine-tuning of the first against the last block on the
+input level (mean of the 14 corruptions), the label flip and the feature level; the spread of full /
+auto-rgn / criticality-random / cross-validation per kind of shift (≥ 3 points, full not the best on
+input and output); and each of those methods' accuracy against K shots per class on frost 5.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+
+from autoft_core.core.recipe import CORRUPTIONS, DEFAULT_SEVERITY  # noqa: E402
+from autoft_core.setups import get_setup  # noqa: E402
+from autoft_core.shift_sizes import shift_sizes  # noqa: E402
+from autoft_core.store import ResultStore  # noqa: E402
+
+COMPARED = ("full", "auto-rgn", "criticality-random", "cross-validation")
+SHOT_TASK = {"shift": "input", "corruption": "frost"}
+KS = (1, 5, 10, 25, 50, 100)
+
+
+def _verdict(ok: bool) -> str:
+    return "meets" if ok else "misses"
+
+
+def shift_size_check(seeds: list[int]) -> None:
+    """Zero-shot drop of each corruption from the clean target (points, mean over seeds)."""
+    drops: dict[str, list[float]] = {c: [] for c in CORRUPTIONS}
+    for seed in seeds:
+        out = shift_sizes("digits", DEFAULT_SEVERITY, seed, device="cpu")
+        for task in out["tasks"]:
+            if task["shift"] == "input":
+                drops[task["corruption"]].append(100 * (out["clean_acc"] - task["zero_shot_acc"]))
+    mean = {c: statistics.mean(v) for c, v in drops.items()}
+    median, small = statistics.median(mean.values()), [c for c, d in mean.items() if d < 5]
+    print("zero-shot drop from clean at severity 5 (points): "
+          + ", ".join(f"{c} {d:.1f}" for c, d in sorted(mean.items(), key=lambda kv: -kv[1])))
+    print(f"  median {median:.1f} (target >= 15) -> {_verdict(median >= 15)}; under 5 points: {len(small)} "
+          f"{small} (target <= 3) -> {_verdict(len(small) <= 3)}")
+
+
+def _default_runs(store: ResultStore, seeds: list[int]) -> pd.DataFrame:
+    """The store's digits runs at the setup's default recipe and severity, for `seeds`."""
+    recipe = get_setup("digits").recipe
+    runs = store.frame(setup="digits")
+    if runs.empty:
+        raise SystemExit("the store has no digits runs: run the commands in this script's docstring first")
+    keep = runs["seed"].isin(seeds) & (runs["status"] == "ok") & (runs["epochs"] == recipe.epochs)
+    keep &= (runs["lr"] == recipe.lr) & (runs["batch_size"] == recipe.batch_size) & (runs["shots"] == recipe.shots)
+    keep &= (runs["shift"] != "input") | (runs["severity"] == DEFAULT_SEVERITY)
+    return runs[keep]
+
+
+def _acc(runs: pd.DataFrame, method: str, shift: str, block: str | None = None) -> float | None:
+    """Mean test accuracy (%) of `method` on a kind of shift: over seeds, and over corruptions on input."""
+    rows = runs[(runs["method"] == method) & (runs["shift"] == shift)]
+    if block is not None:
+        rows = rows[[str(p.get("block")) == block for p in rows["params"]]]
+    if rows.empty:
+        return None
+    if shift == "input":
+        per = rows.groupby("corruption")["test_acc"].mean()
+        if len(per) < len(CORRUPTIONS):
+            return None
+        return 100 * float(per.mean())
+    return 100 * float(rows["test_acc"].mean())
+
+
+def _fmt(value: float | None) -> str:
+    return "missing" if value is None else f"{value:.1f}"
+
+
+def surgical_check(runs: pd.DataFrame) -> None:
+    """First block alone against the last block alone, per kind of shift."""
+    first_in, last_in = _acc(runs, "surgical", "input", "0"), _acc(runs, "surgical", "input", "-1")
+    first_out, last_out = _acc(runs, "surgical", "output", "0"), _acc(runs, "surgical", "output", "-1")
+    feature = {b: _acc(runs, "surgical", "feature", b) for b in ("0", "1", "2", "3")}
+    print(f"surgical, input (14 corruptions): first {_fmt(first_in)} vs last {_fmt(last_in)} (first ahead by >= 10)"
+          f" -> {_verdict(None not in (first_in, last_in) and first_in - last_in >= 10)}")
+    print(f"surgical, label flip: first {_fmt(first_out)} vs last {_fmt(last_out)} (last ahead by >= 10)"
+          f" -> {_verdict(None not in (first_out, last_out) and last_out - first_out >= 10)}")
+    known = {b: a for b, a in feature.items() if a is not None}
+    best = max(known, key=known.get) if known else None
+    print("surgical, feature level by block: " + ", ".join(f"{b}: {_fmt(a)}" for b, a in feature.items())
+          + f" (best not the first) -> {_verdict(len(known) == 4 and best != '0')}")
+
+
+def separation_check(runs: pd.DataFrame) -> None:
+    """Best minus worst of COMPARED per kind of shift; whether full is the best."""
+    for shift in ("input", "feature", "output"):
+        accs = {m: _acc(runs, m, shift) for m in COMPARED}
+        known = {m: a for m, a in accs.items() if a is not None}
+        spread = max(known.values()) - min(known.values()) if known else 0.0
+        full_best = bool(known) and max(known, key=known.get) == "full"
+        need_not_full = shift in ("input", "output")
+        ok = len(known) == len(COMPARED) and spread >= 3 and not (need_not_full and full_best)
+        print(f"{shift}: " + ", ".join(f"{m} {_fmt(a)}" for m, a in accs.items())
+              + f"; spread {spread:.1f} (>= 3){'; full best' if full_best else ''} -> {_verdict(ok)}")
+
+
+def shots_check(store: ResultStore, seeds: list[int]) -> None:
+    """Accuracy against K per class on SHOT_TASK: rising, dips of at most 1 point."""
+    recipe = get_setup("digits").recipe
+    runs = store.frame(setup="digits")
+    rows = runs[(runs["shift"] == SHOT_TASK["shift"]) & (runs["corruption"] == SHOT_TASK["corruption"])
+                & runs["seed"].isin(seeds) & (runs["epochs"] == recipe.epochs) & (runs["lr"] == recipe.lr)
+                & (runs["status"] == "ok")]
+    for method in COMPARED:
+        own = rows[rows["method"] == method]
+        curve = [own[own["shots"] == 10 * k]["test_acc"].mean() * 100 for k in KS]
+        dips = [a - b for a, b in zip(curve, curve[1:]) if a > b]
+        ok = all(c == c for c in curve) and all(d <= 1 for d in dips)
+        print(f"shots {method}: " + ", ".join(f"K={k} {c:.1f}" for k, c in zip(KS, curve))
+              + f" -> {_verdict(ok)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--store", default=None, help="result store file (default cache/results.sqlite)")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    store = ResultStore(args.store) if args.store else ResultStore()
+    shift_size_check(seeds)
+    runs = _default_runs(store, seeds)
+    surgical_check(runs)
+    separation_check(runs)
+    shots_check(store, seeds)
+
+
+if __name__ == "__main__":
+    main()
