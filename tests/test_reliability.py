@@ -177,6 +177,7 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch, capsys):
 
 
 def test_sigint_during_a_real_run_exits_130_without_a_row(tmp_path):
+    get_setup("digits").source_model("output")  # pretrained and cached first: the signal lands in fine-tuning
     store = tmp_path / "r.sqlite"
     proc = subprocess.Popen([sys.executable, "-m", "autoft_core", "finetune", "--epochs", "200", "--store", str(store)],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -186,7 +187,7 @@ def test_sigint_during_a_real_run_exits_130_without_a_row(tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     one_clean_line("\n".join(line for line in err.splitlines() if "Warning" not in line and not line.startswith(" ")),
                    "interrupted")
     assert statuses(store) == []
