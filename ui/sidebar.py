@@ -60,9 +60,10 @@ def settings(setup: str, counts: Sequence[Sequence[int]] | None = None) -> tuple
                                    getattr(defaults, name), maximum)
             if name == "shots" and counts:
                 used = min(effective_shots(values["shots"], c) for c in counts)
+                low, high = min(min(c) for c in counts), max(max(c) for c in counts)
                 st.caption(f"Effective: **{used}** training images ({values['shots'] // len(counts[0])} per class "
-                           f"asked of {len(counts[0])} classes; the pool holds {min(min(c) for c in counts)}–"
-                           f"{max(max(c) for c in counts)} per class).")
+                           f"asked of {len(counts[0])} classes; the pool holds "
+                           f"{low if low == high else f'{low}–{high}'} per class).")
         changed = {k: v for k, v in values.items() if v != getattr(defaults, k)}
         if changed:
             st.caption("Differs from the CLI defaults: " + ", ".join(
