@@ -10,7 +10,7 @@ import torch
 from autoft_core.config import RunConfig
 from autoft_core.core.recipe import Recipe
 from autoft_core.data.corruptions import corrupt
-from autoft_core.experiments.tables import cell_text, table1
+from autoft_core.experiments.tables import cell_text, per_corruption, table1
 from autoft_core.paths import DataPaths
 from autoft_core.store import ResultStore
 from ui import colours, engine, frames
@@ -124,6 +124,12 @@ def test_table_frames_match_the_engine_table(tmp_path) -> None:
     per = frames.corruption_frames(rows, sel, "test_acc")["numeric"].set_index("method")
     assert per.loc["linear-probe", "snow mean %"] == pytest.approx(np.mean([40.0, 50.0]))
     assert per.loc["linear-probe", "snow std"] == pytest.approx(_std([40.0, 50.0]))
+    engine_per = per_corruption(rows, sel)  # the CLI's `table --per-corruption`: the same cells
+    assert list(engine_per.selection.shifts) == ["frost", "snow"] and engine_per.methods == ["full", "linear-probe"]
+    for (method, corruption), cell in engine_per.cells.items():
+        assert per.loc[method, f"{corruption} mean %"] == pytest.approx(cell.mean)
+    assert engine_per.cells["full", "snow"].mean == pytest.approx(np.mean([60.0, 70.0]))
+    assert engine_per.best == {("full", "frost"), ("full", "snow")}
 
 
 def test_grid_frame_averages_seeds_per_grid_point_at_default_other_params(tmp_path) -> None:

@@ -96,6 +96,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--corruptions", default="all", help="input-level corruptions averaged (default all)")
     table.add_argument("--methods", default="all", help="rows: comma-separated methods or all with runs (default)")
     table.add_argument("--seeds", default=None, help="comma-separated seeds (default: all stored)")
+    table.add_argument("--per-corruption", action="store_true",
+                       help="the input-level runs as methods × corruptions instead of Table 1")
     table.add_argument("--any-version", action="store_true",
                        help="include runs of older code versions (default: the current code's only)")
     add_recipe(table)
@@ -201,7 +203,7 @@ def _cmd_table(args: argparse.Namespace) -> None:
     from ..methods import method_names, resolve_params
     from ..setups import get_setup
     from .plan import choose, numbers
-    from .tables import Selection, table1, to_csv, to_markdown
+    from .tables import Selection, per_corruption, table1, to_csv, to_markdown
 
     paths = paths_from(args)
     setup = get_setup(args.setup, paths)
@@ -215,7 +217,7 @@ def _cmd_table(args: argparse.Namespace) -> None:
                     code_version=None if args.any_version else code_version(),
                     methods=None if args.methods == "all" else choose("method", args.methods, known),
                     seeds=None if args.seeds is None else numbers("seed", args.seeds, SEED_BOUNDS))
-    table = table1(frame, sel, args.metric)
+    table = (per_corruption if args.per_corruption else table1)(frame, sel, args.metric)
     if not table.cells:
         version = "any code version" if args.any_version else f"code version {code_version()} (or add --any-version)"
         raise AutoFTError(f"no stored runs of setup {args.setup} match severity {args.severity}, "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -87,10 +87,7 @@ def table1(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Tab
         notes = [f"{m}, {LEVELS.get(s, s)}: {n} diverged run{'s' if n > 1 else ''} left out (lower the lr)"
                  for (m, s), n in diverged.items()]
         runs = runs[runs["status"] != "diverged"]
-    order = list(sel.methods or sel.default_params)
-    methods = [m for m in order if m in set(runs.get("method", []))]
-    methods += sorted(set(runs.get("method", [])) - set(methods))
-    table = Table(metric, sel, methods, {}, set(), notes)
+    table = Table(metric, sel, _methods(runs, sel), {}, set(), notes)
     if runs.empty:
         return table
     per_seed = runs.groupby(["method", "shift", "seed"])[metric].agg(["mean", "count"]).reset_index()
@@ -101,13 +98,43 @@ def table1(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Tab
         values = group["mean"] * 100
         table.cells[method, shift] = Cell(float(values.mean()), float(values.std()) if len(values) > 1 else None,
                                           len(values))
-    for shift in sel.shifts:
-        column = {m: c.mean for (m, s), c in table.cells.items() if s == shift}
-        table.best |= {(m, shift) for m, v in column.items() if v >= max(column.values()) - 1e-9}
+    _mark_best(table)
     most = max(c.seeds for c in table.cells.values())
     table.notes += [f"{m}, {LEVELS.get(s, s)}: {c.seeds} of {most} seeds" for (m, s), c in table.cells.items()
                     if c.seeds < most]
     return table
+
+
+def per_corruption(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Table:
+    """Input-level runs as methods × corruptions (the columns), mean ± std over seeds (%); diverged runs
+    left out."""
+    runs = select(frame, replace(sel, shifts=["input"]))
+    if "status" in runs:
+        runs = runs[runs["status"] != "diverged"]
+    present = set(runs.get("corruption", []))
+    columns = replace(sel, shifts=[c for c in sel.corruptions if c in present])
+    table = Table(metric, columns, _methods(runs, sel), {}, set())
+    for (method, corruption), group in runs.groupby(["method", "corruption"]):
+        values = group[metric] * 100
+        table.cells[method, corruption] = Cell(float(values.mean()), float(values.std()) if len(values) > 1 else None,
+                                               len(values))
+    _mark_best(table)
+    return table
+
+
+def _methods(runs: pd.DataFrame, sel: Selection) -> list[str]:
+    """The methods with runs: the selection's (or registry) order first, then any others by name."""
+    order = list(sel.methods or sel.default_params)
+    methods = [m for m in order if m in set(runs.get("method", []))]
+    return methods + sorted(set(runs.get("method", [])) - set(methods))
+
+
+def _mark_best(table: Table) -> None:
+    """Mark the best mean of each column (ties all marked)."""
+    for shift in table.selection.shifts:
+        column = {m: c.mean for (m, s), c in table.cells.items() if s == shift}
+        if column:
+            table.best |= {(m, shift) for m, v in column.items() if v >= max(column.values()) - 1e-9}
 
 
 def cell_text(cell: Cell | None) -> str:
@@ -134,6 +161,9 @@ def caption(table: Table) -> str:
     count = f"{seeds[-1]} seed{'s' if seeds[-1] != 1 else ''}" if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]} seeds"
     recipe = ", ".join(f"{k} {v}" for k, v in sel.recipe.items())
     version = f"code version {sel.code_version}" if sel.code_version else "any code version"
+    if not set(sel.shifts) <= set(LEVELS):  # per_corruption: the columns are corruptions
+        return (f"Input-level per corruption - {sel.setup}: {table.metric} (%), mean ± std over {count}; "
+                f"severity {sel.severity}; {recipe}; {version}.")
     return (f"Table 1 - {sel.setup}: {table.metric} (%), mean ± std over {count}; input-level = mean over "
             f"{len(sel.corruptions)} corruptions at severity {sel.severity}; {recipe}; {version}.")
 
