@@ -6,8 +6,11 @@ from typing import Any
 
 import streamlit as st
 
+from autoft_core.core.recipe import DEFAULT_SEVERITY
 from autoft_core.experiments.tables import table1
-from ui import engine, layout, notes, output, pickers, sidebar
+from autoft_core.shift_sizes import shift_sizes
+from ui import engine, frames, layout, notes, output, pickers, sidebar
+from ui.export import Meta
 
 HOW = """
 - **Three kinds of shift**: each tab shows the *same* target images twice: clean and corrupted (input-level),
@@ -15,6 +18,8 @@ HOW = """
   target images that share a label but are different subclasses.
 - Under each story, **measured** numbers come from the result store (runs of the setup's default recipe);
   the Results page runs the whole table.
+- **How large each shift is**: the source model's zero-shot accuracy on every target against the clean target
+  (one click; it corrupts and classifies each target set, under a minute the first time).
 - **Setups**: which can run here, and what is missing for the others.
 """
 INTRO = (
@@ -54,6 +59,30 @@ def shift_tab(shift: str, recipe: dict[str, Any], paths: Any) -> None:
             st.image(images, caption=[f"label {y}" for y in labels], width=72)
 
 
+@st.cache_data(show_spinner=False)
+def measured_shift_sizes(seed: int, _paths: Any) -> dict[str, Any]:
+    return shift_sizes(SETUP, DEFAULT_SEVERITY, seed, _paths)
+
+
+def shift_sizes_section(seed: int, paths: Any) -> None:
+    """The source model's zero-shot accuracy per target beside the clean target's (the `shifts` command)."""
+    st.caption(f"The {SETUP} source model on each target's test split (seed {seed}, corruptions at severity "
+               f"{DEFAULT_SEVERITY}) against the clean target: how much each shift hurts before any fine-tuning. "
+               f"`python -m autoft_core shifts --setup {SETUP}` prints the same.")
+    if not (st.button("Measure the shifts", key="overview.shifts") or st.session_state.get("overview.measured")):
+        return
+    st.session_state["overview.measured"] = True
+    sizes = None
+    with layout.guard("Measuring the shifts"), st.status("Corrupting the target sets and classifying them…") as box:
+        sizes = measured_shift_sizes(seed, paths)
+        box.update(label="Shift sizes measured", state="complete")
+    if sizes is not None:
+        clean = sizes["clean_acc"]
+        st.write(f"Clean target: **{100 * clean:.1f}%**" if clean is not None else "No clean target (no label flip).")
+        output.show_table(frames.shift_size_frame(sizes), Meta("Shift sizes", SETUP, severity=DEFAULT_SEVERITY,
+                                                               seeds=(seed,)), key="shift-sizes")
+
+
 def setups_section(paths: Any) -> None:
     """Which setups can run on this machine, and for the others what is missing and where to get it."""
     rows = pickers.setups(paths)
@@ -78,6 +107,8 @@ with layout.page("AutoFT Explorer", HOW):
     for shift, tab in zip(shifts, st.tabs([engine.SHIFT_NAMES[s].capitalize() for s in shifts])):
         with tab:
             shift_tab(shift, default, settings.paths)
+    st.subheader("How large each shift is")
+    shift_sizes_section(settings.seeds[0], settings.paths)
     st.subheader("Setups on this machine")
     setups_section(settings.paths)
     st.subheader("Device")

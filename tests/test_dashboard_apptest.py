@@ -15,9 +15,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from autoft_core.config import RunConfig
-from autoft_core.core.recipe import Recipe, field_names
+from autoft_core.core.recipe import Recipe, TaskSpec, field_names
+from autoft_core.evaluation import accuracy
 from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
+from autoft_core.setups import get_setup
 from autoft_core.setups.digits import FEATURES, PER_CLASS
 from autoft_core.store import ResultStore
 from ui import colours, engine, jobs
@@ -117,6 +119,23 @@ def test_overview_shows_the_same_images_shifted(store_file) -> None:
     after = urls(at)
     assert after[0] == clean and after[1] != corrupted  # only the corrupted row changed
     assert any("How to read" in e.label for e in at.main.expander)
+
+
+def test_overview_measures_the_size_of_each_shift(store_file) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page("pages/overview.py").run()
+    at.button(key="overview.shifts").click().run()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index(["shift", "corruption"])
+    digits = get_setup("digits")
+    assert len(table) == len(digits.corruptions()) + 2
+    flip = digits.task(digits.check(TaskSpec("output", seed=0)))  # recomputed here: the label flip's zero-shot
+    assert table.loc[("output", "—"), "zero-shot %"] == pytest.approx(100 * accuracy(digits.source_model("output"),
+                                                                                     flip.test))
+    clean = table.loc[("output", "—"), "zero-shot %"] + table.loc[("output", "—"), "drop from clean (points)"]
+    inputs = table.loc["input"]
+    assert (inputs["zero-shot %"] + inputs["drop from clean (points)"]).to_numpy() == pytest.approx(clean)
+    assert np.isnan(table.loc[("feature", "—"), "drop from clean (points)"])
 
 
 def test_sidebar_defaults_are_the_cli_defaults(store_file) -> None:

@@ -253,3 +253,15 @@ def effective_shots(shots: int, counts: Sequence[int]) -> int:
     class, or all of a class that holds fewer."""
     per_class = shots // max(len(counts), 1)
     return sum(min(per_class, n) for n in counts)
+
+
+def shift_size_frame(sizes: dict[str, Any]) -> pd.DataFrame:
+    """`shift_sizes()`'s answer as a table (%): per task its zero-shot accuracy and the drop from the clean
+    target's accuracy (none for the feature level, whose source model saw other subclasses)."""
+    clean = sizes["clean_acc"]
+    rows = [{"shift": task["shift"], "corruption": task["corruption"] or "—",
+             "zero-shot %": 100 * task["zero_shot_acc"],
+             "drop from clean (points)": (None if clean is None or task["shift"] == "feature"
+                                          else 100 * (clean - task["zero_shot_acc"]))}
+            for task in sizes["tasks"]]
+    return pd.DataFrame(rows, columns=["shift", "corruption", "zero-shot %", "drop from clean (points)"])
