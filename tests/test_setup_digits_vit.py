@@ -13,7 +13,7 @@ from autoft_core.layers import partition
 from autoft_core.methods import method_names
 from autoft_core.setups import get_setup
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("vit")]  # one worker pretrains the ViT
 
 
 @pytest.fixture(scope="module")
