@@ -126,7 +126,8 @@ def device_summary() -> str:
 
     if torch.cuda.is_available():
         return f"GPU: {torch.cuda.get_device_name(0)}"
-    return f"CPU ({torch.get_num_threads()} threads, no CUDA GPU visible)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'' if threads == 1 else 's'}, no CUDA GPU visible)"
 
 
 # ----------------------------------------------------------------------------- setups and methods
