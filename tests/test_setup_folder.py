@@ -4,7 +4,6 @@ every method runs end to end and lands a store row, and each broken input gives 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +159,7 @@ def _broken(own: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[str], 
     unreadable = _image_folder(tmp_path / "unreadable", 0)
     (unreadable / "cat" / "0.png").write_bytes(b"not a png")
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(os.urandom(256))
+    garbage.write_bytes(np.random.default_rng(0).bytes(256))
     a_list = tmp_path / "list.pt"
     torch.save([1, 2, 3], a_list)
     return {

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
 from autoft_core.core.data import Split
+from autoft_core.errors import AutoFTError
 from autoft_core.layers import partition
 from autoft_core.methods._probes import LayerProbe
 from autoft_core.methods._activations import unit_values
@@ -124,3 +126,14 @@ def test_mean_pooling_has_no_class_token_and_ignores_patch_order_without_positio
         patches = x.unfold(2, 4, 4).unfold(3, 4, 4)  # (N, C, 4, 4, 4, 4): a 4x4 grid of 4x4 patches
         shuffled = patches.flip(2).transpose(2, 3).permute(0, 1, 2, 4, 3, 5).reshape(2, 3, 16, 16)
         torch.testing.assert_close(model(shuffled), model(x))
+
+
+def test_any_garbage_checkpoint_is_one_clear_error(tmp_path):
+    """The weights-only unpickler fails wherever its parser stops (IndexError, KeyError...): always one message."""
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        path = tmp_path / f"garbage{i}.pt"
+        path.write_bytes(rng.bytes(int(rng.integers(1, 512))))
+        with pytest.raises(AutoFTError, match="could not read checkpoint"):
+            read_state_dict(path)
+

@@ -49,7 +49,7 @@ def read_state_dict(path: Path) -> "dict[str, torch.Tensor]":
             state: object = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except (SafetensorError, *CHECKPOINT_ERRORS) as exc:  # garbage fails wherever the unpickler's parser stops
         raise AutoFTError(f"could not read checkpoint {path} as weights ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); {HOW}") from exc
     while isinstance(state, dict) and len(state) == 1 and next(iter(state)) in NESTED:
