@@ -67,7 +67,15 @@ def _default_runs(store: ResultStore, seeds: list[int]) -> pd.DataFrame:
     keep = runs["seed"].isin(seeds) & (runs["status"] == "ok") & (runs["epochs"] == recipe.epochs)
     keep &= (runs["lr"] == recipe.lr) & (runs["batch_size"] == recipe.batch_size) & (runs["shots"] == recipe.shots)
     keep &= (runs["shift"] != "input") | (runs["severity"] == DEFAULT_SEVERITY)
-    return runs[keep]
+    return _newest(runs[keep])
+
+
+def _newest(runs: pd.DataFrame) -> pd.DataFrame:
+    """One run per configuration: the newest, where runs of several engine versions are stored."""
+    cell = runs.assign(cell=[f"{m}|{s}|{c}|{seed}|{shots}|{sorted(p.items())}" for m, s, c, seed, shots, p in
+                             zip(runs["method"], runs["shift"], runs["corruption"], runs["seed"], runs["shots"],
+                                 runs["params"])])
+    return cell.sort_values("created").drop_duplicates("cell", keep="last")
 
 
 def _acc(runs: pd.DataFrame, method: str, shift: str, block: str | None = None) -> float | None:
@@ -121,9 +129,9 @@ def shots_check(store: ResultStore, seeds: list[int]) -> None:
     """Accuracy against K per class on SHOT_TASK: rising, dips of at most 1 point."""
     recipe = get_setup("digits").recipe
     runs = store.frame(setup="digits")
-    rows = runs[(runs["shift"] == SHOT_TASK["shift"]) & (runs["corruption"] == SHOT_TASK["corruption"])
-                & runs["seed"].isin(seeds) & (runs["epochs"] == recipe.epochs) & (runs["lr"] == recipe.lr)
-                & (runs["status"] == "ok")]
+    rows = _newest(runs[(runs["shift"] == SHOT_TASK["shift"]) & (runs["corruption"] == SHOT_TASK["corruption"])
+                        & runs["seed"].isin(seeds) & (runs["epochs"] == recipe.epochs) & (runs["lr"] == recipe.lr)
+                        & (runs["status"] == "ok")])
     for method in COMPARED:
         own = rows[rows["method"] == method]
         curve = [own[own["shots"] == 10 * k]["test_acc"].mean() * 100 for k in KS]
