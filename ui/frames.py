@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from autoft_core.config import RunConfig
-from autoft_core.experiments.tables import LEVELS, RECIPE_FIELDS, Cell, Selection, Table, cell_text, select
+from autoft_core.experiments.tables import (LEVELS, RECIPE_FIELDS, Selection, Table, cell_text, per_corruption,
+                                            select)
 
 METRICS = {"test_acc": "final", "best_val_test_acc": "best-val", "zero_shot_acc": "zero-shot"}
 
@@ -167,31 +168,23 @@ def numeric_wide(long: pd.DataFrame, column: str, order: Sequence[str]) -> pd.Da
     return out
 
 
-def table_frames(table: Table) -> dict[str, pd.DataFrame]:
-    """Table 1 as "display" (method × shift level, the CLI's 'mean ± std' text), "long" and "numeric"."""
-    shifts = list(table.selection.shifts)
-    long = pd.DataFrame([{"method": m, "shift": LEVELS.get(s, s), "mean": c.mean, "std": c.std or 0.0,
-                          "seeds": c.seeds}
-                         for m in table.methods for s in shifts if (c := table.cells.get((m, s)))],
-                        columns=["method", "shift", "mean", "std", "seeds"])
-    display = pd.DataFrame([{"method": m, **{LEVELS.get(s, s): cell_text(table.cells.get((m, s))) for s in shifts}}
+def table_frames(table: Table, column: str = "shift") -> dict[str, pd.DataFrame]:
+    """A table's cells (Table 1: method × shift level) as "display" (the CLI's 'mean ± std' text), "long"
+    (one row per method and `column` value) and "numeric"."""
+    columns = [LEVELS.get(s, s) for s in table.selection.shifts]
+    cells = {(m, LEVELS.get(s, s)): c for (m, s), c in table.cells.items()}
+    long = pd.DataFrame([{"method": m, column: v, "mean": c.mean, "std": c.std or 0.0, "seeds": c.seeds}
+                         for m in table.methods for v in columns if (c := cells.get((m, v)))],
+                        columns=["method", column, "mean", "std", "seeds"])
+    display = pd.DataFrame([{"method": m, **{v: cell_text(cells.get((m, v))) for v in columns}}
                             for m in table.methods])
-    numeric = numeric_wide(long, "shift", [LEVELS.get(s, s) for s in shifts])
-    return {"display": display, "long": long, "numeric": numeric}
+    return {"display": display, "long": long, "numeric": numeric_wide(long, column, columns)}
 
 
 def corruption_frames(frame: pd.DataFrame, sel: Selection, metric: str) -> dict[str, pd.DataFrame]:
-    """Input-level accuracy per method and corruption (mean ± std over seeds, %): display, long, numeric."""
-    rows = select(frame, replace(sel, shifts=["input"]))
-    long = pd.DataFrame(columns=["method", "corruption", "mean", "std", "seeds"])
-    if not rows.empty:
-        long = _spread(rows, ["method", "corruption"], metric).rename(columns={"n": "seeds"})
-    corruptions = [c for c in sel.corruptions if c in set(long["corruption"])]
-    cells = {(r.method, r.corruption): Cell(r.mean, r.std if r.seeds > 1 else None, r.seeds)
-             for r in long.itertuples()}
-    methods = list(dict.fromkeys(long["method"]))
-    display = pd.DataFrame([{"method": m, **{c: cell_text(cells.get((m, c))) for c in corruptions}} for m in methods])
-    return {"display": display, "long": long, "numeric": numeric_wide(long, "corruption", corruptions)}
+    """Input-level accuracy per method and corruption (mean ± std over seeds, %): the engine's
+    `per_corruption` table (the CLI's `table --per-corruption`) as display, long and numeric frames."""
+    return table_frames(per_corruption(frame, sel, metric), column="corruption")
 
 
 def grid_frame(frame: pd.DataFrame, sel: Selection, method: str, defaults: dict[str, Any],
