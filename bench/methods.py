@@ -1,5 +1,7 @@
-"""What each method costs on the digits setup, in one-thread CPU time: its weights in fine-tuning epochs, and
-its whole run (weights + fine-tuning + evaluation, as `finetune` computes it) relative to full fine-tuning's.
+"""What each method costs, in one-thread CPU time on the CPU (synchronised wall time on CUDA): its weights in
+fine-tuning epochs, and its whole run (weights + fine-tuning + evaluation, as `finetune` computes it)
+relative to full fine-tuning's. The task is the digits setup's by default; on a GPU,
+`--setup python:bench.wrn_synthetic:setup` gives the CIFAR-10-C setup's scale (WRN-28-10, random data).
 
 Targets (issue 13): weights within 2 epochs for every method but cross-validation (it fine-tunes each
 block); Auto-RGN's whole run (it rescores every epoch) within 1.25x full fine-tuning's. Each method's
@@ -8,6 +10,7 @@ reported with its range; the accuracy cache is cleared before every run, so each
 zero-shot evaluation.
 
     python bench/methods.py [--shift output] [--epochs 5] [--repeats 3] [--methods all]
+    python bench/methods.py --setup python:bench.wrn_synthetic:setup --device cuda
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.timing import alternate, clock, quartiles  # noqa: E402
 from autoft_core.config import RunConfig  # noqa: E402
+from autoft_core.device import resolve_device  # noqa: E402
 from autoft_core.evaluation import clear_accuracy_cache  # noqa: E402
 from autoft_core.experiment import compute_run, compute_weights, load_task, resolve  # noqa: E402
 from autoft_core.finetune import finetune  # noqa: E402
@@ -30,54 +34,63 @@ from autoft_core.layers import partition  # noqa: E402
 from autoft_core.methods import method_names  # noqa: E402
 
 WEIGHTS_TARGET_EPOCHS, RGN_RUN_TARGET = 2.0, 1.25
-CPU_TIME = clock(torch.device("cpu"))
+NOW = clock(torch.device("cpu"))  # set by main() for the device measured
 
 
-def cpu_seconds(fn) -> float:
+def seconds(fn) -> float:
+    """Time of `fn()` with an empty accuracy cache (each run pays its own zero-shot evaluation)."""
     clear_accuracy_cache()
-    start = CPU_TIME()
+    start = NOW()
     fn()
-    return CPU_TIME() - start
+    return NOW() - start
 
 
-def epoch_seconds(cfg: RunConfig, repeats: int) -> float:
+def epoch_seconds(cfg: RunConfig, repeats: int, device: torch.device) -> float:
     """One full fine-tuning epoch (training + validation): runs of 3 and 0 epochs, the difference / 3."""
     setup, data = load_task(cfg)
 
     def timed(epochs: int) -> float:
         model = setup.source_model(cfg.shift)
         layers = partition(model, cfg.recipe.granularity)
-        return cpu_seconds(lambda: finetune(model, layers, [1.0] * len(layers), data,
-                                            replace(cfg.recipe, epochs=epochs), cfg.seed))
+        return seconds(lambda: finetune(model, layers, [1.0] * len(layers), data,
+                                        replace(cfg.recipe, epochs=epochs), cfg.seed, device))
 
+    timed(1)  # warm-up: first-call costs (cuDNN's autotuning of every shape on CUDA) are not an epoch's
     return statistics.median((timed(3) - timed(0)) / 3 for _ in range(repeats))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--setup", default="digits", help="digits (default) or python:bench.wrn_synthetic:setup")
+    parser.add_argument("--device", default="cpu", help="cpu (default: one thread, CPU time) or cuda")
     parser.add_argument("--shift", default="output")
     parser.add_argument("--corruption", default=None)
     parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs of the whole runs (default 5)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default="all", help="comma-separated methods (default all)")
     args = parser.parse_args()
+    global NOW
+    device = resolve_device(args.device)
+    NOW = clock(device)
     torch.set_num_threads(1)
+    where = f"{torch.cuda.get_device_name(device)}, wall time" if device.type == "cuda" else "1 thread, CPU time"
     corruption = args.corruption or ("gaussian_noise" if args.shift == "input" else None)
-    base = resolve(RunConfig(setup="digits", shift=args.shift, corruption=corruption))
+    base = resolve(RunConfig(setup=args.setup, shift=args.shift, corruption=corruption))
     base = replace(base, recipe=base.recipe.with_values(epochs=args.epochs))
-    compute_weights(base)  # warm caches: pretrained model, task data
-    epoch = epoch_seconds(base, args.repeats)
+    compute_weights(base, device=args.device)  # warm caches: pretrained model, task data
+    epoch = epoch_seconds(base, args.repeats, device)
     names = method_names() if args.methods == "all" else args.methods.split(",")
-    print(f"digits / {args.shift}, {base.recipe.shots} shots, {args.epochs}-epoch runs, 1 thread, CPU time, "
+    print(f"{args.setup} / {args.shift}, {base.recipe.shots} shots, {args.epochs}-epoch runs, {where}, "
           f"{args.repeats} repeats: one fine-tuning epoch = {epoch:.3f} s")
     print(f"{'method':<26} {'weights s':>9} {'epochs':>7}  {'run / full run [range]':<24} verdict")
     for name in names:
         cfg = resolve(replace(base, method=name, params={}))
-        compute_weights(cfg)  # warm-up: first-call costs (kernel set-up for new shapes) are not the method's
-        weights = statistics.median(cpu_seconds(lambda: compute_weights(cfg)) for _ in range(args.repeats))
+        compute_weights(cfg, device=args.device)  # warm-up: first-call costs (kernel set-up) are not the method's
+        weights = statistics.median(seconds(lambda: compute_weights(cfg, device=args.device))
+                                    for _ in range(args.repeats))
         full_cfg = resolve(replace(base, method="full", params={}))
-        pair = alternate(name, lambda: cpu_seconds(lambda: compute_run(full_cfg)),
-                         lambda: cpu_seconds(lambda: compute_run(cfg)), args.repeats)
+        pair = alternate(name, lambda: seconds(lambda: compute_run(full_cfg, device=args.device)),
+                         lambda: seconds(lambda: compute_run(cfg, device=args.device)), args.repeats)
         run = [1 / r for r in pair.ratios]  # method time / full time
         low, mid, high = quartiles(run)
         notes = []

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every GPU benchmark in one go, for a lent GPU machine (README, Performance): the loop against a plain loop
+# on WRN-28-10 with its MFU and one CIFAR-10-C-sized run, each method's cost at that scale, the same loop
+# under torch.compile, and one embedded-default run through the CLI on CUDA. Each part has its own time
+# limit and writes its output to $OUT/<part>.txt (default folder: bench-gpu-out), so a part that runs
+# over still leaves the others' figures.
+#
+#     bash bench/gpu.sh
+#
+# Where RobustBench is not installed (the lent machines), wheels in .whl/ (robustbench, pyautoattack,
+# geotorch, gdown, beautifulsoup4, soupsieve, setuptools<81) are installed into /tmp/site first.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-bench-gpu-out}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [ -d .whl ] && ! python3 -c "import robustbench" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+
+part() {  # part NAME SECONDS COMMAND...: run one benchmark with a time limit, its output kept in $out/NAME.txt
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*"
+    timeout "$limit" "$@" 2>&1 | grep -v -e "Warning" -e "warnings.warn" -e "import pkg_resources" | tee "$out/$name.txt"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
+part throughput "${THROUGHPUT_S:-180}" python3 bench/throughput.py --model wrn --device cuda --repeats 7
+part methods "${METHODS_S:-180}" python3 bench/methods.py --setup python:bench.wrn_synthetic:setup --device cuda \
+    --epochs 5 --repeats 1
+part compile "${COMPILE_S:-120}" python3 bench/throughput.py --model wrn --device cuda --repeats 5 --cases all --compile
+part digits "${DIGITS_S:-60}" python3 -m autoft_core finetune --setup digits --shift output --method auto-rgn \
+    --device cuda --store "$out/digits.sqlite"
+echo "== done $(date -u +%H:%M:%S)"
