@@ -12,7 +12,8 @@ Choices made here:
 - both probe samples have `batches` × `batch_size` examples (default 2 × 64; `all`: whole splits)
   drawn with the same seed, so equal source and target data give a zero score; eval mode, fp32
   without autocast, the model left exactly as it was;
-- defaults as auto-rgn+hessian (Gauss-Newton, 5 iterations, damping 0.1); `scale` = mean, measured
+- defaults Gauss-Newton, 5 iterations, damping 0.1 (auto-rgn+hessian's until 2026-11-26, when it moved to
+  the exact Hessian; the figures here were measured with these); `scale` = mean, measured
   on digits (test accuracy %, seeds 0-2): label flip max 21.7 / raw 92.8 / mean 93.2 (full 85.7),
   frost 5 with 100 shots max 83.4 / raw 83.0 / mean 91.9 (full 92.1); `every` = "once";
 - all-zero scores (source and target agree) give all multipliers 1;
