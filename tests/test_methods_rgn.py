@@ -3,6 +3,8 @@ shift, exact restoration of the model, the per-epoch reweighter, and the digits 
 experiment runner and the command line (the Hessian variants' solver: test_methods_hessian.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import os
@@ -118,7 +120,7 @@ def test_reweighter_rescores_during_fine_tuning(every):
     ctx = _context("auto-rgn", data, every=every)
     method = get_method("auto-rgn")
     initial = method.weights(ctx)
-    reweighter = method.reweighter(ctx)
+    reweighter = method.reweighter(ctx, initial)
     calls = []
 
     def counted(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None) -> list[float]:
@@ -133,13 +135,37 @@ def test_reweighter_rescores_during_fine_tuning(every):
     first, second = (h["multipliers"] for h in result.history)
     assert first != second and max(second) == 1.0
     if every == "epoch":
-        assert first == pytest.approx(initial.weights, rel=1e-6)  # epoch 1 rescored the untouched model on the same minibatches
+        assert first == initial.weights  # epoch 1 reuses what `weights` scored
+
+
+def test_epoch_one_reuses_the_weights_only_because_rescoring_would_reproduce_them(monkeypatch):
+    """Rescoring the untouched model on call 0's sample gives `weights` again (so reusing it is exact), and
+    a whole run with `every=epoch` scores the model once per epoch, not once more."""
+    data = _task()
+    method = get_method("auto-rgn")
+    ctx = _context("auto-rgn", data, every="epoch")
+    params = method.resolve_params(ctx.params)
+    initial = method.weights(ctx)
+    rescored = method._score(ctx.model, ctx.layers, method._probe(ctx, params, 0), params)
+    assert rescored.weights == pytest.approx(initial.weights, rel=1e-6)
+
+    scored = []
+    real = type(method)._score
+    monkeypatch.setattr(type(method), "_score", lambda self, *a: scored.append(1) or real(self, *a))
+    epochs = 3
+    run_ctx = _context("auto-rgn", data, every="epoch")
+    run_ctx = dataclasses.replace(run_ctx, recipe=Recipe(epochs=epochs, lr=0.05, batch_size=BATCH_SIZE))
+    method.run(run_ctx)
+    assert len(scored) == epochs  # `weights` once, then epochs 2..E
 
 
 def test_once_means_no_reweighter():
     ctx = _context("auto-rgn", _task(), every="once")
-    assert get_method("auto-rgn").reweighter(ctx) is None
-    assert get_method("auto-rgn+hessian").reweighter(_context("auto-rgn+hessian", _task())) is None
+    method = get_method("auto-rgn")
+    assert method.reweighter(ctx, method.weights(ctx)) is None
+    hessian_ctx = _context("auto-rgn+hessian", _task())
+    hessian = get_method("auto-rgn+hessian")
+    assert hessian.reweighter(hessian_ctx, hessian.weights(hessian_ctx)) is None
 
 
 def test_cli_weights_json_and_bad_parameter(capsys):

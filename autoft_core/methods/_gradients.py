@@ -98,8 +98,9 @@ class RelativeNormMethod(Method):
     """Scores ‖v_l‖/‖θ_l‖ for a per-layer vector v_l the subclass defines; multipliers by `scale`.
 
     `weights` scores the given model on the seeded probe sample; the reweighter rescores the model
-    being fine-tuned each epoch (epoch k uses seed + k − 1, so epoch 1 reproduces `weights`) or each
-    step (on the coming training minibatch), unless `every` is "once".
+    being fine-tuned each epoch (epoch k uses seed + k − 1; epoch 1 would reproduce `weights`, the same
+    model on the same sample, so it takes those weights instead of computing them again) or each step
+    (on the coming training minibatch), unless `every` is "once".
     """
 
     uses_source: ClassVar[bool] = False
@@ -134,21 +135,26 @@ class RelativeNormMethod(Method):
         ctx.note(f"{self.name}: gradients on {len(probe.target)} examples")
         return self._score(ctx.model, ctx.layers, probe, params)
 
-    def reweighter(self, ctx: MethodContext) -> ProbeReweighter | None:
+    def reweighter(self, ctx: MethodContext, chosen: LayerWeights) -> ProbeReweighter | None:
         params = self.resolve_params(ctx.params)
-        return None if params["every"] == "once" else ProbeReweighter(self, ctx, params)
+        return None if params["every"] == "once" else ProbeReweighter(self, ctx, params, chosen.weights)
 
 
 class ProbeReweighter:
-    """The fine-tuning loop's hook: rescores the current model each epoch or step."""
+    """The fine-tuning loop's hook: rescores the current model each epoch or step (the first epoch takes
+    `first`, the weights `weights` computed for the untouched model on the same sample)."""
 
-    def __init__(self, method: RelativeNormMethod, ctx: MethodContext, params: dict[str, Any]) -> None:
+    def __init__(self, method: RelativeNormMethod, ctx: MethodContext, params: dict[str, Any],
+                 first: Sequence[float]) -> None:
         self.every = params["every"]
         self.method, self.ctx, self.params = method, ctx, params
+        self.first = list(first)
         self.calls = 0
 
     def __call__(self, model: nn.Module, batch: Batch | None) -> list[float]:
         call = self.calls if self.every == "epoch" else self.calls + 1
         self.calls += 1
+        if call == 0:  # epoch 1: the untouched model on the sample `weights` scored
+            return list(self.first)
         probe = self.method._probe(self.ctx, self.params, call, batch if self.every == "step" else None)
         return self.method._score(model, self.ctx.layers, probe, self.params).weights

@@ -72,13 +72,14 @@ class Method(ABC):
     def weights(self, ctx: MethodContext) -> LayerWeights:
         """Per-layer scores and multipliers for this model and task."""
 
-    def reweighter(self, ctx: MethodContext) -> Reweighter | None:
-        """A hook re-weighting the multipliers during fine-tuning, if the method has one."""
+    def reweighter(self, ctx: MethodContext, chosen: LayerWeights) -> Reweighter | None:
+        """A hook re-weighting the multipliers during fine-tuning, if the method has one; `chosen` is what
+        `weights` gave for the untouched model, so a hook need not compute it again for the first epoch."""
         return None
 
     def run(self, ctx: MethodContext) -> tuple[LayerWeights, FinetuneResult]:
         """Weights, then fine-tuning with them; the model in `ctx` is fine-tuned in place."""
         chosen = self.weights(ctx)
         result = finetune(ctx.model, ctx.layers, chosen.weights, ctx.data, ctx.recipe, ctx.seed, ctx.device,
-                          self.reweighter(ctx), ctx.progress)
+                          self.reweighter(ctx, chosen), ctx.progress)
         return chosen, result
