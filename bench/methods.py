@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,15 +35,15 @@ from autoft_core.layers import partition  # noqa: E402
 from autoft_core.methods import method_names  # noqa: E402
 
 WEIGHTS_TARGET_EPOCHS, RGN_RUN_TARGET = 2.0, 1.25
-NOW = clock(torch.device("cpu"))  # set by main() for the device measured
 
 
-def seconds(fn) -> float:
-    """Time of `fn()` with an empty accuracy cache (each run pays its own zero-shot evaluation)."""
+def seconds(now: Callable[[], float], fn: Callable[[], object]) -> float:
+    """Time of `fn()` by the clock `now`, with an empty accuracy cache (each run pays its own zero-shot
+    evaluation)."""
     clear_accuracy_cache()
-    start = NOW()
+    start = now()
     fn()
-    return NOW() - start
+    return now() - start
 
 
 def epoch_seconds(cfg: RunConfig, repeats: int, device: torch.device) -> float:
@@ -52,8 +53,8 @@ def epoch_seconds(cfg: RunConfig, repeats: int, device: torch.device) -> float:
     def timed(epochs: int) -> float:
         model = setup.source_model(cfg.shift)
         layers = partition(model, cfg.recipe.granularity)
-        return seconds(lambda: finetune(model, layers, [1.0] * len(layers), data,
-                                        replace(cfg.recipe, epochs=epochs), cfg.seed, device))
+        return seconds(clock(device), lambda: finetune(model, layers, [1.0] * len(layers), data,
+                                                       replace(cfg.recipe, epochs=epochs), cfg.seed, device))
 
     timed(1)  # warm-up: first-call costs (cuDNN's autotuning of every shape on CUDA) are not an epoch's
     return statistics.median((timed(3) - timed(0)) / 3 for _ in range(repeats))
@@ -69,9 +70,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default="all", help="comma-separated methods (default all)")
     args = parser.parse_args()
-    global NOW
     device = resolve_device(args.device)
-    NOW = clock(device)
+    now = clock(device)
     torch.set_num_threads(1)
     where = f"{torch.cuda.get_device_name(device)}, wall time" if device.type == "cuda" else "1 thread, CPU time"
     corruption = args.corruption or ("gaussian_noise" if args.shift == "input" else None)
@@ -86,11 +86,11 @@ def main() -> None:
     for name in names:
         cfg = resolve(replace(base, method=name, params={}))
         compute_weights(cfg, device=args.device)  # warm-up: first-call costs (kernel set-up) are not the method's
-        weights = statistics.median(seconds(lambda: compute_weights(cfg, device=args.device))
+        weights = statistics.median(seconds(now, lambda: compute_weights(cfg, device=args.device))
                                     for _ in range(args.repeats))
         full_cfg = resolve(replace(base, method="full", params={}))
-        pair = alternate(name, lambda: seconds(lambda: compute_run(full_cfg, device=args.device)),
-                         lambda: seconds(lambda: compute_run(cfg, device=args.device)), args.repeats)
+        pair = alternate(name, lambda: seconds(now, lambda: compute_run(full_cfg, device=args.device)),
+                         lambda: seconds(now, lambda: compute_run(cfg, device=args.device)), args.repeats)
         run = [1 / r for r in pair.ratios]  # method time / full time
         low, mid, high = quartiles(run)
         notes = []

@@ -23,7 +23,7 @@ CONFIG = "vit_mini"
 # It does not learn the striped low-contrast renders yet: held-out accuracy stays near chance (10-14 %) with
 # 2-7 epochs at lr 1e-4 to 2e-3, patch 4 or 8, and also with a 3-conv stem before the tokens, a shallower
 # or wider ViT, or that stem alone with global pooling, where the digits ResNet reaches 93 % after 2 epochs
-# in the same loop. So it trains 2 epochs of the 9,000 source images (about 25 s on one CPU thread;
+# in the same loop. So it trains 2 epochs of the 9,000 source images (about 18 s on one CPU thread;
 # bench/vit_checks.py): a valid source model for every method, at half the cost of the 4 that bought nothing.
 PRETRAIN = (Recipe(epochs=2, lr=1e-3, batch_size=32),)
 SHIFT_PIXELS = 0
