@@ -10,24 +10,18 @@ from __future__ import annotations
 import torch
 
 from autoft_core import CustomSetup
-from autoft_core.compat import import_robustbench
-from autoft_core.core.data import Split, TaskData
+from autoft_core.core.data import TaskData
 from autoft_core.setups.cifar10 import Cifar10Setup
-
-
-def _split(n: int, seed: int) -> Split:
-    g = torch.Generator().manual_seed(seed)
-    return Split(torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
+from bench.throughput import build, synthetic
 
 
 def setup() -> CustomSetup:
-    """WRN-28-10 with seeded random weights; one synthetic task for every shift."""
-    import_robustbench()
-    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
-
-    torch.manual_seed(0)
-    model = WideResNet(depth=28, widen_factor=10).eval()
-    data = TaskData(source=_split(1_000, 1), train=_split(1_000, 2), val=_split(1_000, 3), test=_split(10_000, 4),
-                    num_classes=10)
+    """WRN-28-10 with seeded random weights (the global RNG left as it was); one synthetic task for every shift."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build("wrn").eval()
+    cpu = torch.device("cpu")
+    data = TaskData(source=synthetic(1_000, cpu, 1), train=synthetic(1_000, cpu, 2), val=synthetic(1_000, cpu, 3),
+                    test=synthetic(10_000, cpu, 4), num_classes=10)
     return CustomSetup(model=model, tasks={"input": data, "feature": data, "output": data},
                        recipe=Cifar10Setup.recipe, description="WRN-28-10 on random CIFAR-sized images (costs only)")
