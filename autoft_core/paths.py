@@ -5,6 +5,7 @@ Every path can come from an environment variable, a CLI flag or a dashboard sett
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -16,6 +17,13 @@ def cache_dir() -> Path:
     path = Path(os.environ.get("AUTOFT_CACHE", REPO_ROOT / "cache"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` then rename over `path`: readers see the old file or the whole new one, never half."""
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

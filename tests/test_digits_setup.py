@@ -33,6 +33,26 @@ def test_rendering_is_seeded_cifar_shaped_and_in_range():
     assert 0.0 <= float(first.min()) and float(first.max()) <= 1.0
 
 
+def test_renders_are_kept_on_disk_and_a_damaged_file_is_rendered_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOFT_CACHE", str(tmp_path))
+    render_part = digits._render_part
+    x, y = digits.rendered.__wrapped__("target")  # renders and stores
+    path = digits.render_cache_path("target")
+    assert path.is_file()
+
+    def no_render(part):
+        raise AssertionError("rendered again although the disk cache holds the renders")
+
+    monkeypatch.setattr(digits, "_render_part", no_render)
+    stored_x, stored_y = digits.rendered.__wrapped__("target")
+    assert torch.equal(stored_x, x) and torch.equal(stored_y, y)
+
+    path.write_bytes(path.read_bytes()[:1000])  # a file cut short
+    monkeypatch.setattr(digits, "_render_part", render_part)
+    again_x, again_y = digits.rendered.__wrapped__("target")
+    assert torch.equal(again_x, x) and torch.equal(again_y, y) and path.stat().st_size > 1000
+
+
 def test_source_and_target_glyphs_are_disjoint_and_complete():
     parts = digits.glyph_parts()
     source, target = set(parts["source"].tolist()), set(parts["target"].tolist())

@@ -7,15 +7,26 @@ digit is told apart from the background by small luminance and texture differenc
 in CIFAR are, so that CIFAR-10-C's noise, blur and weather corruptions hurt a model trained on clean
 renders. The glyphs are split once, by DATASET_SEED, into a source half and a target half, so the
 target's handwriting is never seen in pretraining; each half is rendered as many times as its pools need.
+The renders are kept on disk (`<cache>/data/`, safetensors) under a hash of this file, torch's version
+and scikit-learn's, so a process after the first loads them (about 0.1 s) instead of importing
+scikit-learn and rendering again (about 4 s on one CPU thread); any change to the code re-renders.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..paths import cache_dir, write_atomic
 
 DATASET_SEED = 0
 IMAGE_SIZE = 32
@@ -132,10 +143,8 @@ def render(glyph: torch.Tensor, generator: torch.Generator, style: Style = STYLE
     return (background * (1 - ink) + foreground * ink).clamp(0, 1).contiguous()
 
 
-@lru_cache(maxsize=len(PARTS))
-def rendered(part: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every render of one part: PER_DIGIT[part] images of each digit (digit-major order) from that part's
-    glyphs, as (N, 3, 32, 32) float32 in [0, 1] and digits (N,) int64; fixed by DATASET_SEED."""
+def _render_part(part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every render of one part, drawn afresh (see `rendered`)."""
     all_glyphs, digits = glyphs()
     generator = torch.Generator().manual_seed(DATASET_SEED + 1 + PARTS.index(part))
     own = glyph_parts()[part]
@@ -146,3 +155,33 @@ def rendered(part: str) -> tuple[torch.Tensor, torch.Tensor]:
         candidates = own[digits[own] == digit]
         chosen.append(candidates[torch.randint(len(candidates), (count,), generator=generator)])
     return render(all_glyphs[torch.cat(chosen)], generator, STYLE), labels
+
+
+def render_cache_path(part: str) -> Path:
+    """Where one part's renders are kept: named by a hash of everything that could change their pixels
+    (this file, torch's and scikit-learn's versions)."""
+    key = hashlib.sha256(Path(__file__).read_bytes())
+    key.update(f"{part}|{torch.__version__}|{metadata.version('scikit-learn')}".encode())
+    return cache_dir() / "data" / f"digits-{part}-{key.hexdigest()[:16]}.safetensors"
+
+
+@lru_cache(maxsize=len(PARTS))
+def rendered(part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every render of one part: PER_DIGIT[part] images of each digit (digit-major order) from that part's
+    glyphs, as (N, 3, 32, 32) float32 in [0, 1] and digits (N,) int64; fixed by DATASET_SEED. Read from
+    the disk cache when it holds them, else rendered and stored (atomically; a cache that cannot be
+    written only costs the next process a render)."""
+    path = render_cache_path(part)
+    try:
+        stored = load_file(str(path))
+        return stored["x"], stored["y"]
+    except (OSError, SafetensorError, KeyError):
+        pass  # not rendered yet, or a damaged file: render again and replace it
+    x, y = _render_part(part)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: save_file({"x": x, "y": y}, str(tmp)))
+    except OSError as exc:
+        warnings.warn(f"could not keep the digits renders in {path.parent} ({exc}); each process renders them",
+                      stacklevel=2)
+    return x, y

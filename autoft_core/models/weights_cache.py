@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..paths import cache_dir
+from ..paths import cache_dir, write_atomic
 
 
 def recipe_hash(recipe: dict) -> str:
@@ -35,13 +34,6 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(tmp)` then rename over `path`: readers see the old file or the whole new one."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _load_verified(path: Path, model: nn.Module) -> bool:
     """Load the cached weights into `model` when the file matches its recorded hash; False to rebuild."""
     hash_file = path.with_name(path.name + ".sha256")
@@ -54,7 +46,7 @@ def _load_verified(path: Path, model: nn.Module) -> bool:
         warnings.warn(f"cached model {path} is damaged ({exc}); rebuilding it", stacklevel=3)
         return False
     if recorded is None:  # made before hashes were kept: record it now that it loaded
-        _write_atomic(hash_file, lambda tmp: tmp.write_text(_digest(path)))
+        write_atomic(hash_file, lambda tmp: tmp.write_text(_digest(path)))
     return True
 
 
@@ -72,6 +64,6 @@ def cached_model(name: str, recipe: dict, build: Callable[[], nn.Module],
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"recipe": json.dumps(recipe, sort_keys=True, default=str)}
-    _write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
-    _write_atomic(path.with_name(path.name + ".sha256"), lambda tmp: tmp.write_text(_digest(path)))
+    write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    write_atomic(path.with_name(path.name + ".sha256"), lambda tmp: tmp.write_text(_digest(path)))
     return model.eval()
