@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import torch
 
-from .corruptions import corrupt
 from .digits import rendered
 from ..core.data import Split, TaskData
 
@@ -65,6 +64,8 @@ def task(shift: str, corruption: str | None, severity: int, per_class: tuple[int
     ranges = ((0, test_k), (test_k, test_k + val_k), (test_k + val_k, sum(per_class)))
     pool = pool.subset(torch.cat([o[a:b] for a, b in ranges for o in orders]))
     if shift == "input":
+        from .corruptions import corrupt  # cv2, scipy and scikit-image: loaded only for the input shift
+
         pool = Split(corrupt(pool.x, corruption, severity, seed=seed), pool.y)
     elif shift == "output":
         pool = Split(pool.x, 9 - pool.y)
