@@ -15,7 +15,8 @@ from autoft_core.errors import AutoFTError
 from autoft_core.layers import partition
 from autoft_core.methods._probes import LayerProbe
 from autoft_core.methods._activations import unit_values
-from autoft_core.methods.criticality import IdentityCriticality, _identity_
+from autoft_core.methods.criticality import IdentityCriticality
+from autoft_core.models.identity import identity_
 from autoft_core.models.checkpoints import load_into, read_state_dict
 from autoft_core.models.normalize import normalized
 from autoft_core.models.vit import VisionTransformer, from_torchvision, resize_positions
@@ -100,15 +101,27 @@ def test_identity_of_a_layernorm_and_of_the_patch_embedding():
     with torch.no_grad():
         norm.weight.fill_(3.0)
         norm.bias.fill_(1.0)
-        _identity_(norm)
+        identity_(norm)
     assert torch.equal(norm.weight, torch.ones(4)) and torch.equal(norm.bias, torch.zeros(4))
     model = VisionTransformer(5, 16, patch_size=1, dim=3, depth=1, heads=1, mlp_dim=4)
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
-        _identity_(model.embed)
+        identity_(model.embed)
         tokens = model.embed(x)
     assert torch.equal(tokens[:, 0], torch.zeros(2, 3))  # no class token, no positions
     torch.testing.assert_close(tokens[:, 1:], x.flatten(2).transpose(1, 2))  # 1-pixel patches: the pixels
+
+
+def test_a_convolutional_stem_gives_the_patch_grid_and_its_identity_picks_one_pixel_per_patch():
+    model = VisionTransformer(5, 16, patch_size=4, dim=3, depth=1, heads=1, mlp_dim=4, pool="mean", stem_width=3).eval()
+    x = torch.rand(2, 3, 16, 16)
+    assert model.embed(x).shape == (2, 16, 3) and model(x).shape == (2, 5)
+    with torch.no_grad():
+        identity_(model.embed)
+        tokens = model.embed(x)
+    torch.testing.assert_close(tokens, x[:, :, ::4, ::4].flatten(2).transpose(1, 2))  # strided Dirac convs
+    with pytest.raises(ValueError, match="power-of-two"):
+        VisionTransformer(5, 18, patch_size=6, dim=3, depth=1, heads=1, mlp_dim=4, stem_width=3)
 
 
 def test_token_outputs_are_histogrammed_per_channel():

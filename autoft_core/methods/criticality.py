@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from ..finetune import finetune
+from ..models.identity import identity_
 from ._common import restored
 from ._probes import LayerProbe, probe_sample
 from ._scale import scale_param, scaled
@@ -125,36 +126,7 @@ class IdentityCriticality(_ModuleCriticality):
     def layer_loss(self, probe: LayerProbe, index: int, ctx: MethodContext, params: dict[str, Any]) -> torch.Tensor:
         if ctx.layers[index].residual:  # skip the branch: all its parameters 0, so its output is 0
             return probe.edited_loss(index, lambda modules: [p.zero_() for m in modules for p in m.parameters()])
-        return probe.edited_loss(index, lambda modules: [_identity_(module) for module in modules])
-
-
-def _identity_(module: nn.Module) -> None:
-    """Make a conv, linear or BatchNorm module an identity map (in eval mode); biases 0."""
-    if hasattr(module, "autoft_identity_"):
-        module.autoft_identity_()
-        return
-    if isinstance(module, nn.LayerNorm):
-        if module.weight is not None:
-            nn.init.ones_(module.weight)
-    elif isinstance(module, nn.modules.conv._ConvNd):
-        nn.init.dirac_(module.weight, groups=module.groups)
-    elif isinstance(module, nn.Linear):
-        nn.init.eye_(module.weight)
-    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
-        _batchnorm_identity_(module)
-    else:
-        raise ValueError(f"criticality-identity: no identity for a {type(module).__name__} module")
-    if getattr(module, "bias", None) is not None:
-        module.bias.zero_()
-
-
-def _batchnorm_identity_(bn: nn.modules.batchnorm._BatchNorm) -> None:
-    """Eval-mode BatchNorm that returns its input: (x - 0) / sqrt((1 - eps) + eps) * 1 + 0."""
-    if bn.weight is not None:
-        bn.weight.fill_(1.0)
-    if bn.running_mean is not None:
-        bn.running_mean.zero_()
-        bn.running_var.fill_(1.0 - bn.eps)
+        return probe.edited_loss(index, lambda modules: [identity_(module) for module in modules])
 
 
 class RandomCriticality(_ModuleCriticality):

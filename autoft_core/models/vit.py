@@ -4,7 +4,10 @@ Pre-norm encoder blocks, each two residual branches (x + attention(norm(x)), the
 a class token read out by a final norm and linear head: torchvision's `VisionTransformer` computed
 the same way (`from_torchvision` converts its state dicts, so its vit_b_16 checkpoints load here).
 Small ViTs trained from scratch on little data do better with the tokens' mean instead of a class
-token (`pool="mean"`, as the embedded vit_mini).
+token (`pool="mean"`) and with a convolutional stem in place of the patchify conv (`stem_width`: Xiao
+et al., "Early Convolutions Help Transformers See Better", NeurIPS 2021), as the embedded vit_mini:
+with the patchify stem it sat at chance for 4 epochs on the digits renders and reached 29 % after 6,
+with the conv stem 59 % after 3 epochs and 89 % after 8 (held-out source images, lr 1e-3, one CPU thread).
 The branches are modules of their own, so:
 - module granularity (`autoft_modules`): patch embedding, each block's attention and MLP (residual
   branches: taking one out skips it), final norm + head;
@@ -19,21 +22,47 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .identity import identity_
+
 CONFIGS = {  # patch size, width, depth, heads, MLP width, head on the class token or the tokens' mean
     "vit_b_16": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12, "mlp_dim": 3072},  # torchvision's
     "vit_tiny": {"patch_size": 16, "dim": 192, "depth": 12, "heads": 3, "mlp_dim": 768},  # ViT-Ti/16 (DeiT-Ti)
-    "vit_mini": {"patch_size": 4, "dim": 32, "depth": 4, "heads": 2, "mlp_dim": 64, "pool": "mean"},  # embedded
+    "vit_mini": {"patch_size": 4, "dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "pool": "mean",  # embedded
+                 "stem_width": 16},
 }
 
 
-class PatchEmbedding(nn.Module):
-    """Image -> tokens: a strided conv per patch, a learnt class token in front, learnt positions added."""
+def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
-    def __init__(self, image_size: int, patch_size: int, dim: int, class_token: bool = True) -> None:
+
+def conv_stem(patch_size: int, dim: int, width: int) -> nn.Sequential:
+    """Xiao et al. (2021)'s convolutional stem down to the patch grid: per halving of the resolution a
+    strided and an unstrided 3x3 conv-BN-ReLU (`width` channels, doubled at each halving), then a 1x1
+    conv to the token width."""
+    halvings = patch_size.bit_length() - 1
+    if 2 ** halvings != patch_size:
+        raise ValueError(f"a convolutional stem needs a power-of-two patch size, not {patch_size}")
+    layers: list[nn.Module] = []
+    channels = 3
+    for i in range(halvings):
+        width_i = width * 2 ** i
+        layers += [*_conv_bn_relu(channels, width_i, 2), *_conv_bn_relu(width_i, width_i, 1)]
+        channels = width_i
+    return nn.Sequential(*layers, nn.Conv2d(channels, dim, 1))
+
+
+class PatchEmbedding(nn.Module):
+    """Image -> tokens: a strided conv per patch (or a convolutional stem, `stem_width` > 0), a learnt class
+    token in front, learnt positions added."""
+
+    def __init__(self, image_size: int, patch_size: int, dim: int, class_token: bool = True,
+                 stem_width: int = 0) -> None:
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
-        self.proj = nn.Conv2d(3, dim, patch_size, patch_size)
+        self.proj = (conv_stem(patch_size, dim, stem_width) if stem_width
+                     else nn.Conv2d(3, dim, patch_size, patch_size))
         self.class_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
         self.positions = nn.Parameter(torch.zeros(1, (image_size // patch_size) ** 2 + class_token, dim))
         self.reset_parameters()
@@ -46,10 +75,12 @@ class PatchEmbedding(nn.Module):
 
     @torch.no_grad()
     def autoft_identity_(self) -> None:
-        """As close to the identity as a change of shape allows: each token carries its patch's centre
-        pixel on the first three channels (a Dirac conv), no class token, no positions."""
-        nn.init.dirac_(self.proj.weight)
-        self.proj.bias.zero_()
+        """As close to the identity as a change of shape allows: each token carries one pixel of its patch
+        (the centre, or for a conv stem the one its Dirac convs pick) on the first three channels, no class
+        token, no positions (every conv a Dirac conv, every BatchNorm the identity, biases 0)."""
+        for module in self.proj.modules():
+            if next(module.parameters(recurse=False), None) is not None:
+                identity_(module)
         self.positions.zero_()
         if self.class_token is not None:
             self.class_token.zero_()
@@ -125,9 +156,10 @@ class VisionTransformer(nn.Module):
     """embed -> blocks -> head; the layer partitions and forward chain are declared for the engine."""
 
     def __init__(self, num_classes: int, image_size: int = 224, patch_size: int = 16, dim: int = 768,
-                 depth: int = 12, heads: int = 12, mlp_dim: int = 3072, pool: str = "token") -> None:
+                 depth: int = 12, heads: int = 12, mlp_dim: int = 3072, pool: str = "token",
+                 stem_width: int = 0) -> None:
         super().__init__()
-        self.embed = PatchEmbedding(image_size, patch_size, dim, class_token=pool == "token")
+        self.embed = PatchEmbedding(image_size, patch_size, dim, class_token=pool == "token", stem_width=stem_width)
         self.blocks = nn.Sequential(*(Block(dim, heads, mlp_dim) for _ in range(depth)))
         self.head = Head(dim, num_classes, pool)
 

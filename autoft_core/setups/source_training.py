@@ -10,7 +10,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..core.data import Split, TaskData
@@ -31,37 +30,23 @@ def split_digest(split: Split) -> str:
     return digest.hexdigest()[:16]
 
 
-def translated(split: Split, pixels: int) -> Split:
-    """The images and four copies moved by `pixels` up, down, left and right (zeros come in): a
-    model without a convolution's built-in translation invariance learns it from these."""
-    if pixels == 0:
-        return split
-    p = pixels
-    padded = F.pad(split.x, (p, p, p, p))
-    height, width = split.x.shape[2:]
-    moved = [padded[:, :, p + dy:p + dy + height, p + dx:p + dx + width]
-             for dy, dx in ((0, 0), (-p, 0), (p, 0), (0, -p), (0, p))]
-    return Split(torch.cat(moved), split.y.repeat(len(moved)))
-
-
-def holdout_task(source: Split, num_classes: int, seed: int = 0, shift_pixels: int = 0) -> TaskData:
-    """The source split as a task: a seeded HOLDOUT share for validation and test, the rest (with its
-    translated copies when `shift_pixels`) to train on."""
+def holdout_task(source: Split, num_classes: int, seed: int = 0) -> TaskData:
+    """The source split as a task: a seeded HOLDOUT share for validation and test, the rest to train on."""
     order = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))
     cut = max(1, round(len(source) * HOLDOUT))
-    held, train = source.subset(order[:cut]), translated(source.subset(order[cut:]), shift_pixels)
+    held, train = source.subset(order[:cut]), source.subset(order[cut:])
     return TaskData(source=train, train=train, val=held, test=held, num_classes=num_classes)
 
 
 def fit_on_source(model: nn.Module, source: Split, num_classes: int, phases: Sequence[Recipe],
-                  only: str | None = None, seed: int = 0, shift_pixels: int = 0) -> None:
+                  only: str | None = None, seed: int = 0) -> None:
     """Train `model` in place on the source split (HOLDOUT held out), one `finetune` per phase (e.g. a
     lower learning rate to finish): every parameter, or only those under the module named `only`."""
     names = [n for n, _ in model.named_parameters()]
     trained = tuple(n for n in names if only is None or n == only or n.startswith(f"{only}."))
     frozen = tuple(n for n in names if n not in trained)
     layers = [Layer("trained", (), trained)] + ([Layer("frozen", (), frozen)] if frozen else [])
-    task = holdout_task(source, num_classes, seed, shift_pixels)
+    task = holdout_task(source, num_classes, seed)
     for recipe in phases:
         finetune(model, layers, [1.0, 0.0][:len(layers)], task, recipe, seed)
 
@@ -74,11 +59,10 @@ def _seeded(build: Callable[[], nn.Module]) -> nn.Module:
 
 
 def trained_source_model(name: str, identity: dict, build: Callable[[], nn.Module], source: Split,
-                         num_classes: int, phases: Sequence[Recipe], only: str | None = None,
-                         shift_pixels: int = 0) -> nn.Module:
+                         num_classes: int, phases: Sequence[Recipe], only: str | None = None) -> nn.Module:
     """`build()` trained by `fit_on_source` (cached under `name` and a hash of `identity`, the source
     split's digest and the phases' recipes), in eval mode."""
     key = {**identity, "source": split_digest(source), "classes": num_classes, "only": only, "holdout": HOLDOUT,
-           "shift_pixels": shift_pixels, "phases": [recipe.to_dict() for recipe in phases]}
+           "phases": [recipe.to_dict() for recipe in phases]}
     return cached_model(name, key, lambda: _seeded(build),
-                        lambda m: fit_on_source(m, source, num_classes, phases, only, shift_pixels=shift_pixels))
+                        lambda m: fit_on_source(m, source, num_classes, phases, only))
