@@ -171,6 +171,17 @@ def test_layer_weights_one_bar_per_layer(store_file) -> None:
     assert not ResultStore(store_file).frame().shape[0]  # weights alone never write runs
 
 
+@pytest.mark.xdist_group("vit")  # on the worker that pretrains the embedded ViT (tests/test_setup_digits_vit.py)
+def test_layer_weights_shows_the_vit_partition(store_file) -> None:
+    at = open_page("layer_weights")
+    at.selectbox(key="task.setup").set_value("digits-vit").run()
+    assert not at.exception, [e.value for e in at.exception]
+    bars = traces(at, "bar")
+    assert [b["name"] for b in bars] == FAST
+    assert bars[1]["x"] == ["embed", "block0 attn", "block0 mlp", "block1 attn", "block1 mlp", "head"]
+    assert bars[1]["y"] == [0.0] * 5 + [1.0]  # linear probe: the head only
+
+
 def test_weights_by_shift_is_a_shift_by_method_grid(store_file) -> None:
     at = open_page("shift_grid")
     bars = traces(at, "bar")
