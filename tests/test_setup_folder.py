@@ -18,6 +18,7 @@ from autoft_core.cli import main
 from autoft_core.errors import AutoFTError
 from autoft_core.methods import method_names
 from autoft_core.models.torchvision_archs import build
+from autoft_core.models.vit import CONFIGS
 from autoft_core.setups import get_setup
 from autoft_core.setups.folder import FolderOptions, _built, folder_setup, sidebar_options
 from autoft_core.store import ResultStore
@@ -94,7 +95,8 @@ def _name(own: dict[str, Path], arch: str) -> str:
 
 def test_the_vit_partition_is_embedding_attention_mlp_and_head(own):
     layers = api.layer_partition(api.pretrained_model(_name(own, "vit_mini")))
-    assert [layer.name for layer in layers] == ["embed", *(f"block{i}.{p}" for i in range(4) for p in ("attn", "mlp")),
+    blocks = range(CONFIGS["vit_mini"]["depth"])
+    assert [layer.name for layer in layers] == ["embed", *(f"block{i}.{p}" for i in blocks for p in ("attn", "mlp")),
                                                 "head"]
 
 
