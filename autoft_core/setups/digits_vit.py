@@ -21,9 +21,10 @@ if TYPE_CHECKING:
 CONFIG = "vit_mini"
 # 8 epochs at lr 1e-3 with BatchNorm statistics learnt (the stem's): 47 s on one thread, 91.7 % of the
 # held-out source images (bench/vit_checks.py; the digits ResNet: 91.5 %). Longer is more accurate but
-# over the 60 s budget: 8 + 2 epochs at 2e-4 gave 93.6 % in 73 s; 12-16 epochs at 1e-3 in a plain loop 92-95 % in
-# 90-127 s. The patchify ViT this replaced sat at chance for 4 epochs on these renders (also at lr 2e-3
-# to 3e-3, patch 8, width 64, a class token, per-image normalised inputs, distillation from the ResNet).
+# over the 60 s budget: 8 + 2 epochs at 2e-4 gave 93.6 % in 73 s; 12-16 epochs at 1e-3 in a plain loop,
+# 92-95 % in 90-127 s. The patchify ViT this replaced sat at chance for 4 epochs on these renders (also
+# at lr 2e-3 to 3e-3, patch 8, width 64, a class token, per-image normalised inputs, distillation from
+# the ResNet).
 PRETRAIN = (Recipe(epochs=8, lr=1e-3, batch_size=64, train_bn_stats=True),)
 
 
