@@ -176,7 +176,8 @@ class ResultStore:
             raw = pd.read_sql(sql, conn, params=[v for c, v in filters.items() if c in _COLUMNS])
         if raw.empty:
             return pd.DataFrame()
-        configs = pd.json_normalize([json.loads(c) for c in raw["config"]], max_level=0)
-        results = pd.json_normalize([json.loads(r) for r in raw["result"]], max_level=0)
+        # one column per top-level field, nested values kept whole (json_normalize would deep-copy them all)
+        configs = pd.DataFrame([json.loads(c) for c in raw["config"]])
+        results = pd.DataFrame([json.loads(r) for r in raw["result"]])
         return pd.concat([raw[["key", "created", "status"]], configs,
                           results.drop(columns=[*configs.columns, "status"], errors="ignore")], axis=1)
