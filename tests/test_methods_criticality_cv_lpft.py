@@ -20,7 +20,6 @@ from autoft_core.layers import partition
 from autoft_core.methods import MethodContext, get_method
 from autoft_core.methods.cross_validation import final_val_acc
 from autoft_core.methods.surgical import block_of_layers
-from autoft_core.store import ResultStore
 
 METHODS = ("criticality-identity", "criticality-random", "cross-validation", "lp-ft")
 
