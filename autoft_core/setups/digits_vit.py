@@ -37,7 +37,7 @@ class DigitsVitSetup(DigitsSetup):
     # The ResNet's lr 3e-3 is too high for the ViT: at it full fine-tuning ended at chance in 3 of 10 runs
     # (seeds 0-1 on the flip, the feature level and 5 corruptions) and its best validation epoch was the
     # pretrained model in 6; at 1e-3, its pretraining lr, it gains on every shift (seed 0: flip 58.6,
-    # feature 72.7, frost 5 84.7 from zero-shot 82.5). bench/arch_comparison.py has every method at it.
+    # feature 72.7, frost 5 84.7 from zero-shot 82.5); bench/arch_comparison.py compares the methods at it.
     recipe = DigitsSetup.recipe.with_values(lr=1e-3)
 
     def source_model(self, shift: str) -> "nn.Module":
