@@ -62,8 +62,8 @@ def default_runs(store: ResultStore) -> pd.DataFrame:
             keep &= runs[name] == getattr(recipe, name)
         keep &= (runs["shift"] != "input") | (runs["corruption"].isin(CORRUPTIONS) & (runs["severity"] == DEFAULT_SEVERITY))
         keep &= np.array([_at_defaults(m, p) for m, p in zip(runs["method"], runs["params"])], dtype=bool)
-        frames.append(_newest(runs[keep]))
-    runs = pd.concat(frames)
+        frames.append(runs[keep])
+    runs = _newest(pd.concat(frames))
     blocks = [int(p.get("block", 0)) % BLOCKS for p in runs["params"]]  # -1 is the last of the BLOCKS
     return runs.assign(row=[f"{m}[{b}]" if m == "surgical" else m for m, b in zip(runs["method"], blocks)])
 

@@ -71,10 +71,11 @@ def _default_runs(store: ResultStore, seeds: list[int]) -> pd.DataFrame:
 
 
 def _newest(runs: pd.DataFrame) -> pd.DataFrame:
-    """One run per configuration: the newest, where runs of several engine versions are stored."""
-    cell = runs.assign(cell=[f"{m}|{s}|{c}|{seed}|{shots}|{sorted(p.items())}" for m, s, c, seed, shots, p in
-                             zip(runs["method"], runs["shift"], runs["corruption"], runs["seed"], runs["shots"],
-                                 runs["params"])])
+    """One run per configuration (setup, method, task, seed, shots, parameters): the newest, where runs of
+    several engine versions are stored."""
+    cell = runs.assign(cell=[f"{st}|{m}|{s}|{c}|{seed}|{shots}|{sorted(p.items())}" for st, m, s, c, seed, shots, p in
+                             zip(runs["setup"], runs["method"], runs["shift"], runs["corruption"], runs["seed"],
+                                 runs["shots"], runs["params"])])
     return cell.sort_values("created").drop_duplicates("cell", keep="last")
 
 
