@@ -10,12 +10,17 @@ train split, and the source sample with its own labels. Algorithm 1 sets alpha_l
 
 Choices made here:
 - both probe samples have `batches` × `batch_size` examples (default 1 × 64, as auto-rgn+hessian,
-  half the cost of 2 × 64 at the same flip accuracy: 78.2 against 78.1 %, digits seeds 0-2, 2026-11-26;
+  half the cost of 2 × 64 at the same flip accuracy: 78.2 against 78.1 % with Gauss-Newton, digits
+  seeds 0-2, 2026-11-26;
   `all`: whole splits) drawn with the same seed, so equal source and target data give a zero score;
   eval mode, fp32 without autocast, the model left exactly as it was;
-- defaults Gauss-Newton, 5 iterations, damping 0.1 (auto-rgn+hessian's until 2026-11-26, when it moved to
-  the exact Hessian; the figures here were measured with these); `scale` = mean, measured
-  on digits (test accuracy %, seeds 0-2): label flip max 21.7 / raw 92.8 / mean 93.2 (full 85.7),
+- curvature: the exact Hessian block, as auto-rgn+hessian (Gauss-Newton until 2026-11-26). Measured on
+  digits at the default recipe (seeds 0-2, 1 x 64 examples; input = mean of the 14 corruptions at
+  severity 5 / feature level / label flip): exact 78.0 ± 1.7 / 82.7 ± 0.4 / 80.5 ± 1.6 %, Gauss-Newton
+  77.7 ± 1.6 / 80.7 ± 1.8 / 78.2 ± 3.5 %, at 0.81x its weight cost [0.70-0.87] (5 alternated pairs,
+  one thread; a Gauss-Newton product takes two backward passes, an exact one one);
+- 5 iterations, damping 0.1, as auto-rgn+hessian; `scale` = mean, measured with Gauss-Newton on the
+  previous digits data (test accuracy %, seeds 0-2): label flip max 21.7 / raw 92.8 / mean 93.2 (full 85.7),
   frost 5 with 100 shots max 83.4 / raw 83.0 / mean 91.9 (full 92.1); `every` = "once";
 - all-zero scores (source and target agree) give all multipliers 1;
 - extras["per_layer"]: the solver diagnostics of both solves, prefixed target_ / source_.
@@ -38,7 +43,7 @@ class AutoRGNHessianChange(RelativeNormMethod):
     name = "auto-rgn+hessian+change"
     summary = "Auto-RGN on the Newton-step change: alpha_l from ‖s_tgt,l − s_src,l‖ / ‖θ_l‖ (Algorithm 1)."
     params = {**rgn_params(every="once", batches=1, scale="mean"),
-              **newton_params(curvature="gauss-newton", iterations=5, damping=0.1)}
+              **newton_params(curvature="hessian", iterations=5, damping=0.1)}
     order = 23
     uses_source = True
 
