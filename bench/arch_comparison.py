@@ -18,6 +18,7 @@ blur, weather, digital), for both networks.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,10 +27,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from autoft_core.core.recipe import DEFAULT_SEVERITY  # noqa: E402
+from autoft_core.experiments.tables import Selection, select  # noqa: E402
 from autoft_core.methods import resolve_params  # noqa: E402
 from autoft_core.setups import get_setup  # noqa: E402
 from autoft_core.store import ResultStore  # noqa: E402
-from embedded_checks import _newest  # noqa: E402
 
 SETUPS = {"digits": "ResNet", "digits-vit": "ViT"}
 CORRUPTIONS = ("frost", "gaussian_noise", "glass_blur", "jpeg_compression")
@@ -38,34 +39,32 @@ ROWS = {"full": "full", "linear-probe": "linear-probe", "surgical[0]": "surgical
         "surgical[1]": "surgical, second block", "surgical[2]": "surgical, third block",
         "surgical[3]": "surgical, last block (head)", "auto-rgn": "auto-rgn", "auto-rgn+hessian": "auto-rgn+hessian",
         "criticality-random": "criticality-random", "cross-validation": "cross-validation", "surprise": "surprise"}
+METHODS = ("full", "linear-probe", "surgical", "auto-rgn", "auto-rgn+hessian", "criticality-random",
+           "cross-validation", "surprise")
 SCORING = ("auto-rgn", "auto-rgn+hessian", "criticality-random", "surprise")
 SEEDS = (0, 1, 2)
 BLOCKS = 4  # both networks' block partitions: first block, two middle ones, head
 
 
-def _at_defaults(method: str, params: dict) -> bool:
-    """Whether a run used the method's current default parameters (surgical: any block)."""
-    defaults = resolve_params(method, {"block": params["block"]} if "block" in params else None)
-    return params == defaults
-
-
 def default_runs(store: ResultStore) -> pd.DataFrame:
-    """Both setups' runs at their own default recipes and each method's default parameters, seeds 0-2, on
-    the compared tasks (newest per cell)."""
+    """Both setups' runs at their own default recipes and each method's default parameters (surgical: once
+    per block), seeds 0-2, on the compared tasks: Table 1's selection (`experiments.tables.select`)."""
     frames = []
     for setup in SETUPS:
-        recipe, runs = get_setup(setup).recipe, store.frame(setup=setup)
+        runs = store.frame(setup=setup)
         if runs.empty:
             raise SystemExit(f"the store has no {setup} runs: run the commands in this script's docstring first")
-        keep = runs["seed"].isin(SEEDS) & (runs["status"] == "ok") & (runs["granularity"] == recipe.granularity)
-        for name in ("epochs", "lr", "batch_size", "shots"):
-            keep &= runs[name] == getattr(recipe, name)
-        keep &= (runs["shift"] != "input") | (runs["corruption"].isin(CORRUPTIONS) & (runs["severity"] == DEFAULT_SEVERITY))
-        keep &= np.array([_at_defaults(m, p) for m, p in zip(runs["method"], runs["params"])], dtype=bool)
-        frames.append(runs[keep])
-    runs = _newest(pd.concat(frames))
-    blocks = [int(p.get("block", 0)) % BLOCKS for p in runs["params"]]  # -1 is the last of the BLOCKS
-    return runs.assign(row=[f"{m}[{b}]" if m == "surgical" else m for m, b in zip(runs["method"], blocks)])
+        scored = [m for m in METHODS if m != "surgical"]
+        base = Selection(setup=setup, shifts=SHIFTS, corruptions=CORRUPTIONS, severity=DEFAULT_SEVERITY,
+                         recipe=get_setup(setup).recipe.to_dict(),
+                         default_params={m: resolve_params(m, {}) for m in scored}, code_version=None,
+                         methods=scored, seeds=SEEDS)
+        frames.append(select(runs, base).assign(row=lambda f: f["method"]))
+        for block in (*range(BLOCKS), -1):  # -1 and BLOCKS - 1 both name the head
+            params = {"surgical": resolve_params("surgical", {"block": block})}
+            one = replace(base, methods=["surgical"], default_params=params)
+            frames.append(select(runs, one).assign(row=f"surgical[{block % BLOCKS}]"))
+    return pd.concat(frames)
 
 
 def accuracy_table(runs: pd.DataFrame) -> str:
