@@ -35,6 +35,7 @@ _TABLES = (
 )
 _COLUMNS = ("setup", "shift", "corruption", "severity", "method", "seed", "shots")
 STATUSES = ("ok", "diverged", "failed")
+_LOCK_WAIT_S = 60  # how long a statement waits for another process's lock
 _INSERT = (f"INSERT INTO runs (key, {', '.join(_COLUMNS)}, config, result, created, status) "
            f"VALUES ({', '.join('?' * (len(_COLUMNS) + 5))}) ON CONFLICT(key) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in (*_COLUMNS, "config", "result", "created", "status")))
@@ -65,9 +66,23 @@ class ResultStore:
         except OSError as exc:
             raise StoreError(f"cannot create the folder of the result store {self.path}: {exc.strerror}; "
                              "choose another store file (--store, or AUTOFT_STORE for the dashboard)") from None
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._create_tables(conn)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """WAL mode and the tables. Two processes opening a new store at once race for the journal-mode
+        change, and SQLite answers the loser 'database is locked' at once, without waiting for the busy
+        timeout: that answer is retried for as long as any statement here waits for a lock."""
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                with self._connect() as conn:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    self._create_tables(conn)
+                return
+            except StoreError as exc:
+                if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @staticmethod
     def _create_tables(conn: sqlite3.Connection) -> None:
@@ -82,7 +97,7 @@ class ResultStore:
         """One transaction: commits on success, rolls back on any exception; SQLite errors become StoreError."""
         conn = None
         try:
-            conn = sqlite3.connect(self.path, timeout=60)
+            conn = sqlite3.connect(self.path, timeout=_LOCK_WAIT_S)
             with conn:
                 yield conn
         except sqlite3.Error as exc:

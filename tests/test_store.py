@@ -83,6 +83,31 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     assert len(ResultStore(path).frame()) == 40
 
 
+def _open_together(path: str, barrier, answers) -> None:
+    barrier.wait()
+    try:
+        ResultStore(path)
+    except StoreError as exc:
+        answers.put(str(exc))
+
+
+def test_processes_opening_a_new_store_at_once_all_get_it(tmp_path):
+    """Four processes create the same new store at the same moment, 10 times over: SQLite answers the
+    journal-mode race's loser 'database is locked' at once, without waiting (before the retry, most
+    rounds lost an open)."""
+    ctx = mp.get_context("fork")
+    answers = ctx.Queue()
+    for round_ in range(10):
+        barrier = ctx.Barrier(4)
+        procs = [ctx.Process(target=_open_together, args=(str(tmp_path / f"new{round_}.sqlite"), barrier, answers))
+                 for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+    assert answers.empty()
+
+
 def test_frame_has_config_and_result_columns_and_filters(store):
     store.put("a", CONFIG, {"test_acc": 0.7})
     store.put("b", {**CONFIG, "method": "linear-probe"}, {"test_acc": 0.3})
