@@ -1,4 +1,4 @@
-"""Fine-tuning with one learning-rate multiplier per layer: lr_l = base_lr × alpha_l.
+"""Fine-tuning with one learning-rate multiplier per layer: lr_l = base_lr × alpha_l (× the schedule's factor).
 
 The loop reads top to bottom: snapshot, zero-shot accuracy, epochs of shuffled minibatches drawn
 from device-resident tensors (no DataLoader, no host sync per step), validation each epoch with the
@@ -11,12 +11,14 @@ features, when that saves work (stages.py). The pretrained model's test and vali
 come from a cache shared across runs (evaluation.py), and the best-validation state's test accuracy
 needs no extra pass when it is the final or the pretrained state. A `Reweighter` may change the
 multipliers at the start of each epoch or before each step (Auto-RGN does). Runs use the CPU thread
-policy of device.py. A non-finite loss (or weights, or re-weighting scores) sets a device-side flag,
+policy of device.py. The recipe's `schedule` scales every rate at each step over the run's epochs ×
+batches steps (optim.py: constant, or linear decay). A non-finite loss (or weights, or re-weighting scores) sets a device-side flag,
 read once per epoch with the epoch's other statistics: the run then stops there as "diverged" (the
 best-validation numbers of the epochs before stay; the final test accuracy is None).
 """
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -94,7 +96,8 @@ def _finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float
               progress: Progress | None) -> FinetuneResult:
     started = time.perf_counter()
     named = dict(model.named_parameters())
-    optimizer = LayerwiseOptimizer([[named[p] for p in layer.param_names] for layer in layers], cfg)
+    optimizer = LayerwiseOptimizer([[named[p] for p in layer.param_names] for layer in layers], cfg,
+                                   total_steps=cfg.epochs * math.ceil(len(raw.train) / cfg.batch_size))
     optimizer.apply(multipliers)
     initial = flat_layer_params(model, layers)  # fresh tensors (torch.cat copies)
     net, data = _skip_frozen_prefix(model, layers, multipliers, raw, cfg, reweighter, device)

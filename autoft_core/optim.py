@@ -23,8 +23,8 @@ class LayerwiseOptimizer:
     """The recipe's optimizer over every layer's parameters; `apply` sets each layer's multiplier (0 freezes
     it: requires_grad off, so no weight gradient is computed)."""
 
-    def __init__(self, layer_params: Sequence[Sequence[nn.Parameter]], recipe: Recipe) -> None:
-        self.recipe = recipe
+    def __init__(self, layer_params: Sequence[Sequence[nn.Parameter]], recipe: Recipe, total_steps: int = 0) -> None:
+        self.recipe, self.total_steps, self.steps_taken = recipe, total_steps, 0
         self.layer_params = [list(params) for params in layer_params]
         self.multipliers: list[float] = []
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
@@ -55,13 +55,22 @@ class LayerwiseOptimizer:
             for p in params:
                 p.grad = None
 
+    def rate_factor(self) -> float:
+        """The schedule's factor on every rate at the next step t (0-based) of total_steps T: 1 (constant, or
+        T unknown), or 1 − t/T (linear: from the full rate down to rate/T at the last step)."""
+        if self.recipe.schedule == "constant" or self.total_steps <= 0:
+            return 1.0
+        return max(0.0, 1.0 - self.steps_taken / self.total_steps)
+
     @torch.no_grad()
     def step(self) -> None:
-        """One update of every trainable parameter that has a gradient."""
+        """One update of every trainable parameter that has a gradient, at the schedule's rates."""
+        factor = self.rate_factor()
         for lr, params in self.groups:
             live = [p for p in params if p.grad is not None]
             if live:
-                (self._adam if self.recipe.optimizer == "adam" else self._sgd)(live, lr)
+                (self._adam if self.recipe.optimizer == "adam" else self._sgd)(live, lr * factor)
+        self.steps_taken += 1
 
     def _adam(self, params: list[nn.Parameter], lr: float) -> None:
         states = [self.state.get(p) or self._new_adam_state(p) for p in params]

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .core.recipe import field_info
 from .errors import StoreError
 from .paths import cache_dir
 
@@ -193,6 +194,8 @@ class ResultStore:
             return pd.DataFrame()
         # one column per top-level field, nested values kept whole (json_normalize would deep-copy them all)
         configs = pd.DataFrame([json.loads(c) for c in raw["config"]])
+        for name, default, *_ in field_info():  # runs stored before a setting existed ran at its default
+            configs[name] = configs[name].fillna(default) if name in configs else default
         results = pd.DataFrame([json.loads(r) for r in raw["result"]])
         return pd.concat([raw[["key", "created", "status"]], configs,
                           results.drop(columns=[*configs.columns, "status"], errors="ignore")], axis=1)

@@ -47,6 +47,23 @@ def test_one_sgd_step_moves_each_layer_by_base_lr_times_alpha():
             torch.testing.assert_close(after[name], expected, rtol=1e-4, atol=1e-6)
 
 
+def test_linear_schedule_decays_the_rate_over_epochs_times_batches():
+    """schedule=linear over 3 full-batch SGD epochs (T = 3 steps): steps at lr × 1, 2/3, 1/3, by hand."""
+    model, data = _model(), _task()
+    layers = partition(model, "module")
+    reference = copy.deepcopy(model)
+    params = list(reference.parameters())
+    for t in range(3):
+        grads = torch.autograd.grad(F.cross_entropy(reference(data.train.x), data.train.y), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= 0.01 * (1 - t / 3) * g
+    cfg = Recipe(epochs=3, lr=0.01, batch_size=len(data.train), optimizer="sgd", momentum=0.0, schedule="linear")
+    finetune(model, layers, [1.0] * len(layers), data, cfg)
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_frozen_layers_are_bit_for_bit_unchanged_and_get_no_gradient():
     model, data = _model(), _task()
     layers = partition(model, "module")

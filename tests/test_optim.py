@@ -89,3 +89,36 @@ def test_a_frozen_layer_keeps_its_values_and_state_across_steps():
         opt.step()
     assert all(torch.equal(p, q) for p, q in zip(layers[0], before))
     assert not any(p in opt.state for p in layers[0])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_linear_schedule_matches_torch_linear_lr(optimizer):
+    """schedule=linear: step t of T at lr × (1 − t/T), as torch.optim.lr_scheduler.LinearLR(1 → 0 over T)."""
+    recipe = Recipe(lr=0.05, optimizer=optimizer, schedule="linear")
+    total = 6
+    ours_net, ref_net = _net(), _net()
+    ours_layers, ref_layers = _layers(ours_net), _layers(ref_net)
+    multipliers = [0.5, 2.0, 1.0]
+    ours = LayerwiseOptimizer(ours_layers, recipe, total_steps=total)
+    ours.apply(multipliers)
+    ref = _reference(ref_layers, recipe)
+    _set_reference(ref, ref_layers, recipe, multipliers)
+    scheduler = torch.optim.lr_scheduler.LinearLR(ref, start_factor=1.0, end_factor=0.0, total_iters=total)
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(32, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
+    for _ in range(total):
+        for net, opt in ((ours_net, ours), (ref_net, ref)):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+        scheduler.step()
+    for a, b in zip(ours_net.parameters(), ref_net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert ours.rate_factor() == 0.0  # T steps taken: the schedule has run out
+
+
+def test_constant_schedule_ignores_the_step_count():
+    net = _net()
+    opt = LayerwiseOptimizer(_layers(net), Recipe(lr=0.05), total_steps=3)
+    opt.steps_taken = 2
+    assert opt.rate_factor() == 1.0

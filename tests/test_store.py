@@ -122,3 +122,14 @@ def test_wal_mode(store):
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_runs_stored_before_a_recipe_setting_existed_read_as_its_default(store):
+    """A setting added later (schedule) defaults to what runs did before it: older rows read as that."""
+    from autoft_core.core.recipe import Recipe
+
+    store.put("old", {**CONFIG, "lr": 0.003}, {"test_acc": 0.5})
+    store.put("new", {**CONFIG, "lr": 0.003, "schedule": "linear"}, {"test_acc": 0.6})
+    df = store.frame().set_index("key")
+    assert df.loc["old", "schedule"] == Recipe().schedule == "constant" and df.loc["new", "schedule"] == "linear"
+    assert df.loc["old", "optimizer"] == Recipe().optimizer  # a setting the config lacks entirely

@@ -24,6 +24,7 @@ SEED_BOUNDS = Bounds(int, 0, 2**31 - 1)
 SEVERITY_BOUNDS = Bounds(int, min(SEVERITIES), max(SEVERITIES))
 GRANULARITIES = ("module", "block")
 OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "linear")
 MAX_SHOTS = 1_000_000
 
 
@@ -34,7 +35,8 @@ def _setting(default: Any, help: str, **bounds: Any) -> Any:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Every fine-tuning setting (Adam as in Lee et al. 2023 by default); a setup declares its own defaults."""
+    """Every fine-tuning setting (Adam as in Lee et al. 2023 by default); a setup declares its own defaults.
+    A setting added later defaults to what runs did before it existed: stored runs without it read as that."""
 
     shots: int = _setting(1000, "target training images (the effective number is stored)",
                           minimum=1, maximum=MAX_SHOTS)
@@ -42,6 +44,8 @@ class Recipe:
     lr: float = _setting(1e-3, "base learning rate (layer l trains at lr x alpha_l)", minimum=1e-12, maximum=1e6)
     batch_size: int = _setting(64, "images per minibatch", minimum=1, maximum=65_536)
     optimizer: str = _setting("adam", "optimizer", choices=OPTIMIZERS)
+    schedule: str = _setting("constant", "learning rate over a run's T steps: constant, or linear decay (step t at "
+                                         "lr x (1 - t/T))", choices=SCHEDULES)
     momentum: float = _setting(0.9, "SGD momentum (sgd only)", minimum=0.0, maximum=0.999)
     weight_decay: float = _setting(0.0, "weight decay", minimum=0.0, maximum=1.0)
     train_bn_stats: bool = _setting(False, "update BatchNorm running statistics while fine-tuning")
