@@ -18,7 +18,6 @@ blur, weather, digital), for both networks.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,11 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from autoft_core.core.recipe import DEFAULT_SEVERITY  # noqa: E402
-from autoft_core.experiments.tables import Selection, select  # noqa: E402
-from autoft_core.methods import resolve_params  # noqa: E402
 from autoft_core.setups import get_setup  # noqa: E402
 from autoft_core.store import ResultStore  # noqa: E402
+from bench.default_runs import default_runs as runs_at_defaults  # noqa: E402
 
 SETUPS = {"digits": "ResNet", "digits-vit": "ViT"}
 CORRUPTIONS = ("frost", "gaussian_noise", "glass_blur", "jpeg_compression")
@@ -49,22 +46,8 @@ BLOCKS = 4  # both networks' block partitions: first block, two middle ones, hea
 def default_runs(store: ResultStore) -> pd.DataFrame:
     """Both setups' runs at their own default recipes and each method's default parameters (surgical: once
     per block), seeds 0-2, on the compared tasks: Table 1's selection (`experiments.tables.select`)."""
-    frames = []
-    for setup in SETUPS:
-        runs = store.frame(setup=setup)
-        if runs.empty:
-            raise SystemExit(f"the store has no {setup} runs: run the commands in this script's docstring first")
-        scored = [m for m in METHODS if m != "surgical"]
-        base = Selection(setup=setup, shifts=SHIFTS, corruptions=CORRUPTIONS, severity=DEFAULT_SEVERITY,
-                         recipe=get_setup(setup).recipe.to_dict(),
-                         default_params={m: resolve_params(m, {}) for m in scored}, code_version=None,
-                         methods=scored, seeds=SEEDS)
-        frames.append(select(runs, base).assign(row=lambda f: f["method"]))
-        for block in (*range(BLOCKS), -1):  # -1 and BLOCKS - 1 both name the head
-            params = {"surgical": resolve_params("surgical", {"block": block})}
-            one = replace(base, methods=["surgical"], default_params=params)
-            frames.append(select(runs, one).assign(row=f"surgical[{block % BLOCKS}]"))
-    return pd.concat(frames)
+    return pd.concat([runs_at_defaults(store, setup, METHODS, SEEDS, SHIFTS, CORRUPTIONS, BLOCKS)
+                      for setup in SETUPS])
 
 
 def accuracy_table(runs: pd.DataFrame) -> str:

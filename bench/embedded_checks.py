@@ -28,14 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
-from autoft_core.core.recipe import CORRUPTIONS, DEFAULT_SEVERITY  # noqa: E402
-from autoft_core.setups import get_setup  # noqa: E402
+from autoft_core.core.recipe import CORRUPTIONS, DEFAULT_SEVERITY, SHIFTS  # noqa: E402
 from autoft_core.shift_sizes import shift_sizes  # noqa: E402
 from autoft_core.store import ResultStore  # noqa: E402
+from bench.default_runs import default_runs  # noqa: E402
 
 COMPARED = ("full", "auto-rgn", "criticality-random", "cross-validation")
 SHOT_TASK = {"shift": "input", "corruption": "frost"}
 KS = (1, 5, 10, 25, 50, 100)
+BLOCKS = 4  # the digits ResNet's block partition: stem+stage1, stage2, stage3, head
 
 
 def _verdict(ok: bool) -> str:
@@ -58,32 +59,10 @@ def shift_size_check(seeds: list[int]) -> None:
           f"{small} (target <= 3) -> {_verdict(len(small) <= 3)}")
 
 
-def _default_runs(store: ResultStore, seeds: list[int]) -> pd.DataFrame:
-    """The store's digits runs at the setup's default recipe and severity, for `seeds`."""
-    recipe = get_setup("digits").recipe
-    runs = store.frame(setup="digits")
-    if runs.empty:
-        raise SystemExit("the store has no digits runs: run the commands in this script's docstring first")
-    keep = runs["seed"].isin(seeds) & (runs["status"] == "ok") & (runs["epochs"] == recipe.epochs)
-    keep &= (runs["lr"] == recipe.lr) & (runs["batch_size"] == recipe.batch_size) & (runs["shots"] == recipe.shots)
-    keep &= (runs["shift"] != "input") | (runs["severity"] == DEFAULT_SEVERITY)
-    return _newest(runs[keep])
-
-
-def _newest(runs: pd.DataFrame) -> pd.DataFrame:
-    """One run per configuration (setup, method, task, seed, shots, parameters): the newest, where runs of
-    several engine versions are stored."""
-    cell = runs.assign(cell=[f"{st}|{m}|{s}|{c}|{seed}|{shots}|{sorted(p.items())}" for st, m, s, c, seed, shots, p in
-                             zip(runs["setup"], runs["method"], runs["shift"], runs["corruption"], runs["seed"],
-                                 runs["shots"], runs["params"])])
-    return cell.sort_values("created").drop_duplicates("cell", keep="last")
-
-
-def _acc(runs: pd.DataFrame, method: str, shift: str, block: str | None = None) -> float | None:
-    """Mean test accuracy (%) of `method` on a kind of shift: over seeds, and over corruptions on input."""
-    rows = runs[(runs["method"] == method) & (runs["shift"] == shift)]
-    if block is not None:
-        rows = rows[[str(p.get("block")) == block for p in rows["params"]]]
+def _acc(runs: pd.DataFrame, row: str, shift: str) -> float | None:
+    """Mean test accuracy (%) of a row (a method, or "surgical[b]") on a kind of shift: over seeds, and
+    over corruptions on input."""
+    rows = runs[(runs["row"] == row) & (runs["shift"] == shift)]
     if rows.empty:
         return None
     if shift == "input":
@@ -100,9 +79,9 @@ def _fmt(value: float | None) -> str:
 
 def surgical_check(runs: pd.DataFrame) -> None:
     """First block alone against the last block alone, per kind of shift."""
-    first_in, last_in = _acc(runs, "surgical", "input", "0"), _acc(runs, "surgical", "input", "-1")
-    first_out, last_out = _acc(runs, "surgical", "output", "0"), _acc(runs, "surgical", "output", "-1")
-    feature = {b: _acc(runs, "surgical", "feature", b) for b in ("0", "1", "2", "3")}
+    first_in, last_in = _acc(runs, "surgical[0]", "input"), _acc(runs, f"surgical[{BLOCKS - 1}]", "input")
+    first_out, last_out = _acc(runs, "surgical[0]", "output"), _acc(runs, f"surgical[{BLOCKS - 1}]", "output")
+    feature = {str(b): _acc(runs, f"surgical[{b}]", "feature") for b in range(BLOCKS)}
     print(f"surgical, input (14 corruptions): first {_fmt(first_in)} vs last {_fmt(last_in)} (first ahead by >= 10)"
           f" -> {_verdict(None not in (first_in, last_in) and first_in - last_in >= 10)}")
     print(f"surgical, label flip: first {_fmt(first_out)} vs last {_fmt(last_out)} (last ahead by >= 10)"
@@ -110,7 +89,7 @@ def surgical_check(runs: pd.DataFrame) -> None:
     known = {b: a for b, a in feature.items() if a is not None}
     best = max(known, key=known.get) if known else None
     print("surgical, feature level by block: " + ", ".join(f"{b}: {_fmt(a)}" for b, a in feature.items())
-          + f" (best not the first) -> {_verdict(len(known) == 4 and best != '0')}")
+          + f" (best not the first) -> {_verdict(len(known) == BLOCKS and best != '0')}")
 
 
 def separation_check(runs: pd.DataFrame) -> None:
@@ -128,14 +107,13 @@ def separation_check(runs: pd.DataFrame) -> None:
 
 def shots_check(store: ResultStore, seeds: list[int]) -> None:
     """Accuracy against K per class on SHOT_TASK: rising, dips of at most 1 point."""
-    recipe = get_setup("digits").recipe
-    runs = store.frame(setup="digits")
-    rows = _newest(runs[(runs["shift"] == SHOT_TASK["shift"]) & (runs["corruption"] == SHOT_TASK["corruption"])
-                        & runs["seed"].isin(seeds) & (runs["epochs"] == recipe.epochs) & (runs["lr"] == recipe.lr)
-                        & (runs["status"] == "ok")])
-    for method in COMPARED:
-        own = rows[rows["method"] == method]
-        curve = [own[own["shots"] == 10 * k]["test_acc"].mean() * 100 for k in KS]
+    curves: dict[str, list[float]] = {m: [] for m in COMPARED}
+    for k in KS:
+        runs = default_runs(store, "digits", COMPARED, seeds, [SHOT_TASK["shift"]], [SHOT_TASK["corruption"]],
+                            BLOCKS, recipe={"shots": 10 * k})
+        for method in COMPARED:
+            curves[method].append(runs[runs["row"] == method]["test_acc"].mean() * 100)
+    for method, curve in curves.items():
         dips = [a - b for a, b in zip(curve, curve[1:]) if a > b]
         ok = all(c == c for c in curve) and all(d <= 1 for d in dips)
         print(f"shots {method}: " + ", ".join(f"K={k} {c:.1f}" for k, c in zip(KS, curve))
@@ -150,7 +128,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     store = ResultStore(args.store) if args.store else ResultStore()
     shift_size_check(seeds)
-    runs = _default_runs(store, seeds)
+    runs = default_runs(store, "digits", ("surgical", *COMPARED), seeds, SHIFTS, CORRUPTIONS, BLOCKS)
     surgical_check(runs)
     separation_check(runs)
     shots_check(store, seeds)

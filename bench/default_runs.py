@@ -1,0 +1,43 @@
+"""The stored runs the bench reports read: a setup's default recipe and each method's default parameters,
+surgical once per block, through Table 1's own selection (`experiments.tables.select`: newest per cell,
+any code version), so every report counts the same runs the table does."""
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pandas as pd  # noqa: E402
+
+from autoft_core.core.recipe import DEFAULT_SEVERITY  # noqa: E402
+from autoft_core.experiments.tables import Selection, select  # noqa: E402
+from autoft_core.methods import resolve_params  # noqa: E402
+from autoft_core.setups import get_setup  # noqa: E402
+from autoft_core.store import ResultStore  # noqa: E402
+
+
+def default_runs(store: ResultStore, setup: str, methods: Sequence[str], seeds: Sequence[int],
+                 shifts: Sequence[str], corruptions: Sequence[str], blocks: int,
+                 recipe: dict[str, Any] | None = None) -> pd.DataFrame:
+    """`setup`'s runs at its default recipe (`recipe` overrides some settings) for `seeds`, tagged `row`:
+    each of `methods` but surgical at its default parameters (row = the method), and surgical once per
+    block of a `blocks`-block partition (row "surgical[b]", b = 0 nearest the input; -1 counts as the last)."""
+    runs = store.frame(setup=setup)
+    if runs.empty:
+        raise SystemExit(f"the store has no {setup} runs: run the commands in this script's docstring first")
+    scored = [m for m in methods if m != "surgical"]
+    base = Selection(setup=setup, shifts=shifts, corruptions=corruptions, severity=DEFAULT_SEVERITY,
+                     recipe={**get_setup(setup).recipe.to_dict(), **(recipe or {})},
+                     default_params={m: resolve_params(m, {}) for m in scored}, code_version=None,
+                     methods=scored, seeds=seeds)
+    frames = [select(runs, base).assign(row=lambda f: f["method"])]
+    if "surgical" in methods:
+        for block in (*range(blocks), -1):
+            one = replace(base, methods=["surgical"],
+                          default_params={"surgical": resolve_params("surgical", {"block": block})})
+            frames.append(select(runs, one).assign(row=f"surgical[{block % blocks}]"))
+    return pd.concat(frames)
