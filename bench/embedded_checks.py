@@ -11,6 +11,9 @@ Fill the store first (each command runs only what is missing):
     python -m autoft_core shots --setup digits --shift input --corruption frost --methods full,auto-rgn,criticality-random,cross-validation --shots 1,5,10,25,50,100 --seeds 0,1,2 --max-parallel 2
     python bench/embedded_checks.py
 
+For another recipe, add its flags to every command (e.g. `--schedule linear`, with `--store FILE` to keep
+those runs apart) and give this script the same settings: `--set schedule=linear --store FILE`.
+
 Figures (3 seeds, mean): each corruption's zero-shot drop from the clean target at severity 5 (median
 ≥ 15 points, at most 3 of 14 under 5); surgical fine-tuning of the first against the last block on the
 input level (mean of the 14 corruptions), the label flip and the feature level; the spread of full /
@@ -23,12 +26,15 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
 from autoft_core.core.recipe import CORRUPTIONS, DEFAULT_SEVERITY, SHIFTS  # noqa: E402
+from autoft_core.errors import AutoFTError  # noqa: E402
+from autoft_core.setups import get_setup  # noqa: E402
 from autoft_core.shift_sizes import shift_sizes  # noqa: E402
 from autoft_core.store import ResultStore  # noqa: E402
 from bench.default_runs import default_runs  # noqa: E402
@@ -105,12 +111,12 @@ def separation_check(runs: pd.DataFrame) -> None:
               + f"; spread {spread:.1f} (>= 3){'; full best' if full_best else ''} -> {_verdict(ok)}")
 
 
-def shots_check(store: ResultStore, seeds: list[int]) -> None:
+def shots_check(store: ResultStore, seeds: list[int], recipe: dict[str, Any]) -> None:
     """Accuracy against K per class on SHOT_TASK: rising, dips of at most 1 point."""
     curves: dict[str, list[float]] = {m: [] for m in COMPARED}
     for k in KS:
         runs = default_runs(store, "digits", COMPARED, seeds, [SHOT_TASK["shift"]], [SHOT_TASK["corruption"]],
-                            BLOCKS, recipe={"shots": 10 * k})
+                            BLOCKS, recipe={**recipe, "shots": 10 * k})
         for method in COMPARED:
             curves[method].append(runs[runs["row"] == method]["test_acc"].mean() * 100)
     for method, curve in curves.items():
@@ -124,14 +130,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--store", default=None, help="result store file (default cache/results.sqlite)")
+    parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                        help="a recipe setting other than the setup's default (repeatable; the runs swept with "
+                             "the same flag), e.g. --set schedule=linear")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    if any("=" not in item for item in args.set):
+        parser.error("--set takes SETTING=VALUE, e.g. --set schedule=linear")
+    given = dict(item.split("=", 1) for item in args.set)
+    try:
+        recipe = {k: getattr(get_setup("digits").recipe.with_values(**given), k) for k in given}
+    except AutoFTError as exc:
+        parser.error(str(exc))
     store = ResultStore(args.store) if args.store else ResultStore()
     shift_size_check(seeds)
-    runs = default_runs(store, "digits", ("surgical", *COMPARED), seeds, SHIFTS, CORRUPTIONS, BLOCKS)
+    runs = default_runs(store, "digits", ("surgical", *COMPARED), seeds, SHIFTS, CORRUPTIONS, BLOCKS, recipe)
     surgical_check(runs)
     separation_check(runs)
-    shots_check(store, seeds)
+    shots_check(store, seeds, recipe)
 
 
 if __name__ == "__main__":
