@@ -12,9 +12,10 @@ come from a cache shared across runs (evaluation.py), and the best-validation st
 needs no extra pass when it is the final or the pretrained state. A `Reweighter` may change the
 multipliers at the start of each epoch or before each step (Auto-RGN does). Runs use the CPU thread
 policy of device.py. The recipe's `schedule` scales every rate at each step over the run's epochs ×
-batches steps (optim.py: constant, or linear decay). A non-finite loss (or weights, or re-weighting scores) sets a device-side flag,
-read once per epoch with the epoch's other statistics: the run then stops there as "diverged" (the
-best-validation numbers of the epochs before stay; the final test accuracy is None).
+batches steps (optim.py: constant, or linear decay). A non-finite loss (or weights, or re-weighting
+scores) sets a device-side flag, read once per epoch with the epoch's other statistics: the run then
+stops there as "diverged" (the best-validation numbers of the epochs before stay; the final test
+accuracy is None).
 """
 from __future__ import annotations
 
