@@ -14,7 +14,7 @@ import math
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -182,12 +182,19 @@ class ResultStore:
             with self._connect() as conn:
                 conn.execute("INSERT OR REPLACE INTO aliases (request, key) VALUES (?, ?)", (request, key))
 
-    def frame(self, **filters: object) -> "pd.DataFrame":
-        """All runs (optionally filtered by column equality) with config and result fields and status as columns."""
+    def frame(self, result_fields: Sequence[str] | None = None, **filters: object) -> "pd.DataFrame":
+        """All runs (optionally filtered by column equality) with config and result fields and status as
+        columns; `result_fields` names the result fields wanted (scalars; default all): Table 1 needs one, and
+        reading just it (SQLite's json_extract) spares parsing every run's history and weights."""
         import pandas as pd  # heavy; only the tables need it
 
+        if result_fields is not None and not all(name.isidentifier() for name in result_fields):
+            raise ValueError(f"result field names must be identifiers: {list(result_fields)}")
         where = " AND ".join(f"{c} = ?" for c in filters if c in _COLUMNS)
-        sql = "SELECT key, config, result, created, status FROM runs" + (f" WHERE {where}" if where else "")
+        wanted = ("result" if result_fields is None
+                  else ", ".join(f"json_extract(result, '$.{name}') AS \"{name}\"" for name in result_fields))
+        sql = (f"SELECT key, config, created, status{', ' + wanted if wanted else ''} FROM runs"
+               + (f" WHERE {where}" if where else ""))
         with self._connect() as conn:
             raw = pd.read_sql(sql, conn, params=[v for c, v in filters.items() if c in _COLUMNS])
         if raw.empty:
@@ -196,6 +203,7 @@ class ResultStore:
         configs = pd.DataFrame([json.loads(c) for c in raw["config"]])
         for name, default, *_ in field_info():  # runs stored before a setting existed ran at its default
             configs[name] = configs[name].fillna(default) if name in configs else default
-        results = pd.DataFrame([json.loads(r) for r in raw["result"]])
+        results = (pd.DataFrame([json.loads(r) for r in raw["result"]]) if result_fields is None
+                   else raw[list(result_fields)])
         return pd.concat([raw[["key", "created", "status"]], configs,
                           results.drop(columns=[*configs.columns, "status"], errors="ignore")], axis=1)

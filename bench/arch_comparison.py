@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 
 from autoft_core.setups import get_setup  # noqa: E402
 from autoft_core.store import ResultStore  # noqa: E402
-from bench.default_runs import default_runs as runs_at_defaults  # noqa: E402
+from bench.default_runs import default_runs as runs_at_defaults, setup_runs  # noqa: E402
 
 SETUPS = {"digits": "ResNet", "digits-vit": "ViT"}
 CORRUPTIONS = ("frost", "gaussian_noise", "glass_blur", "jpeg_compression")
@@ -46,7 +46,7 @@ BLOCKS = 4  # both networks' block partitions: first block, two middle ones, hea
 def default_runs(store: ResultStore) -> pd.DataFrame:
     """Both setups' runs at their own default recipes and each method's default parameters (surgical: once
     per block), seeds 0-2, on the compared tasks: Table 1's selection (`experiments.tables.select`)."""
-    return pd.concat([runs_at_defaults(store, setup, METHODS, SEEDS, SHIFTS, CORRUPTIONS, BLOCKS)
+    return pd.concat([runs_at_defaults(setup_runs(store, setup), setup, METHODS, SEEDS, SHIFTS, CORRUPTIONS, BLOCKS)
                       for setup in SETUPS])
 
 

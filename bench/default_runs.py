@@ -20,15 +20,21 @@ from autoft_core.setups import get_setup  # noqa: E402
 from autoft_core.store import ResultStore  # noqa: E402
 
 
-def default_runs(store: ResultStore, setup: str, methods: Sequence[str], seeds: Sequence[int],
-                 shifts: Sequence[str], corruptions: Sequence[str], blocks: int,
-                 recipe: dict[str, Any] | None = None) -> pd.DataFrame:
-    """`setup`'s runs at its default recipe (`recipe` overrides some settings) for `seeds`, tagged `row`:
-    each of `methods` but surgical at its default parameters (row = the method), and surgical once per
-    block of a `blocks`-block partition (row "surgical[b]", b = 0 nearest the input; -1 counts as the last)."""
+def setup_runs(store: ResultStore, setup: str) -> pd.DataFrame:
+    """Every stored run of `setup` (read once, then selected from as often as a report needs)."""
     runs = store.frame(setup=setup)
     if runs.empty:
         raise SystemExit(f"the store has no {setup} runs: run the commands in this script's docstring first")
+    return runs
+
+
+def default_runs(runs: pd.DataFrame, setup: str, methods: Sequence[str], seeds: Sequence[int],
+                 shifts: Sequence[str], corruptions: Sequence[str], blocks: int,
+                 recipe: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Of `runs` (`setup_runs`), those at `setup`'s default recipe (`recipe` overrides some settings) for
+    `seeds`, tagged `row`: each of `methods` but surgical at its default parameters (row = the method), and
+    surgical once per block of a `blocks`-block partition (row "surgical[b]", b = 0 nearest the input; -1
+    counts as the last)."""
     scored = [m for m in methods if m != "surgical"]
     base = Selection(setup=setup, shifts=shifts, corruptions=corruptions, severity=DEFAULT_SEVERITY,
                      recipe={**get_setup(setup).recipe.to_dict(), **(recipe or {})},

@@ -37,7 +37,7 @@ from autoft_core.errors import AutoFTError  # noqa: E402
 from autoft_core.setups import get_setup  # noqa: E402
 from autoft_core.shift_sizes import shift_sizes  # noqa: E402
 from autoft_core.store import ResultStore  # noqa: E402
-from bench.default_runs import default_runs  # noqa: E402
+from bench.default_runs import default_runs, setup_runs  # noqa: E402
 
 COMPARED = ("full", "auto-rgn", "criticality-random", "cross-validation")
 SHOT_TASK = {"shift": "input", "corruption": "frost"}
@@ -111,11 +111,11 @@ def separation_check(runs: pd.DataFrame) -> None:
               + f"; spread {spread:.1f} (>= 3){'; full best' if full_best else ''} -> {_verdict(ok)}")
 
 
-def shots_check(store: ResultStore, seeds: list[int], recipe: dict[str, Any]) -> None:
+def shots_check(stored: pd.DataFrame, seeds: list[int], recipe: dict[str, Any]) -> None:
     """Accuracy against K per class on SHOT_TASK: rising, dips of at most 1 point."""
     curves: dict[str, list[float]] = {m: [] for m in COMPARED}
     for k in KS:
-        runs = default_runs(store, "digits", COMPARED, seeds, [SHOT_TASK["shift"]], [SHOT_TASK["corruption"]],
+        runs = default_runs(stored, "digits", COMPARED, seeds, [SHOT_TASK["shift"]], [SHOT_TASK["corruption"]],
                             BLOCKS, recipe={**recipe, "shots": 10 * k})
         for method in COMPARED:
             curves[method].append(runs[runs["row"] == method]["test_acc"].mean() * 100)
@@ -144,10 +144,11 @@ def main() -> None:
         parser.error(str(exc))
     store = ResultStore(args.store) if args.store else ResultStore()
     shift_size_check(seeds)
-    runs = default_runs(store, "digits", ("surgical", *COMPARED), seeds, SHIFTS, CORRUPTIONS, BLOCKS, recipe)
+    stored = setup_runs(store, "digits")
+    runs = default_runs(stored, "digits", ("surgical", *COMPARED), seeds, SHIFTS, CORRUPTIONS, BLOCKS, recipe)
     surgical_check(runs)
     separation_check(runs)
-    shots_check(store, seeds, recipe)
+    shots_check(stored, seeds, recipe)
 
 
 if __name__ == "__main__":

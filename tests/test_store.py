@@ -4,6 +4,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import sqlite3
 
+import pandas as pd
 import pytest
 
 from autoft_core.errors import StoreError
@@ -133,3 +134,15 @@ def test_runs_stored_before_a_recipe_setting_existed_read_as_its_default(store):
     df = store.frame().set_index("key")
     assert df.loc["old", "schedule"] == Recipe().schedule == "constant" and df.loc["new", "schedule"] == "linear"
     assert df.loc["old", "optimizer"] == Recipe().optimizer  # a setting the config lacks entirely
+
+
+def test_frame_with_chosen_result_fields_equals_the_full_frame_on_them(store):
+    """Reading only some result fields (SQLite's json_extract) gives those columns as parsing every result does."""
+    store.put("a", CONFIG, {"test_acc": 0.7, "zero_shot_acc": 0.1, "history": [{"epoch": 1, "val_acc": 0.5}]})
+    store.put("b", {**CONFIG, "seed": 1}, {"test_acc": None, "zero_shot_acc": 0.2, "history": [], "status": "diverged"})
+    full, few = store.frame(), store.frame(result_fields=["test_acc", "zero_shot_acc"])
+    assert "history" in full and "history" not in few
+    columns = ["key", "seed", "status", "test_acc", "zero_shot_acc"]
+    pd.testing.assert_frame_equal(few[columns], full[columns])
+    with pytest.raises(ValueError):
+        store.frame(result_fields=["test_acc') FROM runs; --"])
