@@ -80,19 +80,14 @@ def pretrain_recipe(family: str) -> dict:
 def pretrain(model: "nn.Module", family: str) -> None:
     """Train from scratch on the family's source sample (all layers, BatchNorm statistics learnt), on
     PRETRAIN["threads"] CPU threads whatever the machine, so the weights do not depend on it."""
-    import torch
-
-    from ..core.data import TaskData
     from ..data.digits_tasks import source_and_pool
     from ..finetune import finetune
     from ..layers import partition
     from ..threads import fixed_cpu_threads
+    from .source_training import holdout_task
 
     source, _ = source_and_pool(family)
-    order = torch.randperm(len(source), generator=torch.Generator().manual_seed(PRETRAIN["seed"]))
-    cut = int(len(source) * PRETRAIN["holdout"])
-    held, train = source.subset(order[:cut]), source.subset(order[cut:])
-    data = TaskData(source=train, train=train, val=held, test=held, num_classes=CLASSES[family])
+    data = holdout_task(source, CLASSES[family], PRETRAIN["seed"], PRETRAIN["holdout"])
     cfg = Recipe(epochs=PRETRAIN["epochs"], lr=PRETRAIN["lr"], batch_size=PRETRAIN["batch_size"],
                  train_bn_stats=True, granularity="block")
     layers = partition(model, "block")

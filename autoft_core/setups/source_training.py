@@ -30,10 +30,10 @@ def split_digest(split: Split) -> str:
     return digest.hexdigest()[:16]
 
 
-def holdout_task(source: Split, num_classes: int, seed: int = 0) -> TaskData:
-    """The source split as a task: a seeded HOLDOUT share for validation and test, the rest to train on."""
+def holdout_task(source: Split, num_classes: int, seed: int = 0, share: float = HOLDOUT) -> TaskData:
+    """The source split as a task: a seeded `share` for validation and test, the rest to train on."""
     order = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))
-    cut = max(1, round(len(source) * HOLDOUT))
+    cut = max(1, round(len(source) * share))
     held, train = source.subset(order[:cut]), source.subset(order[cut:])
     return TaskData(source=train, train=train, val=held, test=held, num_classes=num_classes)
 
