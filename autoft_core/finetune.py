@@ -12,7 +12,9 @@ come from a cache shared across runs (evaluation.py), and the best-validation st
 needs no extra pass when it is the final or the pretrained state. A `Reweighter` may change the
 multipliers at the start of each epoch or before each step (Auto-RGN does). Runs use the CPU thread
 policy of device.py. The recipe's `schedule` scales every rate at each step over the run's epochs ×
-batches steps (optim.py: constant, or linear decay). A non-finite loss (or weights, or re-weighting
+batches steps (optim.py: constant, or linear decay), after `warmup` epochs of linear warm-up. With
+`translate` > 0 each training image is shifted by a random offset (augmentation; edge pixels
+repeated), so the frozen-prefix cache is off. A non-finite loss (or weights, or re-weighting
 scores) sets a device-side flag, read once per epoch with the epoch's other statistics: the run then
 stops there as "diverged" (the best-validation numbers of the epochs before stay; the final test
 accuracy is None).
@@ -35,7 +37,7 @@ from .device import autocast, maybe_compile, prepare_model, resolve_device, thre
 from .digest import model_digest
 from .evaluation import accuracy, cached_accuracy, eval_batch, flat_layer_params, param_change
 from .layers import Layer
-from .errors import NonFiniteError
+from .errors import AutoFTError, NonFiniteError
 from .optim import LayerwiseOptimizer
 from .stages import feature_budget, frozen_prefix, prefix_cache_pays
 
@@ -97,8 +99,13 @@ def _finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float
               progress: Progress | None) -> FinetuneResult:
     started = time.perf_counter()
     named = dict(model.named_parameters())
+    if cfg.translate and raw.train.x.dim() != 4:
+        raise AutoFTError(f"translate={cfg.translate} shifts image batches (N, C, H, W), but this task's training "
+                          f"inputs have shape {tuple(raw.train.x.shape)}: use translate=0")
+    steps_per_epoch = math.ceil(len(raw.train) / cfg.batch_size)
     optimizer = LayerwiseOptimizer([[named[p] for p in layer.param_names] for layer in layers], cfg,
-                                   total_steps=cfg.epochs * math.ceil(len(raw.train) / cfg.batch_size))
+                                   total_steps=cfg.epochs * steps_per_epoch,
+                                   warmup_steps=min(cfg.warmup, cfg.epochs) * steps_per_epoch)
     optimizer.apply(multipliers)
     initial = flat_layer_params(model, layers)  # fresh tensors (torch.cat copies)
     net, data = _skip_frozen_prefix(model, layers, multipliers, raw, cfg, reweighter, device)
@@ -167,6 +174,8 @@ def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: Laye
     for start in range(0, n, cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
         x, y = train.x[idx], train.y[idx]
+        if cfg.translate:
+            x = translated(x, cfg.translate, generator)
         if reweighter is not None and reweighter.every == "step":
             optimizer.apply(reweighter(model, (x, y)))
             set_train_mode(model, cfg.train_bn_stats)
@@ -184,6 +193,18 @@ def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: Laye
         loss_sum += loss * len(idx)
         correct += (logits.detach().argmax(dim=1) == y).sum()
     return loss_sum, correct, bad, steps
+
+
+def translated(x: torch.Tensor, limit: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of the batch (N, C, H, W) shifted by its own random offset (dy, dx) in [-limit, limit]²,
+    edge pixels repeated: output pixel (i, j) is input pixel (clamp(i - dy), clamp(j - dx)). The offsets
+    come from `generator`: reproducible."""
+    n, _, height, width = x.shape
+    dy, dx = torch.randint(-limit, limit + 1, (2, n, 1), generator=generator).to(x.device)
+    rows = (torch.arange(height, device=x.device) - dy).clamp_(0, height - 1)  # (N, H)
+    cols = (torch.arange(width, device=x.device) - dx).clamp_(0, width - 1)  # (N, W)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1)
+    return x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 def _finite(groups: list[list[nn.Parameter]]) -> torch.Tensor:
@@ -215,7 +236,7 @@ def _skip_frozen_prefix(model: nn.Module, layers: list[Layer], multipliers: Sequ
     """(network to train, its inputs): the model and the data, or the part after a frozen prefix and
     the prefix's features, computed once. Only when the multipliers cannot change during the run, the
     cache saves work and its features fit the memory budget (stages.py)."""
-    if reweighter is not None or cfg.train_bn_stats:
+    if reweighter is not None or cfg.train_bn_stats or cfg.translate:
         return model, data
     if not prefix_cache_pays(cfg.epochs, len(data.train), len(data.val), len(data.test)):
         return model, data

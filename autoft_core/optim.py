@@ -23,8 +23,10 @@ class LayerwiseOptimizer:
     """The recipe's optimizer over every layer's parameters; `apply` sets each layer's multiplier (0 freezes
     it: requires_grad off, so no weight gradient is computed)."""
 
-    def __init__(self, layer_params: Sequence[Sequence[nn.Parameter]], recipe: Recipe, total_steps: int = 0) -> None:
+    def __init__(self, layer_params: Sequence[Sequence[nn.Parameter]], recipe: Recipe, total_steps: int = 0,
+                 warmup_steps: int = 0) -> None:
         self.recipe, self.total_steps, self.steps_taken = recipe, total_steps, 0
+        self.warmup_steps = warmup_steps
         self.layer_params = [list(params) for params in layer_params]
         self.multipliers: list[float] = []
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
@@ -56,11 +58,15 @@ class LayerwiseOptimizer:
                 p.grad = None
 
     def rate_factor(self) -> float:
-        """The schedule's factor on every rate at the next step t (0-based) of total_steps T: 1 (constant, or
-        T unknown), or 1 − t/T (linear: from the full rate down to rate/T at the last step)."""
-        if self.recipe.schedule == "constant" or self.total_steps <= 0:
+        """The schedule's factor on every rate at the next step t (0-based): (t+1)/W during the W warm-up
+        steps, then 1 (constant, or T unknown) or 1 − (t−W)/(T−W) (linear: from the full rate down to
+        rate/(T−W) at the last of the T steps)."""
+        t, warmup = self.steps_taken, self.warmup_steps
+        if t < warmup:
+            return (t + 1) / warmup
+        if self.recipe.schedule == "constant" or self.total_steps <= warmup:
             return 1.0
-        return max(0.0, 1.0 - self.steps_taken / self.total_steps)
+        return max(0.0, 1.0 - (t - warmup) / (self.total_steps - warmup))
 
     @torch.no_grad()
     def step(self) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,7 @@ from autoft_core import finetune as finetune_module
 from autoft_core.core.data import Split, TaskData
 from autoft_core.core.recipe import Recipe
 from autoft_core.device import THREADS_ENV
-from autoft_core.errors import BadArgumentError
+from autoft_core.errors import AutoFTError, BadArgumentError
 from autoft_core.evaluation import clear_accuracy_cache, flat_layer_params
 from autoft_core.finetune import finetune
 from autoft_core.layers import partition
@@ -223,6 +224,59 @@ def test_the_frozen_prefix_cache_is_used_only_when_it_saves_work_and_fits(monkey
     model = _model()
     finetune(model, partition(model, "module"), alphas, data, Recipe(epochs=4, batch_size=8))
     assert passes == [1]  # measured one image, did not fit
+
+
+def _shifted_numpy(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """image (C, H, W) moved down by dy and right by dx, edge pixels repeated (NumPy, independent)."""
+    _, h, w = image.shape
+    limit = max(abs(dy), abs(dx))
+    padded = np.pad(image, ((0, 0), (limit, limit), (limit, limit)), mode="edge")
+    return padded[:, limit - dy:limit - dy + h, limit - dx:limit - dx + w]
+
+
+def test_translated_moves_each_image_by_its_own_offset_within_the_limit():
+    """Every output image is its input shifted by some (dy, dx) in [-3, 3]² with edges repeated (NumPy);
+    the offsets differ between images; the same generator seed gives the same batch."""
+    x = torch.rand(16, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    out = finetune_module.translated(x, 3, torch.Generator().manual_seed(5))
+    offsets = set()
+    for image, moved in zip(x.numpy(), out.numpy()):
+        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                 if np.array_equal(moved, _shifted_numpy(image, dy, dx))]
+        assert len(found) == 1
+        offsets.add(found[0])
+    assert len(offsets) > 4
+    torch.testing.assert_close(finetune_module.translated(x, 3, torch.Generator().manual_seed(5)), out)
+
+
+def test_translate_trains_on_shifted_images_and_never_on_cached_prefix_features():
+    """With translate, the frozen stem runs on every training batch, on images that are mostly not the stored
+    ones (the frozen-prefix cache, which would shift features instead, is off); without it the prefix
+    runs once over the data and never in training."""
+    data, alphas = _task(), [0.0] * 6 + [1.0] * 5
+    stored = {tuple(image.flatten().tolist()) for image in data.train.x}
+    for translate in (0, 2):
+        model = _model()
+        batches: list[torch.Tensor] = []
+        handle = model.stem.register_forward_hook(
+            lambda module, inputs, out: batches.append(inputs[0].clone()) if module.training else None)
+        finetune(model, partition(model, "module"), alphas, data, Recipe(epochs=4, batch_size=32, translate=translate))
+        handle.remove()
+        if not translate:
+            assert batches == []
+            continue
+        assert len(batches) == 4 and all(b.shape == data.train.x.shape for b in batches)
+        unchanged = sum(tuple(image.flatten().tolist()) in stored for b in batches for image in b)
+        assert unchanged < 0.2 * 4 * 32  # an image keeps its place only at offset (0, 0): 1 in 25
+
+
+def test_translate_on_inputs_that_are_not_images_is_one_clear_error():
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randn(8, 6, generator=g), torch.randint(0, 3, (8,), generator=g))
+    model = torch.nn.Sequential(torch.nn.Linear(6, 3))
+    with pytest.raises(AutoFTError, match="translate=2 shifts image batches .* use translate=0"):
+        finetune(model, partition(model, "module"), [1.0], TaskData(split, split, split, split, 3),
+                 Recipe(epochs=1, translate=2))
 
 
 def test_prefix_cache_pays_never_for_one_epoch_and_always_for_many():

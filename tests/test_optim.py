@@ -117,6 +117,40 @@ def test_linear_schedule_matches_torch_linear_lr(optimizer):
     assert ours.rate_factor() == 0.0  # T steps taken: the schedule has run out
 
 
+@pytest.mark.parametrize("schedule", ["linear", "constant"])
+def test_warmup_then_schedule_matches_torch_schedulers(schedule):
+    """warmup=W steps at lr × (t+1)/W, then the schedule over the other T − W steps, as torch's LinearLR
+    warm-up (1/W → 1) followed by LinearLR(1 → 0 over T − W) or a constant rate (SequentialLR)."""
+    recipe = Recipe(lr=0.05, schedule=schedule)
+    total, warmup = 7, 3
+    ours_net, ref_net = _net(), _net()
+    ours_layers, ref_layers = _layers(ours_net), _layers(ref_net)
+    multipliers = [0.5, 2.0, 1.0]
+    ours = LayerwiseOptimizer(ours_layers, recipe, total_steps=total, warmup_steps=warmup)
+    ours.apply(multipliers)
+    ref = _reference(ref_layers, recipe)
+    _set_reference(ref, ref_layers, recipe, multipliers)
+    lr = torch.optim.lr_scheduler
+    after = (lr.LinearLR(ref, start_factor=1.0, end_factor=0.0, total_iters=total - warmup) if schedule == "linear"
+             else lr.ConstantLR(ref, factor=1.0, total_iters=0))
+    scheduler = lr.SequentialLR(ref, [lr.LinearLR(ref, start_factor=1 / warmup, end_factor=1.0,
+                                                  total_iters=warmup - 1), after], milestones=[warmup])
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(32, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
+    factors = []
+    for _ in range(total):
+        factors.append(ours.rate_factor())
+        for net, opt in ((ours_net, ours), (ref_net, ref)):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+        scheduler.step()
+    for a, b in zip(ours_net.parameters(), ref_net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    expected_after = [1 - i / (total - warmup) for i in range(total - warmup)] if schedule == "linear" else [1.0] * 4
+    assert factors == pytest.approx([1 / 3, 2 / 3, 1.0] + expected_after)
+
+
 def test_constant_schedule_ignores_the_step_count():
     net = _net()
     opt = LayerwiseOptimizer(_layers(net), Recipe(lr=0.05), total_steps=3)

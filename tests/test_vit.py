@@ -124,6 +124,20 @@ def test_a_convolutional_stem_gives_the_patch_grid_and_its_identity_picks_one_pi
         VisionTransformer(5, 18, patch_size=6, dim=3, depth=1, heads=1, mlp_dim=4, stem_width=3)
 
 
+def test_zero_branches_start_every_block_as_the_identity_and_still_train_them():
+    """zero_branches: the network's output is the head on the embedding alone (computed without the
+    blocks); one backward step gives the branches' output projections a nonzero gradient."""
+    torch.manual_seed(0)
+    model = VisionTransformer(5, 32, **SMALL, pool="mean", zero_branches=True).eval()
+    x = torch.rand(3, 3, 32, 32)
+    torch.testing.assert_close(model(x), model.head(model.embed(x)))
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2])).backward()
+    for block in model.blocks:
+        assert block.attn.proj.weight.grad.abs().sum() > 0 and block.mlp.fc2.weight.grad.abs().sum() > 0
+    plain = VisionTransformer(5, 32, **SMALL, pool="mean").eval()
+    assert not torch.allclose(plain(x), plain.head(plain.embed(x)), atol=1e-4)
+
+
 def test_token_outputs_are_histogrammed_per_channel():
     tokens = torch.arange(2 * 5 * 3, dtype=torch.float32).view(2, 5, 3)  # (N, tokens, channels)
     units = unit_values(tokens, "channel")

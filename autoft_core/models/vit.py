@@ -8,6 +8,10 @@ token (`pool="mean"`) and with a convolutional stem in place of the patchify con
 et al., "Early Convolutions Help Transformers See Better", NeurIPS 2021), as the embedded vit_mini:
 with the patchify stem it sat at chance for 4 epochs on the digits renders and reached 29 % after 6,
 with the conv stem 59 % after 3 epochs and 89 % after 8 (held-out source images, lr 1e-3, one CPU thread).
+vit_mini also starts each residual branch at zero (`zero_branches`: the branch's output projection,
+attention's `proj` and the MLP's `fc2`, weights and biases 0, so every block is the identity at first
+and the network starts as its stem + head; as Goyal et al. 2017's zero-γ and De & Smith 2020's
+SkipInit): in a plain loop (8 epochs at 2e-3, 1 epoch of warm-up, cosine) 94.5 % against 93.6 % without.
 The branches are modules of their own, so:
 - module granularity (`autoft_modules`): patch embedding, each block's attention and MLP (residual
   branches: taking one out skips it), final norm + head;
@@ -28,7 +32,7 @@ CONFIGS = {  # patch size, width, depth, heads, MLP width, head on the class tok
     "vit_b_16": {"patch_size": 16, "dim": 768, "depth": 12, "heads": 12, "mlp_dim": 3072},  # torchvision's
     "vit_tiny": {"patch_size": 16, "dim": 192, "depth": 12, "heads": 3, "mlp_dim": 768},  # ViT-Ti/16 (DeiT-Ti)
     "vit_mini": {"patch_size": 4, "dim": 32, "depth": 2, "heads": 2, "mlp_dim": 64, "pool": "mean",  # embedded
-                 "stem_width": 16},
+                 "stem_width": 16, "zero_branches": True},
 }
 
 
@@ -128,10 +132,14 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """One pre-norm encoder block: x + attention, then + MLP."""
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+    def __init__(self, dim: int, heads: int, mlp_dim: int, zero_branches: bool = False) -> None:
         super().__init__()
         self.attn = Attention(dim, heads)
         self.mlp = Mlp(dim, mlp_dim)
+        if zero_branches:  # both branches output 0 at first: the block starts as the identity
+            for output in (self.attn.proj, self.mlp.fc2):
+                nn.init.zeros_(output.weight)
+                nn.init.zeros_(output.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(x)
@@ -157,10 +165,10 @@ class VisionTransformer(nn.Module):
 
     def __init__(self, num_classes: int, image_size: int = 224, patch_size: int = 16, dim: int = 768,
                  depth: int = 12, heads: int = 12, mlp_dim: int = 3072, pool: str = "token",
-                 stem_width: int = 0) -> None:
+                 stem_width: int = 0, zero_branches: bool = False) -> None:
         super().__init__()
         self.embed = PatchEmbedding(image_size, patch_size, dim, class_token=pool == "token", stem_width=stem_width)
-        self.blocks = nn.Sequential(*(Block(dim, heads, mlp_dim) for _ in range(depth)))
+        self.blocks = nn.Sequential(*(Block(dim, heads, mlp_dim, zero_branches) for _ in range(depth)))
         self.head = Head(dim, num_classes, pool)
 
     @property
