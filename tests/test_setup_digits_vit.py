@@ -1,5 +1,6 @@
 """The embedded ViT (`--setup digits --arch vit`): trained on the digits source (once per machine, then
-cached), its layers, and valid weights from every method (its accuracy: bench/vit_checks.py)."""
+cached), its layers, its accuracy on held-out source images, and valid weights from every method
+(its pretraining time: bench/vit_checks.py)."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,11 @@ import pytest
 
 from autoft_core.cli import main
 from autoft_core.core.recipe import TaskSpec
+from autoft_core.evaluation import accuracy
 from autoft_core.layers import partition
 from autoft_core.methods import method_names
 from autoft_core.setups import get_setup
+from autoft_core.setups.source_training import holdout_task
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("vit")]  # one worker pretrains the ViT
 
@@ -26,6 +29,12 @@ def test_its_layers_are_embedding_attention_mlp_and_head(vit_setup):
     assert [layer.name for layer in layers] == ["embed", *(f"block{i}.{p}" for i in range(2) for p in ("attn", "mlp")),
                                                 "head"]
     assert vit_setup.source_model("feature").head.fc.out_features == vit_setup.task(TaskSpec("feature")).num_classes
+
+
+def test_it_classifies_95_percent_of_the_source_images_held_out_of_its_pretraining(vit_setup):
+    source = vit_setup.task(TaskSpec("output")).source
+    held_out = holdout_task(source, 10).test  # the share fit_on_source validated on and never trained on
+    assert len(held_out) == 1000 and accuracy(vit_setup.source_model("output"), held_out) >= 0.95
 
 
 def test_arch_picks_the_setup_and_unknown_archs_are_refused(capsys):
