@@ -2,6 +2,9 @@
 param group per layer: the same parameters after the same steps, multipliers changing mid-run included."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -91,38 +94,11 @@ def test_a_frozen_layer_keeps_its_values_and_state_across_steps():
     assert not any(p in opt.state for p in layers[0])
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_linear_schedule_matches_torch_linear_lr(optimizer):
-    """schedule=linear: step t of T at lr × (1 − t/T), as torch.optim.lr_scheduler.LinearLR(1 → 0 over T)."""
-    recipe = Recipe(lr=0.05, optimizer=optimizer, schedule="linear")
-    total = 6
-    ours_net, ref_net = _net(), _net()
-    ours_layers, ref_layers = _layers(ours_net), _layers(ref_net)
-    multipliers = [0.5, 2.0, 1.0]
-    ours = LayerwiseOptimizer(ours_layers, recipe, total_steps=total)
-    ours.apply(multipliers)
-    ref = _reference(ref_layers, recipe)
-    _set_reference(ref, ref_layers, recipe, multipliers)
-    scheduler = torch.optim.lr_scheduler.LinearLR(ref, start_factor=1.0, end_factor=0.0, total_iters=total)
-    g = torch.Generator().manual_seed(2)
-    x, y = torch.randn(32, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
-    for _ in range(total):
-        for net, opt in ((ours_net, ours), (ref_net, ref)):
-            opt.zero_grad()
-            F.cross_entropy(net(x), y).backward()
-            opt.step()
-        scheduler.step()
-    for a, b in zip(ours_net.parameters(), ref_net.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    assert ours.rate_factor() == 0.0  # T steps taken: the schedule has run out
-
-
-@pytest.mark.parametrize("schedule", ["linear", "constant"])
-def test_warmup_then_schedule_matches_torch_schedulers(schedule):
-    """warmup=W steps at lr × (t+1)/W, then the schedule over the other T − W steps, as torch's LinearLR
-    warm-up (1/W → 1) followed by LinearLR(1 → 0 over T − W) or a constant rate (SequentialLR)."""
-    recipe = Recipe(lr=0.05, schedule=schedule)
-    total, warmup = 7, 3
+def _run_against_torch_scheduler(recipe: Recipe, total: int, warmup: int,
+                                 scheduler_for: Callable[[torch.optim.Optimizer], Any]) -> tuple[LayerwiseOptimizer,
+                                                                                                  list[float]]:
+    """`total` full-batch steps of ours (with `warmup` warm-up steps) and of torch.optim stepped by the
+    scheduler `scheduler_for` builds; asserts the same weights after; (ours, its rate factor at each step)."""
     ours_net, ref_net = _net(), _net()
     ours_layers, ref_layers = _layers(ours_net), _layers(ref_net)
     multipliers = [0.5, 2.0, 1.0]
@@ -130,12 +106,8 @@ def test_warmup_then_schedule_matches_torch_schedulers(schedule):
     ours.apply(multipliers)
     ref = _reference(ref_layers, recipe)
     _set_reference(ref, ref_layers, recipe, multipliers)
-    lr = torch.optim.lr_scheduler
-    after = (lr.LinearLR(ref, start_factor=1.0, end_factor=0.0, total_iters=total - warmup) if schedule == "linear"
-             else lr.ConstantLR(ref, factor=1.0, total_iters=0))
-    scheduler = lr.SequentialLR(ref, [lr.LinearLR(ref, start_factor=1 / warmup, end_factor=1.0,
-                                                  total_iters=warmup - 1), after], milestones=[warmup])
-    g = torch.Generator().manual_seed(3)
+    scheduler = scheduler_for(ref)
+    g = torch.Generator().manual_seed(2)
     x, y = torch.randn(32, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
     factors = []
     for _ in range(total):
@@ -147,6 +119,33 @@ def test_warmup_then_schedule_matches_torch_schedulers(schedule):
         scheduler.step()
     for a, b in zip(ours_net.parameters(), ref_net.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    return ours, factors
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_linear_schedule_matches_torch_linear_lr(optimizer):
+    """schedule=linear: step t of T at lr × (1 − t/T), as torch.optim.lr_scheduler.LinearLR(1 → 0 over T)."""
+    total = 6
+    ours, _ = _run_against_torch_scheduler(
+        Recipe(lr=0.05, optimizer=optimizer, schedule="linear"), total, 0,
+        lambda ref: torch.optim.lr_scheduler.LinearLR(ref, start_factor=1.0, end_factor=0.0, total_iters=total))
+    assert ours.rate_factor() == 0.0  # T steps taken: the schedule has run out
+
+
+@pytest.mark.parametrize("schedule", ["linear", "constant"])
+def test_warmup_then_schedule_matches_torch_schedulers(schedule):
+    """warmup=W steps at lr × (t+1)/W, then the schedule over the other T − W steps, as torch's LinearLR
+    warm-up (1/W → 1) followed by LinearLR(1 → 0 over T − W) or a constant rate (SequentialLR)."""
+    total, warmup = 7, 3
+    lr = torch.optim.lr_scheduler
+
+    def scheduler_for(ref: torch.optim.Optimizer) -> lr.LRScheduler:
+        after = (lr.LinearLR(ref, start_factor=1.0, end_factor=0.0, total_iters=total - warmup)
+                 if schedule == "linear" else lr.ConstantLR(ref, factor=1.0, total_iters=0))
+        return lr.SequentialLR(ref, [lr.LinearLR(ref, start_factor=1 / warmup, end_factor=1.0,
+                                                 total_iters=warmup - 1), after], milestones=[warmup])
+
+    _, factors = _run_against_torch_scheduler(Recipe(lr=0.05, schedule=schedule), total, warmup, scheduler_for)
     expected_after = [1 - i / (total - warmup) for i in range(total - warmup)] if schedule == "linear" else [1.0] * 4
     assert factors == pytest.approx([1 / 3, 2 / 3, 1.0] + expected_after)
 
