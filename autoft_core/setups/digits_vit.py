@@ -19,17 +19,17 @@ if TYPE_CHECKING:
     from torch import nn
 
 CONFIG = "vit_mini"
-# 8 epochs at up to 2e-3 (1 epoch of linear warm-up, then linear decay), BatchNorm statistics learnt (the
-# stem's), each training image shifted by up to 3 pixels (`translate`), the blocks' residual branches
-# starting at zero (CONFIGS' zero_branches): 49 s on one thread, 95.8 % of the held-out source images
-# (bench/vit_checks.py, 2026-11-26; the digits ResNet: 91.5 %). Measured on the way (one thread, cold
-# cache): the previous recipe (8 epochs at a constant 1e-3, no warm-up, no shifts, branches at their
-# default init) 91.7 %; with translate 2 instead of 3, 95.0 %; translate 4, 94.7 %; peak lr 3e-3, 94.7 %;
-# 9 epochs (translate 2) 96.5 % in about 56 s; 10 epochs with one offset per batch 96.3 % in 63 s. The loss stays at chance level through
-# the first epoch (the digits come in random colours, stripes and textures), hence the warm-up. The
-# patchify ViT this replaced sat at chance for 4 epochs on these renders (also at lr 2e-3 to 3e-3, patch
-# 8, width 64, a class token, per-image normalised inputs, distillation from the ResNet); a stem of only
-# strided convs reached 47 %.
+# 8 epochs at up to 2e-3 (1 epoch of linear warm-up, then linear decay), BatchNorm statistics learnt
+# (the stem's), each training image shifted by up to 3 pixels (`translate`), the blocks' residual
+# branches starting at zero (CONFIGS' zero_branches): 46.6-49.4 s on one thread (3 cold runs), 95.8 % of
+# the held-out source images (bench/vit_checks.py, 2026-11-26; the digits ResNet: 91.5 %). Measured on the
+# way (one thread, cold cache): the previous recipe (8 epochs at a constant 1e-3, no warm-up, no shifts,
+# branches at their default init) 91.7 %; with translate 2 instead of 3, 95.0 %; translate 4, 94.7 %;
+# peak lr 3e-3, 94.7 %; 9 epochs (translate 2) 96.5 % in about 56 s; 10 epochs with one offset per batch
+# 96.3 % in 63 s. The loss stays at chance level through the first epoch (the digits come in random
+# colours, stripes and textures), hence the warm-up. The patchify ViT this replaced sat at chance for 4
+# epochs on these renders (also at lr 2e-3 to 3e-3, patch 8, width 64, a class token, per-image
+# normalised inputs, distillation from the ResNet); a stem of only strided convs reached 47 %.
 PRETRAIN = (Recipe(epochs=8, lr=2e-3, batch_size=64, train_bn_stats=True, schedule="linear", warmup=1, translate=3),)
 
 
