@@ -32,8 +32,8 @@ def test_its_layers_are_embedding_attention_mlp_and_head(vit_setup):
 
 
 def test_it_classifies_95_percent_of_the_source_images_held_out_of_its_pretraining(vit_setup):
-    source = vit_setup.task(TaskSpec("output")).source
-    held_out = holdout_task(source, 10).test  # the share fit_on_source validated on and never trained on
+    data = vit_setup.task(TaskSpec("output"))
+    held_out = holdout_task(data.source, data.num_classes).test  # fit_on_source's validation share, never trained on
     assert len(held_out) == 1000 and accuracy(vit_setup.source_model("output"), held_out) >= 0.95
 
 
