@@ -17,7 +17,7 @@ from autoft_core.core.recipe import Recipe
 from autoft_core.layers import Layer, partition
 from autoft_core.methods import MethodContext, get_method
 from autoft_core.methods._common import probe_mode
-from autoft_core.methods._curvature import BlockCurvature
+from autoft_core.methods._curvature import BlockCurvature, affine_batchnorm
 from autoft_core.methods._gradients import layer_newton_steps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -142,3 +142,27 @@ def test_gradients_ignore_a_surrounding_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = get_method("auto-rgn+hessian").weights(_context(_net(), data, iterations=3)).scores
     assert inside == plain
+
+
+def test_affine_batchnorm_computes_the_same_function_and_puts_batchnorm_back(monkeypatch):
+    model, sample = _net(), _sample()
+    with torch.no_grad():
+        model.bn1.weight.uniform_(0.5, 1.5)
+        model.bn2.bias.uniform_(-0.2, 0.2)
+    expected = model(sample.x)
+    calls = []
+    native = F.batch_norm
+    monkeypatch.setattr(F, "batch_norm", lambda *a, **k: calls.append(1) or native(*a, **k))
+    with affine_batchnorm(model):
+        affine = model(sample.x)
+    assert not calls  # the affine map ran, not BatchNorm
+    assert torch.allclose(affine, expected, rtol=1e-5, atol=1e-6)
+    model(sample.x)
+    assert calls  # BatchNorm's own forward is back
+    assert not any("forward" in vars(m) for m in model.modules())
+
+
+def test_affine_batchnorm_leaves_training_mode_batchnorm_alone():
+    model = _net().train()
+    with affine_batchnorm(model):
+        assert not any("forward" in vars(m) for m in model.modules())

@@ -24,11 +24,21 @@ run (and the Krylov dimension reached: fewer when the space became invariant, wh
 exact), the curvature along the gradient gᵀC_l g/‖g‖² (= T_l[0, 0]), the extreme Ritz values, the
 damping λ_l and the relative residual ‖(C_l + λ_l I)s_l − g_l‖/‖g_l‖ (= β_k |y_k| / ‖g_l‖). One host
 sync per call: the Lanczos scalars stay on the device until all layers are done.
+
+Speed: while the gradient graphs are built, each eval-mode BatchNorm runs as its affine map
+x·γ/√(σ²+ε) + (β − μγ/√(σ²+ε)) (`affine_batchnorm`): the same function, but its double backward is two
+elementwise products where native BatchNorm's is its training-mode formula (28% of a product's time).
+On the digits ResNet (label flip, default parameters, one thread, CPU time, 15 alternated pairs,
+2026-11-26) auto-rgn+hessian's weights cost 0.73× [IQR 0.70–0.78] and +hessian+change's 0.71×
+[0.68–0.81] of what they did with native BatchNorm; gradients and products agree with native
+BatchNorm's to 8e-7 (relative: fp32 rounding).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import MethodType
 
 import numpy as np
 import torch
@@ -82,6 +92,33 @@ def mean_gradients(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], s
     return [flat(group) / len(sample) for group in _by_layer(total, params)]
 
 
+def _affine_forward(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """An eval-mode BatchNorm as the affine map it is (running statistics, optional γ and β)."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return x * scale.view(shape) + shift.view(shape)
+
+
+@contextmanager
+def affine_batchnorm(model: nn.Module) -> Iterator[None]:
+    """Every eval-mode BatchNorm with running statistics computes as its affine map (module doc: a
+    cheaper double backward); their own forward is back afterwards."""
+    patched = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+               and not m.training and m.running_var is not None and "forward" not in vars(m)]
+    for bn in patched:
+        bn.forward = MethodType(_affine_forward, bn)
+    try:
+        yield
+    finally:
+        for bn in patched:
+            del bn.forward
+
+
 class BlockCurvature:
     """Block-diagonal curvature-vector products C_l v of the mean cross-entropy over `sample`, and its
     per-layer gradient, from graphs kept for the whole sample (model already in probe mode)."""
@@ -94,7 +131,8 @@ class BlockCurvature:
         self._graphs: list = []
         total: list[torch.Tensor] | None = None
         for x, y in _chunks(sample):
-            logits = model(x)
+            with affine_batchnorm(model):
+                logits = model(x)
             loss = F.cross_entropy(logits, y, reduction="sum")
             if kind == "hessian":
                 grads = torch.autograd.grad(loss, flat_params, create_graph=True, allow_unused=True,
