@@ -3,9 +3,13 @@
 # on WRN-28-10 with its MFU and one CIFAR-10-C-sized run, each method's cost at that scale, the same loop
 # under torch.compile, and one embedded-default run through the CLI on CUDA. Each part has its own time
 # limit and writes its output to $OUT/<part>.txt (default folder: bench-gpu-out), so a part that runs
-# over still leaves the others' figures.
+# over still leaves the others' figures. The last part profiles (torch.profiler, top operators by device time)
+# the two cases that missed on the H200: 9 of 29 layers frozen against the plain loop, and auto-rgn's whole
+# run against full fine-tuning's. PARTS picks parts (comma-separated; default all, about 11 minutes), so the
+# whole set fits two calls of at most 10 minutes.
 #
 #     bash bench/gpu.sh
+#     PARTS=profile bash bench/gpu.sh
 #
 # Where RobustBench is not installed (the lent machines), wheels in .whl/ (robustbench, pyautoattack,
 # geotorch, gdown, beautifulsoup4, soupsieve, setuptools<81) are installed into /tmp/site first.
@@ -19,9 +23,11 @@ if [ -d .whl ] && ! python3 -c "import robustbench" 2>/dev/null; then
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 
+parts=",${PARTS:-throughput,methods,compile,digits,profile},"
 part() {  # part NAME SECONDS COMMAND...: run one benchmark with a time limit, its output kept in $out/NAME.txt
     local name=$1 limit=$2
     shift 2
+    [[ $parts == *",${name%%_*},"* ]] || return 0
     echo "== $name ($(date -u +%H:%M:%S), limit ${limit}s): $*"
     timeout "$limit" "$@" 2>&1 | grep -v -e "Warning" -e "warnings.warn" -e "import pkg_resources" | tee "$out/$name.txt"
 }
@@ -34,4 +40,8 @@ part methods "${METHODS_S:-180}" python3 bench/methods.py --setup python:bench.w
 part compile "${COMPILE_S:-120}" python3 bench/throughput.py --model wrn --device cuda --repeats 5 --cases all --compile
 part digits "${DIGITS_S:-60}" python3 -m autoft_core finetune --setup digits --shift output --method auto-rgn \
     --device cuda --store "$out/digits.sqlite"
+part profile_steps "${PROFILE_S:-90}" python3 bench/throughput.py --model wrn --device cuda --cases frozen3 \
+    --repeats 1 --profile
+part profile_methods "${PROFILE_S:-90}" python3 bench/methods.py --setup python:bench.wrn_synthetic:setup \
+    --device cuda --methods full,auto-rgn --epochs 5 --repeats 1 --profile
 echo "== done $(date -u +%H:%M:%S)"

@@ -11,6 +11,10 @@ zero-shot evaluation.
 
     python bench/methods.py [--shift output] [--epochs 5] [--repeats 3] [--methods all]
     python bench/methods.py --setup python:bench.wrn_synthetic:setup --device cuda
+    python bench/methods.py --setup python:bench.wrn_synthetic:setup --device cuda --methods full,auto-rgn --profile
+
+`--profile` then runs each method once more under torch.profiler and prints its top operators by self time
+(device time on CUDA): where a whole-run ratio comes from.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.timing import alternate, clock, quartiles  # noqa: E402
+from bench.timing import alternate, clock, profiled, quartiles  # noqa: E402
 from autoft_core.config import RunConfig  # noqa: E402
 from autoft_core.device import resolve_device  # noqa: E402
 from autoft_core.evaluation import clear_accuracy_cache  # noqa: E402
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs of the whole runs (default 5)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default="all", help="comma-separated methods (default all)")
+    parser.add_argument("--profile", action="store_true", help="profile one more whole run of each method")
     args = parser.parse_args()
     device = resolve_device(args.device)
     now = clock(device)
@@ -102,6 +107,8 @@ def main() -> None:
             notes.append(f"run misses {RGN_RUN_TARGET}x by {mid - RGN_RUN_TARGET:.2f}")
         print(f"{name:<26} {weights:>9.3f} {weights / epoch:>7.2f}  {mid:5.2f}x [{min(run):.2f}-{max(run):.2f}]"
               f"{'':<9} {'; '.join(notes) or 'meets'}", flush=True)
+        if args.profile:
+            profiled(device, f"{name}, whole run", lambda: seconds(now, lambda: compute_run(cfg, device=args.device)))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@ and one CIFAR-10-C-sized run (1,000 images x 25 epochs + 10,000 test images).
 
     python bench/throughput.py [--repeats 15] [--cases all,frozen3,frozen9,run]
     python bench/throughput.py --model wrn --device cuda [--compile]
+    python bench/throughput.py --model wrn --device cuda --cases frozen3 --repeats 1 --profile
+
+`--profile` then runs each step case once more per side under torch.profiler and prints both sides' top
+operators by self time (device time on CUDA): where a ratio below target comes from.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.timing import alternate, clock  # noqa: E402
+from bench.timing import alternate, clock, profiled  # noqa: E402
 from autoft_core.core.data import Split, TaskData  # noqa: E402
 from autoft_core.core.recipe import Recipe  # noqa: E402
 from autoft_core.device import autocast, fused_kwargs, peak_bf16_flops, prepare_model, resolve_device  # noqa: E402
@@ -125,8 +129,9 @@ def timed(device: torch.device, fn: Callable[[], object]) -> float:
 
 
 def step_case(base: torch.nn.Module, frozen: int, train: Split, cfg: Recipe, device: torch.device,
-              repeats: int, label: str):
-    """Training only (8-image val/test for the project): plain loop vs `finetune`, `frozen` first layers frozen."""
+              repeats: int, label: str, profile: bool = False):
+    """Training only (8-image val/test for the project): plain loop vs `finetune`, `frozen` first layers frozen;
+    with `profile`, one more run of each side under the profiler afterwards."""
     tiny = synthetic(8, device, seed=1)
     data = TaskData(source=tiny, train=train, val=tiny, test=tiny, num_classes=10)
 
@@ -141,7 +146,11 @@ def step_case(base: torch.nn.Module, frozen: int, train: Split, cfg: Recipe, dev
         clear_accuracy_cache()
         return timed(device, lambda: finetune(model, partition(model, "module"), multipliers, data, cfg, 0, device))
 
-    return alternate(label, plain, project, repeats)
+    comparison = alternate(label, plain, project, repeats)
+    if profile:
+        profiled(device, f"{label}, plain loop", plain)
+        profiled(device, f"{label}, project", project)
+    return comparison
 
 
 def run_case(device: torch.device, epochs: int, repeats: int):
@@ -217,6 +226,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--cases", default="all,frozen3,frozen9,run")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward (CUDA)")
+    parser.add_argument("--profile", action="store_true", help="profile each step case's two sides once more")
     args = parser.parse_args()
     if args.compile:
         os.environ["AUTOFT_COMPILE"] = "1"
@@ -236,7 +246,8 @@ def main() -> None:
         if case in cases:
             frozen = round(share * n_layers)
             label = "all layers trained" if frozen == 0 else f"{frozen}/{n_layers} layers frozen"
-            print(step_case(base, frozen, train, cfg, device, args.repeats, label).report(TARGETS[case]), flush=True)
+            comparison = step_case(base, frozen, train, cfg, device, args.repeats, label, args.profile)
+            print(comparison.report(TARGETS[case]), flush=True)
     if "run" in cases and args.model == "digits":
         print(run_case(device, args.run_epochs, args.repeats).report(TARGETS["run"]), flush=True)
     if device.type == "cuda" and args.model == "wrn":

@@ -68,3 +68,14 @@ def alternate(label: str, baseline: Callable[[], float], project: Callable[[], f
             out.project.append(project())
             out.baseline.append(baseline())
     return out
+
+
+def profiled(device: torch.device, label: str, fn: Callable[[], object], rows: int = 15) -> None:
+    """Run `fn` once under torch.profiler and print its top operators by self time (device time on CUDA)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"-- profile: {label}\n{prof.key_averages().table(sort_by=key, row_limit=rows)}", flush=True)
