@@ -5,7 +5,7 @@
 # limit and writes its output to $OUT/<part>.txt (default folder: bench-gpu-out), so a part that runs
 # over still leaves the others' figures. The last part profiles (torch.profiler, top operators by device time)
 # the two cases that missed on the H200: 9 of 29 layers frozen against the plain loop, and auto-rgn's whole
-# run against full fine-tuning's. PARTS picks parts (comma-separated; default all, about 11 minutes), so the
+# run against full fine-tuning's. PARTS picks parts (comma-separated; default all, at most 12 minutes by the parts' limits), so the
 # whole set fits two calls of at most 10 minutes.
 #
 #     bash bench/gpu.sh
