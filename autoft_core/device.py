@@ -5,7 +5,8 @@ the embedded digits ResNet) runs on one intra-op thread. Its operations are too 
 on a shared machine OpenMP's threads spin-wait for a busy core: two threads on two loaded cores ran
 the plain loop at 322 images/s against 2720 with one. `AUTOFT_THREADS=N` sets the count for every run
 (sweep workers get their share of the cores this way); larger models keep torch's default. The
-setting is restored when the run ends.
+setting is restored when the run ends. A run on fewer threads than there are cores, when no
+AUTOFT_THREADS pins it, evaluates on a second thread beside training (`spare_cpu_core`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 
 import torch
 
+from .cores import cpu_count
 from .errors import BadArgumentError
 
 THREADS_ENV = "AUTOFT_THREADS"
@@ -119,6 +121,13 @@ def thread_policy(model: torch.nn.Module, device: torch.device) -> Iterator[None
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def spare_cpu_core(device: torch.device) -> bool:
+    """Whether a CPU run leaves a core free beside its intra-op threads (fewer threads than the process's
+    cores) and is no sweep worker (AUTOFT_THREADS set: its share of the cores is all it gets): there,
+    evaluation runs on a second thread beside training (finetune.py)."""
+    return device.type == "cpu" and THREADS_ENV not in os.environ and torch.get_num_threads() < cpu_count()
 
 
 @contextlib.contextmanager

@@ -3,12 +3,18 @@
 `cached_accuracy` remembers the accuracy of a model state on a split, keyed by their contents (digests of
 the state dict and of the split's tensors, digest.py), so the pretrained model's zero-shot accuracy is computed
 once per task and reused by every method and every cross-validation candidate in the process.
+`Evaluator` measures a network's states at once, or on a worker thread while the caller trains on
+(a spare CPU core evaluates epoch k during epoch k + 1): the same kernels on the same thread count,
+so the same numbers.
 """
 from __future__ import annotations
 
+import copy
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 from torch import nn
@@ -27,6 +33,7 @@ EVAL_BATCH_RANGE = {"cpu": (8, EVAL_BATCH), "cuda": (8, 4096)}
 ACCURACY_CACHE_SIZE = 256
 
 _accuracies: OrderedDict[tuple, float] = OrderedDict()
+_accuracies_lock = threading.Lock()  # results arrive from evaluation threads
 
 
 def eval_batch(x: torch.Tensor, device: torch.device) -> int:
@@ -55,23 +62,76 @@ def accuracy(model: nn.Module, split: Split, batch_size: int | None = None) -> f
     return correct.item() / max(len(split), 1)
 
 
-def cached_accuracy(model_key: str, split: Split, device: torch.device, compute: Callable[[], float]) -> float:
+def cached_accuracy(model_key: str, split: Split, device: torch.device,
+                    compute: Callable[[], Future[float]]) -> Future[float]:
     """The accuracy of the model state `model_key` (`digest.model_digest`) on `split` on this kind of device:
-    remembered, or `compute()` (e.g. the rest of the network on a frozen prefix's features: the same
-    number as the whole model on the images)."""
+    remembered, or `compute()`'s, remembered once it arrives (e.g. the rest of the network on a frozen
+    prefix's features: the same number as the whole model on the images)."""
     key = (model_key, tensor_digest(split.x), tensor_digest(split.y), device.type)
-    if key in _accuracies:
-        _accuracies.move_to_end(key)
-        return _accuracies[key]
-    value = _accuracies[key] = compute()
-    if len(_accuracies) > ACCURACY_CACHE_SIZE:
-        _accuracies.popitem(last=False)
-    return value
+    with _accuracies_lock:
+        if key in _accuracies:
+            _accuracies.move_to_end(key)
+            return _done(_accuracies[key])
+    future = compute()
+
+    def remember(done: Future[float]) -> None:
+        if done.exception() is None:
+            with _accuracies_lock:
+                _accuracies[key] = done.result()
+                if len(_accuracies) > ACCURACY_CACHE_SIZE:
+                    _accuracies.popitem(last=False)
+
+    future.add_done_callback(remember)
+    return future
 
 
 def clear_accuracy_cache() -> None:
     """Forget every remembered accuracy (benchmarks clear it so each run pays its own evaluation)."""
-    _accuracies.clear()
+    with _accuracies_lock:
+        _accuracies.clear()
+
+
+def _done(value: float) -> Future[float]:
+    future: Future[float] = Future()
+    future.set_result(value)
+    return future
+
+
+def clone_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of `net`'s parameters and buffers that later training leaves alone."""
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+class Evaluator:
+    """Accuracies of `net`'s states: with `background`, on one worker thread with its own copy of the
+    network, in submission order, while the caller goes on changing `net`; else at once. A context
+    manager: leaving it waits for the worker and stops it."""
+
+    def __init__(self, net: nn.Module, background: bool) -> None:
+        self.net = net
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="autoft-eval") if background else None
+        self._replica = copy.deepcopy(net) if background else None
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def snapshot(self) -> dict[str, torch.Tensor] | None:
+        """`net`'s current state for `submit` (None when evaluating at once: `net` itself is measured)."""
+        return None if self._pool is None else clone_state(self.net)
+
+    def submit(self, split: Split, state: dict[str, torch.Tensor] | None) -> Future[float]:
+        """The accuracy on `split` of the state `snapshot` returned (at once: of `net` as it is now)."""
+        if self._pool is None:
+            return _done(accuracy(self.net, split))
+        return self._pool.submit(self._measure, split, state)
+
+    def _measure(self, split: Split, state: dict[str, torch.Tensor]) -> float:
+        self._replica.load_state_dict(state)
+        return accuracy(self._replica, split)
 
 
 def flat_layer_params(model: nn.Module, layers: list[Layer]) -> list[torch.Tensor]:

@@ -9,7 +9,10 @@ unless `train_bn_stats`. When the multipliers are fixed and the first stages of 
 frozen, that prefix runs once over the data (no grad) and the epochs train the rest on its cached
 features, when that saves work (stages.py). The pretrained model's test and validation accuracies
 come from a cache shared across runs (evaluation.py), and the best-validation state's test accuracy
-needs no extra pass when it is the final or the pretrained state. A `Reweighter` may change the
+needs no extra pass when it is the final or the pretrained state. On a CPU run that leaves a core free
+(device.py: `spare_cpu_core`), evaluation runs on a second thread (evaluation.py: `Evaluator`): epoch k
+is validated on a copy of its weights while epoch k + 1 trains, with the same numbers; `progress`
+hears of an epoch once its validation is done. A `Reweighter` may change the
 multipliers at the start of each epoch or before each step (Auto-RGN does). Runs use the CPU thread
 policy of device.py. The recipe's `schedule` scales every rate at each step over the run's epochs ×
 batches steps (optim.py: constant, or linear decay), after `warmup` epochs of linear warm-up. With
@@ -24,6 +27,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -33,9 +37,9 @@ from torch import nn
 
 from .core.data import Split, TaskData
 from .core.recipe import Recipe
-from .device import autocast, maybe_compile, prepare_model, resolve_device, thread_policy
+from .device import autocast, maybe_compile, prepare_model, resolve_device, spare_cpu_core, thread_policy
 from .digest import model_digest
-from .evaluation import accuracy, cached_accuracy, eval_batch, flat_layer_params, param_change
+from .evaluation import Evaluator, accuracy, cached_accuracy, clone_state, eval_batch, flat_layer_params, param_change
 from .layers import Layer
 from .errors import AutoFTError, NonFiniteError
 from .optim import LayerwiseOptimizer
@@ -111,49 +115,77 @@ def _finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float
     net, data = _skip_frozen_prefix(model, layers, multipliers, raw, cfg, reweighter, device)
     # the pretrained model's accuracies: once per (model, task) in this process, shared by methods and candidates
     pretrained = model_digest(model)
-    zero_shot = cached_accuracy(pretrained, raw.test, device, lambda: accuracy(net, data.test))
-    best = {"epoch": 0, "val_acc": cached_accuracy(pretrained, raw.val, device, lambda: accuracy(net, data.val)),
-            "state": None}
-    train_net = maybe_compile(net, device)
-    generator = torch.Generator().manual_seed(seed)
-    history: list[dict] = []
-    n = len(data.train)
-    steps = 0
-    diverged: int | None = None
-    for epoch in range(1, cfg.epochs + 1):
-        try:
-            loss_sum, correct, bad, taken = _train_epoch(train_net, model, data.train, optimizer, cfg, reweighter,
-                                                         generator)
-            steps += taken
-        except NonFiniteError:  # the re-weighting scores of a model that has blown up
-            loss_sum, correct, bad = torch.tensor(float("nan")), torch.tensor(0), torch.tensor(True)
-        bad = bad.to(device) | ~_finite(optimizer.layer_params)  # the epoch's last step may have broken the weights
-        loss, hits, broken = torch.stack([loss_sum.to(device), correct.to(device).float(), bad.float()]).tolist()
-        stats = {"epoch": epoch, "train_loss": loss / max(n, 1), "train_acc": hits / max(n, 1), "val_acc": None,
-                 "multipliers": list(optimizer.multipliers)}
-        if broken:
+    with Evaluator(net, background=spare_cpu_core(device)) as evaluator:
+        state = evaluator.snapshot()
+        zero_shot = cached_accuracy(pretrained, raw.test, device, lambda: evaluator.submit(data.test, state))
+        validations = [_Validation({"epoch": 0}, cached_accuracy(pretrained, raw.val, device,
+                                                                 lambda: evaluator.submit(data.val, state)), None)]
+        best = {"epoch": -1, "val_acc": -math.inf, "state": None}
+        train_net = maybe_compile(net, device)
+        generator = torch.Generator().manual_seed(seed)
+        history: list[dict] = []
+        n = len(data.train)
+        steps = 0
+        diverged: int | None = None
+        for epoch in range(1, cfg.epochs + 1):
+            try:
+                loss_sum, correct, bad, taken = _train_epoch(train_net, model, data.train, optimizer, cfg, reweighter,
+                                                             generator)
+                steps += taken
+            except NonFiniteError:  # the re-weighting scores of a model that has blown up
+                loss_sum, correct, bad = torch.tensor(float("nan")), torch.tensor(0), torch.tensor(True)
+            bad = bad.to(device) | ~_finite(optimizer.layer_params)  # the epoch's last step may have broken the weights
+            loss, hits, broken = torch.stack([loss_sum.to(device), correct.to(device).float(), bad.float()]).tolist()
+            stats = {"epoch": epoch, "train_loss": loss / max(n, 1), "train_acc": hits / max(n, 1), "val_acc": None,
+                     "multipliers": list(optimizer.multipliers)}
             history.append(stats)
-            diverged = epoch
-            break
-        stats["val_acc"] = val_acc = accuracy(net, data.val)
-        history.append(stats)
-        if val_acc > best["val_acc"]:
-            best = {"epoch": epoch, "val_acc": val_acc,
-                    "state": None if epoch == cfg.epochs else _clone_state(model)}
-        if progress is not None:
-            progress(epoch, cfg.epochs, stats)
+            if broken:
+                diverged = epoch
+                break
+            state = evaluator.snapshot()
+            validations.append(_Validation(stats, evaluator.submit(data.val, state), state))
+            while len(validations) > 1 or validations[0].accuracy.done():  # at most one still running
+                best = _settle(validations.pop(0), best, net, cfg.epochs, progress)
+                if not validations:
+                    break
 
-    test_acc = None if diverged else accuracy(net, data.test)
+        test_acc = None if diverged else accuracy(net, data.test)  # beside the last validation, if that runs apart
+        for waiting in validations:
+            best = _settle(waiting, best, net, cfg.epochs, progress)
+        zero_shot_acc = zero_shot.result()
     change = param_change(model, layers, initial)
-    best_test = _best_state_test_acc(model, net, data.test, best, cfg.epochs, test_acc, zero_shot)
+    best_test = _best_state_test_acc(net, data.test, best, cfg.epochs, test_acc, zero_shot_acc)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()  # as the source models come: ready for evaluation and probes
-    return FinetuneResult(zero_shot_acc=zero_shot, test_acc=test_acc, best_val_epoch=best["epoch"],
+    return FinetuneResult(zero_shot_acc=zero_shot_acc, test_acc=test_acc, best_val_epoch=best["epoch"],
                           best_val_acc=best["val_acc"], best_val_test_acc=best_test, param_change=change,
                           multipliers=list(optimizer.multipliers), history=history,
                           seconds=time.perf_counter() - started, status="diverged" if diverged else "ok",
                           diverged_epoch=diverged, steps=steps)
+
+
+@dataclass
+class _Validation:
+    """An epoch's statistics waiting for its validation accuracy, and the state measured (None: `net` at once)."""
+
+    stats: dict
+    accuracy: Future[float]
+    state: dict[str, torch.Tensor] | None
+
+
+def _settle(done: _Validation, best: dict, net: nn.Module, epochs: int, progress: Progress | None) -> dict:
+    """Write an epoch's validation accuracy into its statistics, report the epoch, and return the
+    best-validation record (epoch, accuracy, state: kept unless it is the pretrained or the final one)."""
+    stats = done.stats
+    stats["val_acc"] = val_acc = done.accuracy.result()
+    if progress is not None and stats["epoch"] > 0:
+        progress(stats["epoch"], epochs, stats)
+    if val_acc <= best["val_acc"]:
+        return best
+    keep = 0 < stats["epoch"] < epochs
+    state = (done.state if done.state is not None else clone_state(net)) if keep else None
+    return {"epoch": stats["epoch"], "val_acc": val_acc, "state": state}
 
 
 def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: LayerwiseOptimizer,
@@ -215,18 +247,18 @@ def _finite(groups: list[list[nn.Parameter]]) -> torch.Tensor:
     return torch.isfinite(torch.stack([p.detach().float().sum() for p in params]).sum())
 
 
-def _best_state_test_acc(model: nn.Module, net: nn.Module, test: Split, best: dict, epochs: int, final: float,
+def _best_state_test_acc(net: nn.Module, test: Split, best: dict, epochs: int, final: float | None,
                          zero_shot: float) -> float:
     """Test accuracy of the best-validation state: the final or the pretrained one's when it is one of them
-    (no extra test pass), else measured with that state loaded and the final state put back."""
+    (no extra test pass), else measured with that state loaded into `net` and the final state put back."""
     if best["epoch"] == epochs:
         return final
     if best["epoch"] == 0:
         return zero_shot
-    final_state = _clone_state(model)
-    model.load_state_dict(best["state"])
+    final_state = clone_state(net)
+    net.load_state_dict(best["state"])
     acc = accuracy(net, test)
-    model.load_state_dict(final_state)
+    net.load_state_dict(final_state)
     return acc
 
 
@@ -261,7 +293,3 @@ def _features(prefix: nn.Module, x: torch.Tensor, device: torch.device) -> torch
     batch = eval_batch(x, device)
     with autocast(device):
         return torch.cat([prefix(x[i:i + batch]) for i in range(0, len(x), batch)])
-
-
-def _clone_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -6,7 +6,9 @@ import os
 import torch
 from torch import nn
 
-from autoft_core.device import THREADS_ENV, peak_bf16_flops, pinned_threads, prepare_model, run_threads
+from autoft_core import device as device_module
+from autoft_core.device import (THREADS_ENV, peak_bf16_flops, pinned_threads, prepare_model, run_threads,
+                                spare_cpu_core)
 from autoft_core.digest import model_digest, tensor_digest
 from autoft_core.evaluation import eval_batch
 
@@ -74,3 +76,22 @@ def test_pinned_threads_override_the_policy_and_are_undone(monkeypatch):
     assert THREADS_ENV not in os.environ
     with pinned_threads(None):
         assert run_threads(small, torch.device("cpu")) == 1
+
+
+def test_evaluation_goes_beside_training_only_on_a_cpu_run_that_leaves_a_core_and_is_not_pinned(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setattr(device_module, "cpu_count", lambda: 4)
+    try:
+        decisions = {}
+        for threads in (1, 3, 4):
+            torch.set_num_threads(threads)
+            decisions[threads] = spare_cpu_core(torch.device("cpu"))
+        assert decisions == {1: True, 3: True, 4: False}
+        torch.set_num_threads(1)
+        assert not spare_cpu_core(torch.device("cuda"))  # the GPU evaluates; CPU threads would not help
+        with pinned_threads(1):  # a sweep worker: its share of the cores is all it gets
+            assert not spare_cpu_core(torch.device("cpu"))
+        assert spare_cpu_core(torch.device("cpu"))
+    finally:
+        torch.set_num_threads(before)

@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 import copy
+import threading
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from autoft_core import evaluation
 from autoft_core import finetune as finetune_module
 from autoft_core.core.data import Split, TaskData
 from autoft_core.core.recipe import Recipe
 from autoft_core.device import THREADS_ENV
 from autoft_core.errors import AutoFTError, BadArgumentError
-from autoft_core.evaluation import clear_accuracy_cache, flat_layer_params
+from autoft_core.evaluation import Evaluator, clear_accuracy_cache, flat_layer_params
 from autoft_core.finetune import finetune
 from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
@@ -149,7 +151,8 @@ def _acc(model, split) -> float:
         return (model(split.x).argmax(1) == split.y).float().mean().item()
 
 
-def test_best_validation_epoch_and_its_test_accuracy_come_from_the_restored_best_state():
+def test_best_validation_epoch_and_its_test_accuracy_come_from_the_restored_best_state(monkeypatch):
+    monkeypatch.setattr(finetune_module, "spare_cpu_core", lambda device: False)  # `progress` reads the model
     model, data = _model(), _task(n=64)
     layers = partition(model, "module")
     states = {0: copy.deepcopy(model.state_dict())}  # snapshot after each epoch's validation
@@ -290,9 +293,10 @@ def test_pretrained_accuracy_is_computed_once_per_model_and_task_and_is_the_true
     clear_accuracy_cache()
     data = _task()
     test_passes = []
-    real = finetune_module.accuracy
-    monkeypatch.setattr(finetune_module, "accuracy", lambda net, split: test_passes.append(split.x is data.test.x) or
-                        real(net, split))
+    real = evaluation.accuracy
+    counted = lambda net, split: test_passes.append(split.x is data.test.x) or real(net, split)  # noqa: E731
+    monkeypatch.setattr(finetune_module, "accuracy", counted)
+    monkeypatch.setattr(evaluation, "accuracy", counted)  # the passes an `Evaluator` makes, on any thread
     frozen = [0.0] * len(partition(_model()))  # nothing trains: the best state stays the pretrained one (no extra test pass)
     counts, zero_shots = [], []
     for model in (_model(), _model(), _model(seed=1)):  # the same state twice, then another one
@@ -325,3 +329,39 @@ def test_a_small_net_runs_on_one_thread_unless_told_and_the_count_is_restored(mo
             finetune(_model(), partition(_model(), "module"), [1.0] * len(partition(_model())), _task(), Recipe(epochs=1))
     finally:
         torch.set_num_threads(before)
+
+
+def test_evaluating_beside_training_gives_the_same_run_and_runs_on_the_evaluation_thread(monkeypatch):
+    data, threads = _task(n=64), []
+    real = evaluation.accuracy
+    monkeypatch.setattr(evaluation, "accuracy", lambda net, split: threads.append(threading.current_thread().name) or
+                        real(net, split))
+    runs = {}
+    for background in (False, True):
+        clear_accuracy_cache()
+        threads.clear()
+        monkeypatch.setattr(finetune_module, "spare_cpu_core", lambda device: background)
+        model = _model()
+        layers = partition(model, "module")
+        reported = []
+        r = finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=4, lr=3e-2, batch_size=16), seed=3,
+                     progress=lambda epoch, total, stats: reported.append((epoch, stats["val_acc"])))
+        runs[background] = {k: v for k, v in r.to_dict().items() if k != "seconds"}
+        assert reported == [(h["epoch"], h["val_acc"]) for h in r.history]  # every epoch, in order, measured
+        assert len(threads) == 6 and all(name.startswith("autoft-eval") == background for name in threads)
+    assert runs[True] == runs[False]
+
+
+def test_a_background_evaluation_measures_the_state_snapshotted_not_the_later_one():
+    net, data = _model(), _task(n=64)
+    with torch.no_grad():  # labels = the network's own answers: its snapshot scores exactly 1
+        splits = [Split(s.x, net(s.x).argmax(1)) for s in (data.val, data.test)]
+    g = torch.Generator().manual_seed(0)
+    with Evaluator(net, background=True) as evaluator:
+        state = evaluator.snapshot()
+        pending = [evaluator.submit(split, state) for split in splits]
+        with torch.no_grad():
+            for p in net.parameters():  # meanwhile the caller changes the network
+                p.add_(torch.randn(p.shape, generator=g))
+        later = [_acc(net.eval(), split) for split in splits]
+    assert [f.result() for f in pending] == [1.0, 1.0] and max(later) < 1.0

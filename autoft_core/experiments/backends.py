@@ -6,7 +6,6 @@ crosses process boundaries, so it is a plain top-level function.
 """
 from __future__ import annotations
 
-import os
 import signal
 import tempfile
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ENGINE_ROOT, RunConfig, code_version
+from ..cores import cpu_count
 from ..paths import DataPaths, cache_dir
 from ..store import ResultStore
 
@@ -33,11 +33,6 @@ class Backend(Protocol):
 
     def close(self, abort: bool = False) -> None:
         """Release the workers; `abort` (an interrupt) stops the runs in flight instead of waiting for them."""
-
-
-def cpu_count() -> int:
-    """Cores this process may use (the affinity mask where the OS has one, not the host's total)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def execute(cfg: RunConfig, paths: DataPaths, device: str | None, threads: int | None,

@@ -14,9 +14,12 @@ Choices (the paper left them open; `_activations` has the details):
 - defaults: `unit` = flat (per dimension, as the paper), `reduce` = sum (eq. 1), `bins` = 8 over each
   unit's source range (target values outside clamped into the edge bins), `pseudocount` ε = 1e-3;
 - extras["noise_floor"] (per layer): the same statistic between the two halves of the source sample;
-  a score within a small multiple of it is sampling noise. Digits label flip (images unshifted):
-  score / floor 0.45-0.52 in every conv layer, 1.26 at the head; gaussian_noise severity 5: 10.5 at
-  the stem (the largest score), 1.0-6.7 deeper;
+  a score within a small multiple of it is sampling noise. Digits, seeds 0-2, 2026-11-26: label flip
+  (images unshifted) score / floor 0.43-0.55 in every conv layer, 0.58-0.68 at the head;
+  gaussian_noise severity 5: the stem 514-523 (9-11x its floor), but the first block's output larger
+  (stage1.conv2 1331-1372, 25-27x), and the largest score is never the stem's. The paper found the
+  same (Sec. 5: "Counter to our expectations, Layerwise Surprise gives higher weight to the later
+  layers of the network"); the binnings tried are in README (Methods);
 - `scale` default `mean`, measured on digits (test accuracy %, seeds 0-2): label flip max 77.0 /
   raw 10.4 / mean 82.9 (full 85.7), frost 5 with 100 shots max 92.5 / raw 10.1 / mean 93.7 (full
   92.1): raw KL sums (tens to ~1000) blow the learning rate up, mean beats max on both;
