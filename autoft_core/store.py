@@ -35,6 +35,7 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS aliases (request TEXT PRIMARY KEY, key TEXT NOT NULL REFERENCES runs(key))",
 )
 _COLUMNS = ("setup", "shift", "corruption", "severity", "method", "seed", "shots")
+_FILTERS = {**{c: c for c in _COLUMNS}, "code_version": "json_extract(config, '$.code_version')"}
 STATUSES = ("ok", "diverged", "failed")
 _LOCK_WAIT_S = 60  # how long a statement waits for another process's lock
 _INSERT = (f"INSERT INTO runs (key, {', '.join(_COLUMNS)}, config, result, created, status) "
@@ -183,20 +184,24 @@ class ResultStore:
                 conn.execute("INSERT OR REPLACE INTO aliases (request, key) VALUES (?, ?)", (request, key))
 
     def frame(self, result_fields: Sequence[str] | None = None, **filters: object) -> "pd.DataFrame":
-        """All runs (optionally filtered by column equality) with config and result fields and status as
-        columns; `result_fields` names the result fields wanted (scalars; default all): Table 1 needs one, and
-        reading just it (SQLite's json_extract) spares parsing every run's history and weights."""
+        """All runs (optionally filtered by equality of indexed columns or of `code_version`) with config and
+        result fields and status as columns; `result_fields` names the result fields wanted (scalars; default
+        all): Table 1 needs one, and reading just it (SQLite's json_extract) spares parsing every run's
+        history and weights; filtering by code version in SQL spares parsing the configs of older versions."""
         import pandas as pd  # heavy; only the tables need it
 
         if result_fields is not None and not all(name.isidentifier() for name in result_fields):
             raise ValueError(f"result field names must be identifiers: {list(result_fields)}")
-        where = " AND ".join(f"{c} = ?" for c in filters if c in _COLUMNS)
+        unknown = set(filters) - set(_FILTERS)
+        if unknown:
+            raise ValueError(f"runs can be filtered by {', '.join(_FILTERS)}, not {', '.join(sorted(unknown))}")
+        where = " AND ".join(f"{_FILTERS[c]} = ?" for c in filters)
         wanted = ("result" if result_fields is None
                   else ", ".join(f"json_extract(result, '$.{name}') AS \"{name}\"" for name in result_fields))
         sql = (f"SELECT key, config, created, status{', ' + wanted if wanted else ''} FROM runs"
                + (f" WHERE {where}" if where else ""))
         with self._connect() as conn:
-            raw = pd.read_sql(sql, conn, params=[v for c, v in filters.items() if c in _COLUMNS])
+            raw = pd.read_sql(sql, conn, params=list(filters.values()))
         if raw.empty:
             return pd.DataFrame()
         # one column per top-level field, nested values kept whole (json_normalize would deep-copy them all)

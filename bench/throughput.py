@@ -6,7 +6,10 @@ Cases (ratio = plain time / project time; >= 1 means the project is at least as 
   requires_grad=False on the same layers (the fair baseline: it skips their weight gradients too);
 - a whole run with evaluation (the digits output task, its pretrained model): `finetune` vs a plain
   script that evaluates the same way (zero-shot test, validation each epoch keeping the best state,
-  final test, the best state's test unless it is the final or the pretrained one).
+  final test, the best state's test unless it is the final or the pretrained one);
+- evaluation beside training (`evalthread`, CPU with a spare core): the default digits run (output
+  shift) with its evaluation on the training thread (AUTOFT_THREADS pins it there) against on the
+  second thread (finetune.py), in wall time (what it buys) and in CPU time (what it costs).
 Both sides use the same Adam kernel (the plain loop through torch.optim.Adam(fused=True), the project
 calls torch._fused_adam_ itself), the same prepared model (channels-last) and the same data on the
 device; the project's accuracy cache is cleared before each of its runs, so every run pays its own
@@ -14,7 +17,7 @@ zero-shot pass. On the CPU: one intra-op thread and the process's CPU time (robu
 machine); on CUDA: synchronised wall time, plus the WRN-28-10 MFU at the recipe's batch and at 256
 and one CIFAR-10-C-sized run (1,000 images x 25 epochs + 10,000 test images).
 
-    python bench/throughput.py [--repeats 15] [--cases all,frozen3,frozen9,run]
+    python bench/throughput.py [--repeats 15] [--cases all,frozen3,frozen9,run,evalthread]
     python bench/throughput.py --model wrn --device cuda [--compile]
     python bench/throughput.py --model wrn --device cuda --cases frozen3 --repeats 1 --profile
 
@@ -27,6 +30,7 @@ import argparse
 import copy
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,15 +39,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.timing import alternate, clock, profiled  # noqa: E402
+from bench.timing import Comparison, alternate, clock, profiled  # noqa: E402
 from autoft_core.core.data import Split, TaskData  # noqa: E402
 from autoft_core.core.recipe import Recipe  # noqa: E402
-from autoft_core.device import autocast, fused_kwargs, peak_bf16_flops, prepare_model, resolve_device  # noqa: E402
+from autoft_core.device import (autocast, fused_kwargs, peak_bf16_flops, pinned_threads, prepare_model,  # noqa: E402
+                                resolve_device, spare_cpu_core)
 from autoft_core.evaluation import clear_accuracy_cache, eval_batch  # noqa: E402
 from autoft_core.finetune import finetune, set_train_mode  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402
 
-TARGETS = {"all": 0.97, "frozen3": 1.0, "frozen9": 1.0, "run": 0.9}
+TARGETS = {"all": 0.97, "frozen3": 1.0, "frozen9": 1.0, "run": 0.9, "evalthread": 1.0}
 
 
 def build(name: str) -> torch.nn.Module:
@@ -176,6 +181,32 @@ def run_case(device: torch.device, epochs: int, repeats: int):
     return alternate(f"whole run, {epochs} epochs, with eval", plain, project, repeats)
 
 
+def eval_thread_case(device: torch.device, repeats: int) -> tuple[Comparison, Comparison]:
+    """The default digits run (output shift): evaluation on the training thread (baseline) against beside
+    it on the spare core (project); (wall-time comparison, CPU-time comparison) of the same pairs."""
+    from autoft_core.core.recipe import TaskSpec
+    from autoft_core.setups import get_setup
+
+    setup = get_setup("digits")
+    data = setup.task(setup.check(TaskSpec("output"))).to(device)
+    base = prepare_model(setup.source_model("output"), device)
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+
+    def run(beside: bool) -> float:
+        model = copy.deepcopy(base)
+        clear_accuracy_cache()
+        layers = partition(model, "module")
+        with pinned_threads(None if beside else torch.get_num_threads()):  # pinned: evaluation stays inline
+            wall, start = time.perf_counter(), time.process_time()
+            finetune(model, layers, [1.0] * len(layers), data, setup.recipe, 0, device)
+            cpu[beside].append(time.process_time() - start)
+            return time.perf_counter() - wall
+
+    label = "run, evaluation beside training"
+    walls = alternate(f"{label} (wall)", lambda: run(False), lambda: run(True), repeats)
+    return walls, Comparison(f"{label} (CPU)", cpu[False][1:], cpu[True][1:])  # [0]: the warm-ups
+
+
 def train_flop_per_image(model: torch.nn.Module, device: torch.device) -> float:
     """FLOP of one training step per image (forward + backward), counted by torch's FlopCounterMode on a batch
     of 2 (2 FLOP per multiply-add; WRN-28-10: 31.5 G, three times its 10.5 G forward)."""
@@ -224,7 +255,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the step cases (default 4)")
     parser.add_argument("--run-epochs", type=int, default=5, help="epochs of the whole-run case")
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--cases", default="all,frozen3,frozen9,run")
+    parser.add_argument("--cases", default="all,frozen3,frozen9,run,evalthread")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward (CUDA)")
     parser.add_argument("--profile", action="store_true", help="profile each step case's two sides once more")
     args = parser.parse_args()
@@ -250,6 +281,13 @@ def main() -> None:
             print(comparison.report(TARGETS[case]), flush=True)
     if "run" in cases and args.model == "digits":
         print(run_case(device, args.run_epochs, args.repeats).report(TARGETS["run"]), flush=True)
+    if "evalthread" in cases and args.model == "digits":
+        if spare_cpu_core(device):
+            walls, cpu = eval_thread_case(device, args.repeats)
+            print(walls.report(TARGETS["evalthread"]), flush=True)
+            print(cpu.report(0.9), flush=True)
+        else:
+            print("evaluation beside training: no spare CPU core here (or not the CPU); nothing to compare")
     if device.type == "cuda" and args.model == "wrn":
         gpu_figures(base, device, images, args.epochs)
 

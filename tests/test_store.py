@@ -119,6 +119,16 @@ def test_frame_has_config_and_result_columns_and_filters(store):
     assert list(only["test_acc"]) == [0.3]
 
 
+def test_frame_filters_by_code_version_and_refuses_unknown_filters(store):
+    store.put("old", {**CONFIG, "code_version": "aaa"}, {"test_acc": 0.1})
+    store.put("new", {**CONFIG, "seed": 1, "code_version": "bbb"}, {"test_acc": 0.2})
+    assert list(store.frame(code_version="bbb")["key"]) == ["new"]
+    assert list(store.frame(["test_acc"], setup="digits", code_version="aaa")["test_acc"]) == [0.1]
+    assert store.frame(code_version="ccc").empty
+    with pytest.raises(ValueError, match="epochs"):
+        store.frame(epochs=3)  # not an indexed column: a typo must not return every run
+
+
 def test_wal_mode(store):
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -208,7 +208,8 @@ def _cmd_table(args: argparse.Namespace) -> None:
     paths = paths_from(args)
     setup = get_setup(args.setup, paths)
     corruptions = choose("corruption", args.corruptions, setup.corruptions())
-    frame = _store(args).frame(result_fields=[args.metric], setup=args.setup)
+    version = {} if args.any_version else {"code_version": code_version()}
+    frame = _store(args).frame(result_fields=[args.metric], setup=args.setup, **version)
     stored = sorted(set(frame["method"])) if not frame.empty else []
     known = [*method_names(), *(m for m in stored if m not in method_names())]
     sel = Selection(setup=args.setup, shifts=setup.shifts, corruptions=corruptions, severity=args.severity,
