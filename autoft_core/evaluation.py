@@ -104,13 +104,14 @@ def clone_state(net: nn.Module) -> dict[str, torch.Tensor]:
 
 class Evaluator:
     """Accuracies of `net`'s states: with `background`, on one worker thread with its own copy of the
-    network, in submission order, while the caller goes on changing `net`; else at once. A context
-    manager: leaving it waits for the worker and stops it."""
+    network, in submission order, while the caller goes on changing `net`; else (or when `net` cannot be
+    copied, e.g. a user's module holding a non-leaf tensor) at once. A context manager: leaving it waits
+    for the worker and stops it."""
 
     def __init__(self, net: nn.Module, background: bool) -> None:
         self.net = net
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="autoft-eval") if background else None
-        self._replica = copy.deepcopy(net) if background else None
+        self._replica = _copy_or_none(net) if background else None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="autoft-eval") if self._replica is not None else None
 
     def __enter__(self) -> Evaluator:
         return self
@@ -132,6 +133,14 @@ class Evaluator:
     def _measure(self, split: Split, state: dict[str, torch.Tensor]) -> float:
         self._replica.load_state_dict(state)
         return accuracy(self._replica, split)
+
+
+def _copy_or_none(net: nn.Module) -> nn.Module | None:
+    """A deep copy of `net` for the evaluation thread, or None when the module cannot be copied."""
+    try:
+        return copy.deepcopy(net)
+    except (TypeError, RuntimeError, copy.Error):  # unpicklable attributes, non-leaf tensors
+        return None
 
 
 def flat_layer_params(model: nn.Module, layers: list[Layer]) -> list[torch.Tensor]:

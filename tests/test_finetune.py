@@ -365,3 +365,27 @@ def test_a_background_evaluation_measures_the_state_snapshotted_not_the_later_on
                 p.add_(torch.randn(p.shape, generator=g))
         later = [_acc(net.eval(), split) for split in splits]
     assert [f.result() for f in pending] == [1.0, 1.0] and max(later) < 1.0
+
+
+class _Uncopyable(torch.nn.Module):
+    """A user's module that deepcopy refuses: it keeps a non-leaf tensor as an attribute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _model()
+        self.cached = torch.ones(1, requires_grad=True) * 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def test_a_module_that_cannot_be_copied_is_evaluated_at_once_not_refused():
+    model, data = _Uncopyable(), _task(n=64)
+    with pytest.raises(RuntimeError):
+        copy.deepcopy(model)
+    with Evaluator(model, background=True) as evaluator:
+        assert evaluator.snapshot() is None  # no worker: `net` itself is measured
+        assert evaluator.submit(data.val, None).result() == pytest.approx(_acc(model.eval(), data.val))
+    layers = partition(model, "module")
+    r = finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=2, lr=3e-2, batch_size=16))
+    assert r.status == "ok" and len(r.history) == 2 and all(h["val_acc"] is not None for h in r.history)
