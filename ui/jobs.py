@@ -3,8 +3,9 @@ look-up per request, finished runs stored as each ends) on an in-process backend
 
 The page polls a `Job` for what to show: the one-off work (preparing the pretrained source models,
 trained once on first use), the finished runs, the current run's epoch. Cancel sets a flag; the
-run's progress callback raises `RunCancelled` at the end of its current epoch, which the sweep engine
-handles as it handles Ctrl-C (stops, keeps every finished run), and the job ends "cancelled".
+run's progress callback raises `RunCancelled` when the run next reports an epoch (at the end of the
+current epoch; one epoch later when evaluation runs beside training, finetune.py), which the sweep
+engine handles as it handles Ctrl-C (stops, keeps every finished run), and the job ends "cancelled".
 """
 from __future__ import annotations
 
