@@ -158,15 +158,20 @@ def step_case(base: torch.nn.Module, frozen: int, train: Split, cfg: Recipe, dev
     return comparison
 
 
-def run_case(device: torch.device, epochs: int, repeats: int):
-    """A whole digits run (output shift, pretrained model, 1000/150/500 images): plain script vs `finetune`."""
+def digits_output_task(device: torch.device) -> tuple[Recipe, TaskData, torch.nn.Module]:
+    """The digits setup's default recipe, its label-flip task and its pretrained model, on `device`."""
     from autoft_core.core.recipe import TaskSpec
     from autoft_core.setups import get_setup
 
     setup = get_setup("digits")
     data = setup.task(setup.check(TaskSpec("output"))).to(device)
-    base = prepare_model(setup.source_model("output"), device)
-    cfg = setup.recipe.with_values(epochs=epochs)
+    return setup.recipe, data, prepare_model(setup.source_model("output"), device)
+
+
+def run_case(device: torch.device, epochs: int, repeats: int):
+    """A whole digits run (output shift, pretrained model, 1000/150/500 images): plain script vs `finetune`."""
+    recipe, data, base = digits_output_task(device)
+    cfg = recipe.with_values(epochs=epochs)
 
     def plain() -> float:
         model = copy.deepcopy(base)
@@ -184,12 +189,7 @@ def run_case(device: torch.device, epochs: int, repeats: int):
 def eval_thread_case(device: torch.device, repeats: int) -> tuple[Comparison, Comparison]:
     """The default digits run (output shift): evaluation on the training thread (baseline) against beside
     it on the spare core (project); (wall-time comparison, CPU-time comparison) of the same pairs."""
-    from autoft_core.core.recipe import TaskSpec
-    from autoft_core.setups import get_setup
-
-    setup = get_setup("digits")
-    data = setup.task(setup.check(TaskSpec("output"))).to(device)
-    base = prepare_model(setup.source_model("output"), device)
+    recipe, data, base = digits_output_task(device)
     cpu: dict[bool, list[float]] = {False: [], True: []}
 
     def run(beside: bool) -> float:
@@ -198,7 +198,7 @@ def eval_thread_case(device: torch.device, repeats: int) -> tuple[Comparison, Co
         layers = partition(model, "module")
         with pinned_threads(None if beside else torch.get_num_threads()):  # pinned: evaluation stays inline
             wall, start = time.perf_counter(), time.process_time()
-            finetune(model, layers, [1.0] * len(layers), data, setup.recipe, 0, device)
+            finetune(model, layers, [1.0] * len(layers), data, recipe, 0, device)
             cpu[beside].append(time.process_time() - start)
             return time.perf_counter() - wall
 
