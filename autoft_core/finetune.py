@@ -144,10 +144,8 @@ def _finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float
                 break
             state = evaluator.snapshot()
             validations.append(_Validation(stats, evaluator.submit(data.val, state), state))
-            while len(validations) > 1 or validations[0].accuracy.done():  # at most one still running
+            while validations and (len(validations) > 1 or validations[0].accuracy.done()):  # one may run on
                 best = _settle(validations.pop(0), best, net, cfg.epochs, progress)
-                if not validations:
-                    break
 
         test_acc = None if diverged else accuracy(net, data.test)  # beside the last validation, if that runs apart
         for waiting in validations:
