@@ -1,6 +1,6 @@
 """The Hessian variants against dense linear algebra: per-layer curvature blocks built with torch.func in
 float64, the damped Newton step (C_l + λ_l I)⁻¹ g_l solved densely, exact Hessian-vector products against
-central differences of the per-layer gradient, and the solver's diagnostics."""
+central differences of the per-layer gradient, the solver's diagnostics, and the remembered steps."""
 from __future__ import annotations
 
 import copy
@@ -18,11 +18,18 @@ from autoft_core.layers import Layer, partition
 from autoft_core.methods import MethodContext, get_method
 from autoft_core.methods._common import probe_mode
 from autoft_core.methods._curvature import BlockCurvature, affine_batchnorm
-from autoft_core.methods._gradients import layer_newton_steps
+from autoft_core.methods import _gradients
+from autoft_core.methods._gradients import clear_newton_steps, layer_newton_steps
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 N = 32
 DAMPING = 0.1
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_steps():
+    """Each test computes its Newton steps itself (they are remembered across calls in the process)."""
+    clear_newton_steps()
 
 
 def _net() -> nn.Module:
@@ -139,9 +146,51 @@ def test_truncated_solve_reports_its_true_residual_and_every_layer_gets_the_same
 def test_gradients_ignore_a_surrounding_autocast():
     data = TaskData(_sample(), _sample(), _sample(), _sample(), 3)
     plain = get_method("auto-rgn+hessian").weights(_context(_net(), data, iterations=3)).scores
+    clear_newton_steps()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = get_method("auto-rgn+hessian").weights(_context(_net(), data, iterations=3)).scores
     assert inside == plain
+
+
+def test_newton_steps_are_remembered_by_content_and_recomputed_when_anything_changes(monkeypatch):
+    solves = []
+    solve = _gradients.newton_steps
+    monkeypatch.setattr(_gradients, "newton_steps", lambda *a, **k: solves.append(1) or solve(*a, **k))
+    model, sample = _net(), _sample()
+    layers = partition(model)
+    params = {"curvature": "hessian", "iterations": 3, "damping": DAMPING}
+    first = layer_newton_steps(model, layers, sample, params)
+    same = layer_newton_steps(copy.deepcopy(model), layers, Split(sample.x.clone(), sample.y.clone()), params)
+    assert same is first and len(solves) == 1  # equal contents: the remembered solution
+    layer_newton_steps(model, layers, sample, {**params, "damping": 0.3})
+    layer_newton_steps(model, layers, Split(sample.x, (sample.y + 1) % 3), params)
+    assert len(solves) == 3
+    with torch.no_grad():
+        model.conv2.weight[0, 0, 0, 0] += 1e-3
+    moved = layer_newton_steps(model, layers, sample, params)
+    assert len(solves) == 4 and not torch.equal(moved.steps[1], first.steps[1])
+    with torch.no_grad():
+        model.conv2.weight[0, 0, 0, 0] -= 1e-3
+    clear_newton_steps()
+    again = layer_newton_steps(model, layers, sample, params)
+    assert len(solves) == 5 and again is not first  # forgotten: solved again, to the same numbers
+    assert all(torch.equal(a, b) for a, b in zip(again.steps, first.steps))
+
+
+def test_change_variant_shares_the_target_step_with_hessian_and_scores_the_same(monkeypatch):
+    source = Split(_sample().x.flip(-1), _sample().y)
+    data = TaskData(source, _sample(), _sample(), _sample(), 3)
+    params = {"iterations": 3}
+    change = get_method("auto-rgn+hessian+change")
+    cold = change.weights(_context(_net(), data, **params)).scores
+    clear_newton_steps()
+    solves = []
+    solve = _gradients.newton_steps
+    monkeypatch.setattr(_gradients, "newton_steps", lambda *a, **k: solves.append(1) or solve(*a, **k))
+    get_method("auto-rgn+hessian").weights(_context(_net(), data, **params))
+    warm = change.weights(_context(_net(), data, **params)).scores
+    assert len(solves) == 2  # the target step once, then the source step
+    assert warm == cold and max(cold) > 0
 
 
 def test_affine_batchnorm_computes_the_same_function_and_puts_batchnorm_back(monkeypatch):

@@ -22,6 +22,11 @@ Choices made here:
 - 5 iterations, damping 0.1, as auto-rgn+hessian; `scale` = mean, measured with Gauss-Newton on the
   previous digits data (test accuracy %, seeds 0-2): label flip max 21.7 / raw 92.8 / mean 93.2 (full 85.7),
   frost 5 with 100 shots max 83.4 / raw 83.0 / mean 91.9 (full 92.1); `every` = "once";
+- cost: two solves, target and source. The source step depends only on the source model and the seed,
+  so the process remembers it (`_gradients.layer_newton_steps`, with the target step +hessian solves
+  too): a sweep or the dashboard pays it once for the 15 digits targets that share a source model.
+  Weights (`bench/methods.py`, 1 thread, CPU time, 2026-11-26): 2.1-3.3 epochs for the first target,
+  1.5 for the next;
 - all-zero scores (source and target agree) give all multipliers 1;
 - extras["per_layer"]: the solver diagnostics of both solves, prefixed target_ / source_.
 """
