@@ -4,6 +4,7 @@
 the resolved config's key, which is then aliased to the request so the next look-up is the fast one."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .config import RunConfig
@@ -41,12 +42,24 @@ class Lookup:
 def lookup(request: RunConfig, store: ResultStore, paths: DataPaths | None = None) -> Lookup:
     """The stored run a request stands for, if any (by the request's key, then the resolved key, which
     then gets the request as an alias so the next look-up needs no resolving)."""
-    found = store.get(request.key())
-    if found is not None:
-        return Lookup(request, request.key(), found)
-    cfg = resolve(request, paths)
-    key = cfg.key()
-    found = store.get(key)
-    if found is not None:
-        store.alias(request.key(), key)
-    return Lookup(cfg, key, found)
+    return lookup_many([request], store, paths)[0]
+
+
+def lookup_many(requests: Sequence[RunConfig], store: ResultStore, paths: DataPaths | None = None) -> list[Lookup]:
+    """`lookup` of each request, in order, with one store query for the requests' own keys and one for the
+    resolved keys of those not found by theirs."""
+    asked = [request.key() for request in requests]
+    found = store.get_many(asked)
+    resolved = {i: resolve(request, paths) for i, (request, key) in enumerate(zip(requests, asked)) if key not in found}
+    keys = {i: cfg.key() for i, cfg in resolved.items()}
+    found_resolved = store.get_many(list(dict.fromkeys(keys.values()))) if keys else {}
+    out = []
+    for i, (request, key) in enumerate(zip(requests, asked)):
+        if i not in resolved:
+            out.append(Lookup(request, key, found[key]))
+            continue
+        record = found_resolved.get(keys[i])
+        if record is not None:
+            store.alias(key, keys[i])
+        out.append(Lookup(resolved[i], keys[i], record))
+    return out

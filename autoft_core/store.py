@@ -38,6 +38,7 @@ _COLUMNS = ("setup", "shift", "corruption", "severity", "method", "seed", "shots
 _FILTERS = {**{c: c for c in _COLUMNS}, "code_version": "json_extract(config, '$.code_version')"}
 STATUSES = ("ok", "diverged", "failed")
 _LOCK_WAIT_S = 60  # how long a statement waits for another process's lock
+_KEYS_PER_QUERY = 400  # keys bound per look-up query (each bound twice; SQLite allows 32,766 parameters)
 _INSERT = (f"INSERT INTO runs (key, {', '.join(_COLUMNS)}, config, result, created, status) "
            f"VALUES ({', '.join('?' * (len(_COLUMNS) + 5))}) ON CONFLICT(key) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in (*_COLUMNS, "config", "result", "created", "status")))
@@ -128,11 +129,23 @@ class ResultStore:
 
     def get(self, key: str) -> dict | None:
         """The stored result of run `key` (a run key or an alias of one), or None; failed runs count as absent."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, dict]:
+        """The stored results of those of `keys` (run keys or aliases) that are stored, by the key asked: one
+        connection and one query per chunk of keys (a warm sweep asks for hundreds at once)."""
+        rows: dict[str, tuple[bool, str]] = {}
         with self._connect() as conn:
-            row = conn.execute("SELECT result FROM runs WHERE key = ? AND status != 'failed' UNION ALL "
-                               "SELECT r.result FROM aliases a JOIN runs r ON r.key = a.key "
-                               "WHERE a.request = ? AND r.status != 'failed'", (key, key)).fetchone()
-        return json.loads(row[0]) if row else None
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                chunk = list(keys[start:start + _KEYS_PER_QUERY])
+                marks = ", ".join("?" * len(chunk))
+                found = conn.execute(f"SELECT key, 1, result FROM runs WHERE key IN ({marks}) AND status != 'failed' "
+                                     "UNION ALL SELECT a.request, 0, r.result FROM aliases a JOIN runs r ON r.key = "
+                                     f"a.key WHERE a.request IN ({marks}) AND r.status != 'failed'", chunk + chunk)
+                for key, own, result in found:
+                    if own or key not in rows:  # a run's own key wins over an alias of the same text
+                        rows[key] = (bool(own), result)
+        return {key: json.loads(result) for key, (_, result) in rows.items()}
 
     def put(self, key: str, config: dict, result: dict, aliases: tuple[str, ...] = ()) -> None:
         """Store one run and its aliases in one transaction (serialised first: a bad value writes nothing).

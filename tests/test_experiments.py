@@ -24,6 +24,7 @@ from autoft_core.experiments.plan import grid_configs, shots_configs, sweep_conf
 from autoft_core.experiments.runner import SweepFailed, plan_jobs, run_sweep
 from autoft_core.methods import method_names
 from autoft_core.paths import REPO_ROOT
+from autoft_core.runs import lookup, lookup_many
 from autoft_core.setups import CORRUPTIONS
 from autoft_core.setups import get_setup
 from autoft_core.store import ResultStore
@@ -44,6 +45,17 @@ def _fake_record(cfg: RunConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------- plans
+
+def test_lookup_many_finds_runs_by_the_resolved_key_and_aliases_the_request(store):
+    asked = [RunConfig(setup="digits", shift="output", method="full", seed=s) for s in (0, 1, 2)]
+    resolved = [resolve(cfg) for cfg in asked]
+    store.put(resolved[1].key(), resolved[1].to_dict(), {"test_acc": 0.5})
+    found = lookup_many(asked, store)
+    assert [f.stored for f in found] == [False, True, False] and found[1].record == {"test_acc": 0.5}
+    assert [f.key for f in found] == [cfg.key() for cfg in resolved] and [f.cfg for f in found] == resolved
+    assert store.get(asked[1].key()) == {"test_acc": 0.5}  # aliased: the next look-up needs no resolving
+    assert lookup_many(asked, store) == [lookup(cfg, store) for cfg in asked]  # now by the alias, as `lookup`
+
 
 def test_sweep_expands_methods_shifts_corruptions_seeds():
     configs = sweep_configs("digits", "all", "all", 5, "full,linear-probe", "0,1,2", Recipe(epochs=1))

@@ -28,6 +28,19 @@ def test_alias_finds_the_run(store):
     assert store.get("other-request") == {"test_acc": 0.5}
 
 
+def test_get_many_answers_as_get_does_for_every_key_in_one_call(store, monkeypatch):
+    monkeypatch.setattr("autoft_core.store._KEYS_PER_QUERY", 3)  # several chunks
+    for i in range(5):
+        store.put(f"run{i}", CONFIG, {"test_acc": i / 10}, aliases=(f"asked{i}",))
+    store.put("asked0", CONFIG, {"test_acc": 0.99})  # a run key that is also another run's alias: its own run
+    store.put_failed("broken", CONFIG, "boom")
+    keys = [f"run{i}" for i in range(5)] + [f"asked{i}" for i in range(5)] + ["broken", "absent"]
+    many = store.get_many(keys)
+    assert many == {key: store.get(key) for key in keys if store.get(key) is not None}
+    assert set(many) == set(keys) - {"broken", "absent"} and many["asked0"] == {"test_acc": 0.99}
+    assert many["asked3"] == {"test_acc": 0.3} and store.get_many([]) == {}
+
+
 def test_a_failed_write_leaves_no_row(store):
     with pytest.raises(ValueError):
         store.put("bad", CONFIG, {"test_acc": 0.1, "status": "finished?"})  # checked before writing

@@ -8,6 +8,7 @@ from autoft_core.config import RunConfig
 from autoft_core.core.recipe import Recipe
 from autoft_core.experiment import lookup
 from autoft_core.paths import DataPaths
+from autoft_core.runs import lookup_many
 from ui import jobs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,6 +28,8 @@ def test_a_job_runs_what_the_store_lacks_with_progress(store) -> None:
     again.wait()
     assert again.state == jobs.DONE and again.to_run == 1 and "seed=1" in again.finished[0]
     assert all(lookup(cfg, store).stored for cfg in configs)
+    resolved = [lookup(cfg, store).cfg for cfg in configs]  # asked as resolved configs: found by their keys
+    assert lookup_many([*configs, *resolved], store) == [lookup(cfg, store) for cfg in [*configs, *resolved]]
 
 
 def test_cancel_stops_after_the_epoch_and_keeps_the_finished_runs(store, monkeypatch) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from autoft_core.config import RunConfig, code_version
-from autoft_core.experiment import lookup
+from autoft_core.runs import lookup_many
 
 from . import jobs, output
 from .commands import run_command
@@ -43,7 +43,7 @@ def _estimate_text(missing: Sequence[RunConfig]) -> str:
 def panel(configs: Sequence[RunConfig], settings: Settings, problems: Sequence[str], key: str,
           what: str = "runs") -> list[dict | None]:
     """The stored record of each config (None where missing); a Run button for the missing ones."""
-    records: list[dict | None] = [lookup(cfg, output.store(), settings.paths).record for cfg in configs]
+    records: list[dict | None] = [found.record for found in lookup_many(configs, output.store(), settings.paths)]
     missing = [cfg for cfg, record in zip(configs, records) if record is None]
     job: jobs.Job | None = st.session_state.get(_job_key(key))
     for problem in problems:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from ..config import RunConfig
 from ..errors import AutoFTError
 from ..paths import DataPaths
-from ..runs import lookup
+from ..runs import lookup_many
 from ..store import ResultStore
 from .backends import Backend
 
@@ -60,12 +60,11 @@ def describe(cfg: RunConfig) -> str:
 
 def plan_jobs(requests: Sequence[RunConfig], store: ResultStore,
               paths: DataPaths | None) -> tuple[dict[str, Job], dict[str, tuple[RunConfig, dict]]]:
-    """(runs still to compute, runs already stored) by key, through `experiment.lookup`; every request
+    """(runs still to compute, runs already stored) by key, through `runs.lookup_many`; every request
     missing from the store is resolved (so validated) before anything runs."""
     jobs: dict[str, Job] = {}
     cached: dict[str, tuple[RunConfig, dict]] = {}
-    for request in requests:
-        found = lookup(request, store, paths)
+    for request, found in zip(requests, lookup_many(requests, store, paths)):
         if found.stored:
             cached[found.key] = (found.cfg, found.record)
         elif found.key in jobs:
