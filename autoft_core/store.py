@@ -134,7 +134,7 @@ class ResultStore:
     def get_many(self, keys: Sequence[str]) -> dict[str, dict]:
         """The stored results of those of `keys` (run keys or aliases) that are stored, by the key asked: one
         connection and one query per chunk of keys (a warm sweep asks for hundreds at once)."""
-        rows: dict[str, tuple[bool, str]] = {}
+        rows: dict[str, str] = {}
         with self._connect() as conn:
             for start in range(0, len(keys), _KEYS_PER_QUERY):
                 chunk = list(keys[start:start + _KEYS_PER_QUERY])
@@ -144,8 +144,8 @@ class ResultStore:
                                      f"a.key WHERE a.request IN ({marks}) AND r.status != 'failed'", chunk + chunk)
                 for key, own, result in found:
                     if own or key not in rows:  # a run's own key wins over an alias of the same text
-                        rows[key] = (bool(own), result)
-        return {key: json.loads(result) for key, (_, result) in rows.items()}
+                        rows[key] = result
+        return {key: json.loads(result) for key, result in rows.items()}
 
     def put(self, key: str, config: dict, result: dict, aliases: tuple[str, ...] = ()) -> None:
         """Store one run and its aliases in one transaction (serialised first: a bad value writes nothing).

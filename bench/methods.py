@@ -4,8 +4,9 @@ relative to full fine-tuning's. Weights are timed cold (nothing remembered) and 
 remembers Newton steps: +hessian+change's source step is shared by every target of its source model, and
 the target step with +hessian): warm is the weights right after the same method's weights for the other
 target that shares the source model (`--warm-shift`, by default the input shift's gaussian_noise for the
-output shift and the output shift otherwise), as in a sweep or the dashboard. The task is the digits setup's by default; on a GPU,
-`--setup python:bench.wrn_synthetic:setup` gives the CIFAR-10-C setup's scale (WRN-28-10, random data).
+output shift and the output shift otherwise), as in a sweep or the dashboard. The task is the digits
+setup's by default; on a GPU, `--setup python:bench.wrn_synthetic:setup` gives the CIFAR-10-C setup's
+scale (WRN-28-10, random data).
 
 Targets (issue 13): weights within 2 epochs for every method but cross-validation (it fine-tunes each
 block); Auto-RGN's whole run (it rescores every epoch) within 1.25x full fine-tuning's. Each method's
@@ -39,9 +40,9 @@ from autoft_core.device import resolve_device  # noqa: E402
 from autoft_core.evaluation import clear_accuracy_cache  # noqa: E402
 from autoft_core.experiment import compute_run, compute_weights, load_task, resolve  # noqa: E402
 from autoft_core.finetune import finetune  # noqa: E402
-from autoft_core.methods._gradients import clear_newton_steps  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402
 from autoft_core.methods import method_names  # noqa: E402
+from autoft_core.methods._gradients import clear_newton_steps  # noqa: E402
 
 WEIGHTS_TARGET_EPOCHS, RGN_RUN_TARGET = 2.0, 1.25
 
@@ -128,8 +129,8 @@ def main() -> None:
                          + ("" if warm / epoch > WEIGHTS_TARGET_EPOCHS else ", meet warm"))
         if name == "auto-rgn" and mid > RGN_RUN_TARGET:
             notes.append(f"run misses {RGN_RUN_TARGET}x by {mid - RGN_RUN_TARGET:.2f}")
-        print(f"{name:<26} {weights:>9.3f} {weights / epoch:>7.2f} {warm / epoch:>6.2f}  {mid:5.2f}x [{min(run):.2f}-{max(run):.2f}]"
-              f"{'':<9} {'; '.join(notes) or 'meets'}", flush=True)
+        print(f"{name:<26} {weights:>9.3f} {weights / epoch:>7.2f} {warm / epoch:>6.2f}  "
+              f"{mid:5.2f}x [{min(run):.2f}-{max(run):.2f}]{'':<9} {'; '.join(notes) or 'meets'}", flush=True)
         if args.profile:
             profiled(device, f"{name}, whole run", lambda: seconds(now, lambda: compute_run(cfg, device=args.device)))
 

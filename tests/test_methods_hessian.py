@@ -165,12 +165,13 @@ def test_newton_steps_are_remembered_by_content_and_recomputed_when_anything_cha
     layer_newton_steps(model, layers, sample, {**params, "damping": 0.3})
     layer_newton_steps(model, layers, Split(sample.x, (sample.y + 1) % 3), params)
     assert len(solves) == 3
+    original = model.conv2.weight.detach().clone()
     with torch.no_grad():
         model.conv2.weight[0, 0, 0, 0] += 1e-3
     moved = layer_newton_steps(model, layers, sample, params)
     assert len(solves) == 4 and not torch.equal(moved.steps[1], first.steps[1])
     with torch.no_grad():
-        model.conv2.weight[0, 0, 0, 0] -= 1e-3
+        model.conv2.weight.copy_(original)
     clear_newton_steps()
     again = layer_newton_steps(model, layers, sample, params)
     assert len(solves) == 5 and again is not first  # forgotten: solved again, to the same numbers
