@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -23,6 +21,7 @@ from .core.data import Split
 from .device import autocast
 from .digest import tensor_digest
 from .layers import Layer
+from .memo import Remembered
 
 # Images per evaluation batch: a power of two keeping a batch's input within this many values, clamped.
 # On the CPU batches beyond a few hundred small images run slower per image (the activations leave the
@@ -32,8 +31,7 @@ EVAL_BATCH = 1024  # the largest CPU batch (methods/_probes.py still batches by 
 EVAL_BATCH_RANGE = {"cpu": (8, EVAL_BATCH), "cuda": (8, 4096)}
 ACCURACY_CACHE_SIZE = 256
 
-_accuracies: OrderedDict[tuple, float] = OrderedDict()
-_accuracies_lock = threading.Lock()  # results arrive from evaluation threads
+_accuracies: Remembered[float] = Remembered(ACCURACY_CACHE_SIZE)  # results arrive from evaluation threads
 
 
 def eval_batch(x: torch.Tensor, device: torch.device) -> int:
@@ -68,18 +66,14 @@ def cached_accuracy(model_key: str, split: Split, device: torch.device,
     remembered, or `compute()`'s, remembered once it arrives (e.g. the rest of the network on a frozen
     prefix's features: the same number as the whole model on the images)."""
     key = (model_key, tensor_digest(split.x), tensor_digest(split.y), device.type)
-    with _accuracies_lock:
-        if key in _accuracies:
-            _accuracies.move_to_end(key)
-            return _done(_accuracies[key])
+    known = _accuracies.get(key)
+    if known is not None:
+        return _done(known)
     future = compute()
 
     def remember(done: Future[float]) -> None:
         if done.exception() is None:
-            with _accuracies_lock:
-                _accuracies[key] = done.result()
-                if len(_accuracies) > ACCURACY_CACHE_SIZE:
-                    _accuracies.popitem(last=False)
+            _accuracies.put(key, done.result())
 
     future.add_done_callback(remember)
     return future
@@ -87,8 +81,7 @@ def cached_accuracy(model_key: str, split: Split, device: torch.device,
 
 def clear_accuracy_cache() -> None:
     """Forget every remembered accuracy (benchmarks clear it so each run pays its own evaluation)."""
-    with _accuracies_lock:
-        _accuracies.clear()
+    _accuracies.clear()
 
 
 def _done(value: float) -> Future[float]:

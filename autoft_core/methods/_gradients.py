@@ -17,9 +17,7 @@ for every target of one source model and seed (15 of the digits setup's 16 tasks
 """
 from __future__ import annotations
 
-import threading
 from abc import abstractmethod
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -30,6 +28,7 @@ from torch import nn
 from ..core.data import Split
 from ..digest import model_digest, tensor_digest
 from ..layers import Layer
+from ..memo import Remembered
 from ._common import full_precision, probe_mode, seeded_sample
 from ._curvature import CURVATURES, NewtonSteps, flat, mean_gradients, newton_steps
 from ._scale import scale_param, scaled
@@ -39,8 +38,7 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 EVERY = ("epoch", "once", "step")
 REMEMBERED_STEPS = 4  # Newton-step solutions kept (each holds two model-sized vectors)
 
-_steps: OrderedDict[tuple, NewtonSteps] = OrderedDict()
-_steps_lock = threading.Lock()  # the dashboard runs jobs on threads
+_steps: Remembered[NewtonSteps] = Remembered(REMEMBERED_STEPS)
 
 
 @dataclass(frozen=True)
@@ -69,23 +67,17 @@ def layer_newton_steps(model: nn.Module, layers: Sequence[Layer], sample: Split,
     device = next(model.parameters()).device.type
     key = (model_digest(model), tensor_digest(sample.x), tensor_digest(sample.y),
            tuple((layer.name, layer.param_names) for layer in layers), solver, device)
-    with _steps_lock:
-        if key in _steps:
-            _steps.move_to_end(key)
-            return _steps[key]
-    with probe_mode(model), full_precision():
-        steps = newton_steps(model, layer_params(model, layers), sample, *solver)
-    with _steps_lock:
-        _steps[key] = steps
-        if len(_steps) > REMEMBERED_STEPS:
-            _steps.popitem(last=False)
+    steps = _steps.get(key)
+    if steps is None:
+        with probe_mode(model), full_precision():
+            steps = newton_steps(model, layer_params(model, layers), sample, *solver)
+        _steps.put(key, steps)
     return steps
 
 
 def clear_newton_steps() -> None:
     """Forget every remembered Newton step (benchmarks clear it to time a method's first run)."""
-    with _steps_lock:
-        _steps.clear()
+    _steps.clear()
 
 
 def norms(vectors: Sequence[torch.Tensor]) -> list[float]:
