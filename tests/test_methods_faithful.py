@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -23,23 +22,13 @@ from autoft_core.methods import _probes
 from autoft_core.methods._common import seeded_sample
 from autoft_core.methods._scale import scaled
 
+from tiny_nets import tiny_bn_net
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 METHODS_DIR = Path(__file__).resolve().parents[1] / "autoft_core" / "methods"
 SCORING = [m for m in method_names() if "scale" in method_class(m).params]
 EPOCHS, BATCH, TRAIN = 2, 8, 20
 CHEAP = {"iterations": 2, "samples": 16, "batches": 1}  # where a method has them: numbers don't matter here
-
-
-def _net() -> nn.Module:
-    torch.manual_seed(0)
-    net = nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1), bn1=nn.BatchNorm2d(4), relu1=nn.ReLU(),
-        conv2=nn.Conv2d(4, 6, 3, stride=2), bn2=nn.BatchNorm2d(6), relu2=nn.ReLU(),
-        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), head=nn.Linear(6, 3)))
-    with torch.no_grad():
-        net.bn1.running_mean.uniform_(-0.3, 0.3)
-        net.bn2.running_var.uniform_(0.5, 2.0)
-    return net.eval()
 
 
 def _data() -> TaskData:
@@ -50,7 +39,7 @@ def _data() -> TaskData:
 
 
 def _context(method: str, **params: object) -> MethodContext:
-    model = _net()
+    model = tiny_bn_net(mean_spread=0.3)
     cls = method_class(method)
     given = {**{k: v for k, v in CHEAP.items() if k in cls.params}, **params}
     return MethodContext(model=model, layers=partition(model), data=_data(), params=cls.resolve_params(given),
@@ -143,7 +132,7 @@ def test_criticality_random_is_the_mean_over_draws_of_an_independent_reimplement
     draws = 3
     ctx = _context("criticality-random", samples=0, draws=draws)
     got = get_method("criticality-random").weights(ctx)
-    model, sample = _net(), seeded_sample(_data().source, 0, 0)
+    model, sample = tiny_bn_net(mean_spread=0.3), seeded_sample(_data().source, 0, 0)
     base = F.cross_entropy(model(sample.x), sample.y).item()
     for index, name in enumerate(["conv1", "conv2", "head"]):
         module = getattr(model, name)

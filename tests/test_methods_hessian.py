@@ -4,7 +4,6 @@ central differences of the per-layer gradient, the solver's diagnostics, and the
 from __future__ import annotations
 
 import copy
-from collections import OrderedDict
 
 import pytest
 import torch
@@ -21,6 +20,8 @@ from autoft_core.methods._curvature import BlockCurvature, affine_batchnorm
 from autoft_core.methods import _gradients
 from autoft_core.methods._gradients import clear_newton_steps, layer_newton_steps
 
+from tiny_nets import tiny_bn_net
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 N = 32
 DAMPING = 0.1
@@ -30,19 +31,6 @@ DAMPING = 0.1
 def _no_remembered_steps():
     """Each test computes its Newton steps itself (they are remembered across calls in the process)."""
     clear_newton_steps()
-
-
-def _net() -> nn.Module:
-    """conv+bn (120 weights), conv+bn (234), head (21): small enough for dense per-layer Hessians."""
-    torch.manual_seed(0)
-    net = nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1), bn1=nn.BatchNorm2d(4), relu1=nn.ReLU(),
-        conv2=nn.Conv2d(4, 6, 3, stride=2), bn2=nn.BatchNorm2d(6), relu2=nn.ReLU(),
-        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), head=nn.Linear(6, 3)))
-    with torch.no_grad():
-        net.bn1.running_mean.uniform_(-0.1, 0.1)
-        net.bn2.running_var.uniform_(0.5, 2.0)
-    return net.eval()
 
 
 def _sample(dtype: torch.dtype = torch.float32) -> Split:
@@ -87,7 +75,7 @@ def _context(model: nn.Module, data: TaskData, **params: object) -> MethodContex
 
 @pytest.mark.parametrize("kind", ["hessian", "gauss-newton"])
 def test_per_layer_step_is_the_dense_damped_newton_step(kind):
-    model, sample = _net(), _sample()
+    model, sample = tiny_bn_net(), _sample()
     layers = partition(model)
     params = {"curvature": kind, "iterations": 300, "damping": DAMPING}  # iterations ≥ every layer's size
     steps = layer_newton_steps(model, layers, sample, params)
@@ -112,7 +100,7 @@ def test_per_layer_step_is_the_dense_damped_newton_step(kind):
 
 
 def test_exact_hessian_vector_products_match_central_differences_of_the_layer_gradient():
-    model, sample = _net().double(), _sample(torch.float64)
+    model, sample = tiny_bn_net().double(), _sample(torch.float64)
     layers = partition(model)
     g = torch.Generator().manual_seed(3)
     with probe_mode(model):
@@ -129,7 +117,7 @@ def test_exact_hessian_vector_products_match_central_differences_of_the_layer_gr
 
 
 def test_truncated_solve_reports_its_true_residual_and_every_layer_gets_the_same_budget():
-    model, sample = _net(), _sample()
+    model, sample = tiny_bn_net(), _sample()
     layers = partition(model)
     steps = layer_newton_steps(model, layers, sample, {"curvature": "hessian", "iterations": 4, "damping": DAMPING})
     reference = copy.deepcopy(model).double()
@@ -145,10 +133,10 @@ def test_truncated_solve_reports_its_true_residual_and_every_layer_gets_the_same
 
 def test_gradients_ignore_a_surrounding_autocast():
     data = TaskData(_sample(), _sample(), _sample(), _sample(), 3)
-    plain = get_method("auto-rgn+hessian").weights(_context(_net(), data, iterations=3)).scores
+    plain = get_method("auto-rgn+hessian").weights(_context(tiny_bn_net(), data, iterations=3)).scores
     clear_newton_steps()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        inside = get_method("auto-rgn+hessian").weights(_context(_net(), data, iterations=3)).scores
+        inside = get_method("auto-rgn+hessian").weights(_context(tiny_bn_net(), data, iterations=3)).scores
     assert inside == plain
 
 
@@ -156,7 +144,7 @@ def test_newton_steps_are_remembered_by_content_and_recomputed_when_anything_cha
     solves = []
     solve = _gradients.newton_steps
     monkeypatch.setattr(_gradients, "newton_steps", lambda *a, **k: solves.append(1) or solve(*a, **k))
-    model, sample = _net(), _sample()
+    model, sample = tiny_bn_net(), _sample()
     layers = partition(model)
     params = {"curvature": "hessian", "iterations": 3, "damping": DAMPING}
     first = layer_newton_steps(model, layers, sample, params)
@@ -183,19 +171,19 @@ def test_change_variant_shares_the_target_step_with_hessian_and_scores_the_same(
     data = TaskData(source, _sample(), _sample(), _sample(), 3)
     params = {"iterations": 3}
     change = get_method("auto-rgn+hessian+change")
-    cold = change.weights(_context(_net(), data, **params)).scores
+    cold = change.weights(_context(tiny_bn_net(), data, **params)).scores
     clear_newton_steps()
     solves = []
     solve = _gradients.newton_steps
     monkeypatch.setattr(_gradients, "newton_steps", lambda *a, **k: solves.append(1) or solve(*a, **k))
-    get_method("auto-rgn+hessian").weights(_context(_net(), data, **params))
-    warm = change.weights(_context(_net(), data, **params)).scores
+    get_method("auto-rgn+hessian").weights(_context(tiny_bn_net(), data, **params))
+    warm = change.weights(_context(tiny_bn_net(), data, **params)).scores
     assert len(solves) == 2  # the target step once, then the source step
     assert warm == cold and max(cold) > 0
 
 
 def test_affine_batchnorm_computes_the_same_function_and_puts_batchnorm_back(monkeypatch):
-    model, sample = _net(), _sample()
+    model, sample = tiny_bn_net(), _sample()
     with torch.no_grad():
         model.bn1.weight.uniform_(0.5, 1.5)
         model.bn2.bias.uniform_(-0.2, 0.2)
@@ -213,6 +201,6 @@ def test_affine_batchnorm_computes_the_same_function_and_puts_batchnorm_back(mon
 
 
 def test_affine_batchnorm_leaves_training_mode_batchnorm_alone():
-    model = _net().train()
+    model = tiny_bn_net().train()
     with affine_batchnorm(model):
         assert not any("forward" in vars(m) for m in model.modules())

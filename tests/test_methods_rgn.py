@@ -10,7 +10,6 @@ import math
 import os
 import subprocess
 import sys
-from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -27,25 +26,14 @@ from autoft_core.methods import MethodContext, get_method
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.setups.digits import FEATURES
 
+from tiny_nets import tiny_bn_net
+
 REPO = Path(__file__).resolve().parent.parent
 METHODS = ["auto-rgn", "auto-rgn+hessian", "auto-rgn+change", "auto-rgn+hessian+change"]
 BATCHES, BATCH_SIZE = 4, 8
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _net(seed: int = 0) -> nn.Module:
-    """A tiny conv net with BatchNorm: three layers (conv+bn, conv+bn, head)."""
-    torch.manual_seed(seed)
-    net = nn.Sequential(OrderedDict(
-        conv1=nn.Conv2d(3, 4, 3, padding=1), bn1=nn.BatchNorm2d(4), relu1=nn.ReLU(),
-        conv2=nn.Conv2d(4, 6, 3, stride=2), bn2=nn.BatchNorm2d(6), relu2=nn.ReLU(),
-        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), head=nn.Linear(6, 3)))
-    with torch.no_grad():  # non-trivial running statistics, so eval mode differs from train mode
-        net.bn1.running_mean.uniform_(-0.1, 0.1)
-        net.bn2.running_var.uniform_(0.5, 2.0)
-    return net.eval()
 
 
 def _split(n: int, g: torch.Generator) -> Split:
@@ -60,7 +48,7 @@ def _task(seed: int = 0, same_source: bool = False) -> TaskData:
 
 
 def _context(method: str, data: TaskData, model: nn.Module | None = None, **params: object) -> MethodContext:
-    model = model if model is not None else _net()
+    model = model if model is not None else tiny_bn_net()
     cls = type(get_method(method))
     return MethodContext(model=model, layers=partition(model), data=data,
                          params=cls.resolve_params({"batches": BATCHES, "batch_size": BATCH_SIZE, "scale": "max",
@@ -73,7 +61,7 @@ def test_auto_rgn_equals_relative_gradient_norm_computed_by_hand():
     ctx = _context("auto-rgn", data)
     got = get_method("auto-rgn").weights(ctx)
     # Independent: one backward on the whole train split (= the mean of the 4 equal minibatch means).
-    model = _net()
+    model = tiny_bn_net()
     F.cross_entropy(model(data.train.x), data.train.y).backward()
     named = dict(model.named_parameters())
     expected = []
@@ -100,7 +88,7 @@ def test_change_variants_vanish_when_source_is_target(method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_model_is_restored_bit_for_bit_and_batchnorm_statistics_do_not_move(method):
-    model = _net().train()  # train mode on entry: a careless probe would update running_mean
+    model = tiny_bn_net().train()  # train mode on entry: a careless probe would update running_mean
     for p in model.head.parameters():
         p.requires_grad_(False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
