@@ -98,8 +98,8 @@ def clone_state(net: nn.Module) -> dict[str, torch.Tensor]:
 class Evaluator:
     """Accuracies of `net`'s states: with `background`, on one worker thread with its own copy of the
     network, in submission order, while the caller goes on changing `net`; else (or when `net` cannot be
-    copied, e.g. a user's module holding a non-leaf tensor) at once. A context manager: leaving it waits
-    for the worker and stops it."""
+    copied, e.g. a user's module holding a non-leaf tensor) at once. A context manager: leaving it cancels
+    the evaluations not yet started, waits for the one running and stops the worker."""
 
     def __init__(self, net: nn.Module, background: bool) -> None:
         self.net = net

@@ -15,9 +15,9 @@ is validated on a copy of its weights while epoch k + 1 trains, with the same nu
 hears of an epoch once its validation is done. A `Reweighter` may change the
 multipliers at the start of each epoch or before each step (Auto-RGN does). Runs use the CPU thread
 policy of device.py. The recipe's `schedule` scales every rate at each step over the run's epochs ×
-batches steps (optim.py: constant, or linear decay), after `warmup` epochs of linear warm-up. With
-`translate` > 0 each training image is shifted by a random offset (augmentation; edge pixels
-repeated), so the frozen-prefix cache is off. A non-finite loss (or weights, or re-weighting
+batches steps (optim.py: constant, linear decay, or constant then decay over the last epoch), after
+`warmup` epochs of linear warm-up. With `translate` > 0 each training image is shifted by a random
+offset (augmentation; edge pixels repeated), so the frozen-prefix cache is off. A non-finite loss (or weights, or re-weighting
 scores) sets a device-side flag, read once per epoch with the epoch's other statistics: the run then
 stops there as "diverged" (the best-validation numbers of the epochs before stay; the final test
 accuracy is None).
@@ -109,7 +109,8 @@ def _finetune(model: nn.Module, layers: list[Layer], multipliers: Sequence[float
     steps_per_epoch = math.ceil(len(raw.train) / cfg.batch_size)
     optimizer = LayerwiseOptimizer([[named[p] for p in layer.param_names] for layer in layers], cfg,
                                    total_steps=cfg.epochs * steps_per_epoch,
-                                   warmup_steps=min(cfg.warmup, cfg.epochs) * steps_per_epoch)
+                                   warmup_steps=min(cfg.warmup, cfg.epochs) * steps_per_epoch,
+                                   epoch_steps=steps_per_epoch)
     optimizer.apply(multipliers)
     initial = flat_layer_params(model, layers)  # fresh tensors (torch.cat copies)
     net, data = _skip_frozen_prefix(model, layers, multipliers, raw, cfg, reweighter, device)

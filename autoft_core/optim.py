@@ -24,9 +24,9 @@ class LayerwiseOptimizer:
     it: requires_grad off, so no weight gradient is computed)."""
 
     def __init__(self, layer_params: Sequence[Sequence[nn.Parameter]], recipe: Recipe, total_steps: int = 0,
-                 warmup_steps: int = 0) -> None:
+                 warmup_steps: int = 0, epoch_steps: int = 0) -> None:
         self.recipe, self.total_steps, self.steps_taken = recipe, total_steps, 0
-        self.warmup_steps = warmup_steps
+        self.warmup_steps, self.epoch_steps = warmup_steps, epoch_steps
         self.layer_params = [list(params) for params in layer_params]
         self.multipliers: list[float] = []
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
@@ -59,14 +59,24 @@ class LayerwiseOptimizer:
 
     def rate_factor(self) -> float:
         """The schedule's factor on every rate at the next step t (0-based): (t+1)/W during the W warm-up
-        steps, then 1 (constant, or T unknown) or 1 − (t−W)/(T−W) (linear: from the full rate down to
-        rate/(T−W) at the last of the T steps)."""
+        steps, then 1 until the last D steps, which decay linearly, 1 − (t−(T−D))/D, from the full rate
+        down to rate/D at the last of the T steps. D: 0 (constant, or T unknown), T−W (linear), or one
+        epoch's steps, at most T−W (stable-decay: warmup-stable-decay, as in MiniCPM, Hu et al. 2024)."""
         t, warmup = self.steps_taken, self.warmup_steps
         if t < warmup:
             return (t + 1) / warmup
-        if self.recipe.schedule == "constant" or self.total_steps <= warmup:
-            return 1.0
-        return max(0.0, 1.0 - (t - warmup) / (self.total_steps - warmup))
+        decay = self._decay_steps()
+        start = self.total_steps - decay
+        return 1.0 if decay <= 0 or t < start else max(0.0, 1.0 - (t - start) / decay)
+
+    def _decay_steps(self) -> int:
+        """D, the schedule's decaying steps at the end of the run (see rate_factor)."""
+        room = self.total_steps - self.warmup_steps
+        if self.recipe.schedule == "constant" or room <= 0:
+            return 0
+        if self.recipe.schedule == "stable-decay" and self.epoch_steps > 0:
+            return min(self.epoch_steps, room)
+        return room
 
     @torch.no_grad()
     def step(self) -> None:

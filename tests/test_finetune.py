@@ -50,8 +50,10 @@ def test_one_sgd_step_moves_each_layer_by_base_lr_times_alpha():
             torch.testing.assert_close(after[name], expected, rtol=1e-4, atol=1e-6)
 
 
-def test_linear_schedule_decays_the_rate_over_epochs_times_batches():
-    """schedule=linear over 3 full-batch SGD epochs (T = 3 steps): steps at lr × 1, 2/3, 1/3, by hand."""
+@pytest.mark.parametrize(("schedule", "factors"), [("linear", [1, 2 / 3, 1 / 3]), ("stable-decay", [1, 1, 1])])
+def test_schedule_scales_the_rate_over_epochs_times_batches(schedule, factors):
+    """3 full-batch SGD epochs (T = 3 steps, one per epoch), by hand: linear steps at lr × 1, 2/3, 1/3;
+    stable-decay keeps lr until its last epoch, whose one step decays from the full rate."""
     model, data = _model(), _task()
     layers = partition(model, "module")
     reference = copy.deepcopy(model)
@@ -60,8 +62,8 @@ def test_linear_schedule_decays_the_rate_over_epochs_times_batches():
         grads = torch.autograd.grad(F.cross_entropy(reference(data.train.x), data.train.y), params)
         with torch.no_grad():
             for p, g in zip(params, grads):
-                p -= 0.01 * (1 - t / 3) * g
-    cfg = Recipe(epochs=3, lr=0.01, batch_size=len(data.train), optimizer="sgd", momentum=0.0, schedule="linear")
+                p -= 0.01 * factors[t] * g
+    cfg = Recipe(epochs=3, lr=0.01, batch_size=len(data.train), optimizer="sgd", momentum=0.0, schedule=schedule)
     finetune(model, layers, [1.0] * len(layers), data, cfg)
     for a, b in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
@@ -364,7 +366,8 @@ def test_a_background_evaluation_measures_the_state_snapshotted_not_the_later_on
             for p in net.parameters():  # meanwhile the caller changes the network
                 p.add_(torch.randn(p.shape, generator=g))
         later = [_acc(net.eval(), split) for split in splits]
-    assert [f.result() for f in pending] == [1.0, 1.0] and max(later) < 1.0
+        measured = [f.result() for f in pending]  # inside: leaving cancels what has not started
+    assert measured == [1.0, 1.0] and max(later) < 1.0
 
 
 class _Uncopyable(torch.nn.Module):

@@ -95,14 +95,15 @@ def test_a_frozen_layer_keeps_its_values_and_state_across_steps():
 
 
 def _run_against_torch_scheduler(recipe: Recipe, total: int, warmup: int,
-                                 scheduler_for: Callable[[torch.optim.Optimizer], Any]) -> tuple[LayerwiseOptimizer,
-                                                                                                  list[float]]:
-    """`total` full-batch steps of ours (with `warmup` warm-up steps) and of torch.optim stepped by the
-    scheduler `scheduler_for` builds; asserts the same weights after; (ours, its rate factor at each step)."""
+                                 scheduler_for: Callable[[torch.optim.Optimizer], Any],
+                                 epoch_steps: int = 0) -> tuple[LayerwiseOptimizer, list[float]]:
+    """`total` full-batch steps of ours (with `warmup` warm-up steps, `epoch_steps` to an epoch) and of
+    torch.optim stepped by the scheduler `scheduler_for` builds; asserts the same weights after; (ours, its
+    rate factor at each step)."""
     ours_net, ref_net = _net(), _net()
     ours_layers, ref_layers = _layers(ours_net), _layers(ref_net)
     multipliers = [0.5, 2.0, 1.0]
-    ours = LayerwiseOptimizer(ours_layers, recipe, total_steps=total, warmup_steps=warmup)
+    ours = LayerwiseOptimizer(ours_layers, recipe, total_steps=total, warmup_steps=warmup, epoch_steps=epoch_steps)
     ours.apply(multipliers)
     ref = _reference(ref_layers, recipe)
     _set_reference(ref, ref_layers, recipe, multipliers)
@@ -148,6 +149,41 @@ def test_warmup_then_schedule_matches_torch_schedulers(schedule):
     _, factors = _run_against_torch_scheduler(Recipe(lr=0.05, schedule=schedule), total, warmup, scheduler_for)
     expected_after = [1 - i / (total - warmup) for i in range(total - warmup)] if schedule == "linear" else [1.0] * 4
     assert factors == pytest.approx([1 / 3, 2 / 3, 1.0] + expected_after)
+
+
+@pytest.mark.parametrize("warmup", [0, 2])
+def test_stable_decay_keeps_the_rate_then_decays_over_the_last_epoch_as_torch_schedulers(warmup):
+    """schedule=stable-decay, T = 9 steps of 3 per epoch: the (warmed-up) full rate until the last epoch's
+    3 steps, which run at lr × (1 − i/3), as torch's SequentialLR of a constant rate then LinearLR(1 → 0
+    over 3 steps)."""
+    total, epoch = 9, 3
+    lr = torch.optim.lr_scheduler
+
+    def scheduler_for(ref: torch.optim.Optimizer) -> lr.LRScheduler:
+        phases = [lr.ConstantLR(ref, factor=1.0, total_iters=0),
+                  lr.LinearLR(ref, start_factor=1.0, end_factor=0.0, total_iters=epoch)]
+        if warmup:
+            phases[0] = lr.LinearLR(ref, start_factor=1 / warmup, end_factor=1.0, total_iters=warmup - 1)
+        return lr.SequentialLR(ref, phases, milestones=[total - epoch])
+
+    ours, factors = _run_against_torch_scheduler(Recipe(lr=0.05, schedule="stable-decay"), total, warmup,
+                                                 scheduler_for, epoch_steps=epoch)
+    ramp = [(t + 1) / warmup for t in range(warmup)]
+    assert factors == pytest.approx(ramp + [1.0] * (total - epoch - warmup) + [1.0, 2 / 3, 1 / 3])
+    assert ours.rate_factor() == 0.0  # T steps taken: the schedule has run out
+
+
+def test_stable_decay_decays_over_what_is_left_after_warmup_when_that_is_under_an_epoch():
+    """Warm-up W of T steps leaves T − W < one epoch: the decay takes those T − W steps, as linear does."""
+    net = _net()
+    stable = LayerwiseOptimizer(_layers(net), Recipe(lr=0.05, schedule="stable-decay"), total_steps=5,
+                                warmup_steps=3, epoch_steps=4)
+    linear = LayerwiseOptimizer(_layers(net), Recipe(lr=0.05, schedule="linear"), total_steps=5, warmup_steps=3)
+    got = []
+    for t in range(5):
+        stable.steps_taken = linear.steps_taken = t
+        got.append((stable.rate_factor(), linear.rate_factor()))
+    assert [a for a, _ in got] == [b for _, b in got] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 0.5])
 
 
 def test_constant_schedule_ignores_the_step_count():

@@ -24,7 +24,7 @@ SEED_BOUNDS = Bounds(int, 0, 2**31 - 1)
 SEVERITY_BOUNDS = Bounds(int, min(SEVERITIES), max(SEVERITIES))
 GRANULARITIES = ("module", "block")
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "linear")
+SCHEDULES = ("constant", "linear", "stable-decay")
 MAX_SHOTS = 1_000_000
 
 
@@ -44,8 +44,9 @@ class Recipe:
     lr: float = _setting(1e-3, "base learning rate (layer l trains at lr x alpha_l)", minimum=1e-12, maximum=1e6)
     batch_size: int = _setting(64, "images per minibatch", minimum=1, maximum=65_536)
     optimizer: str = _setting("adam", "optimizer", choices=OPTIMIZERS)
-    schedule: str = _setting("constant", "learning rate over a run's T steps: constant, or linear decay (step t at "
-                                         "lr x (1 - t/T))", choices=SCHEDULES)
+    schedule: str = _setting("constant", "learning rate over a run's T steps: constant; linear decay (step t at "
+                                         "lr x (1 - t/T)); or stable-decay, constant then linearly to 0 over the "
+                                         "last epoch", choices=SCHEDULES)
     warmup: int = _setting(0, "epochs of linear warm-up first (step t of W at lr x (t+1)/W), then the schedule over "
                               "the remaining steps", minimum=0, maximum=10_000)
     translate: int = _setting(0, "augmentation: each training image shifted by its own random offset of up to this many "
