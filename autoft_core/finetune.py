@@ -17,10 +17,10 @@ multipliers at the start of each epoch or before each step (Auto-RGN does). Runs
 policy of device.py. The recipe's `schedule` scales every rate at each step over the run's epochs ×
 batches steps (optim.py: constant, linear decay, or constant then decay over the last epoch), after
 `warmup` epochs of linear warm-up. With `translate` > 0 each training image is shifted by a random
-offset (augmentation; edge pixels repeated), so the frozen-prefix cache is off. A non-finite loss (or weights, or re-weighting
-scores) sets a device-side flag, read once per epoch with the epoch's other statistics: the run then
-stops there as "diverged" (the best-validation numbers of the epochs before stay; the final test
-accuracy is None).
+offset (augmentation; edge pixels repeated), so the frozen-prefix cache is off. A non-finite loss (or
+weights, or re-weighting scores) sets a device-side flag, read once per epoch with the epoch's other
+statistics: the run then stops there as "diverged" (the best-validation numbers of the epochs before
+stay; the final test accuracy is None).
 """
 from __future__ import annotations
 

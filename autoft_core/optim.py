@@ -70,7 +70,8 @@ class LayerwiseOptimizer:
         return 1.0 if decay <= 0 or t < start else max(0.0, 1.0 - (t - start) / decay)
 
     def _decay_steps(self) -> int:
-        """D, the schedule's decaying steps at the end of the run (see rate_factor)."""
+        """D, the schedule's decaying steps at the end of the run (see rate_factor; stable-decay with no
+        epoch length given decays over all T−W, as linear)."""
         room = self.total_steps - self.warmup_steps
         if self.recipe.schedule == "constant" or room <= 0:
             return 0
