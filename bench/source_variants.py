@@ -18,11 +18,11 @@ and the source model's held-out accuracy. Seed 0 and 2 worker processes unless t
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import sys
 from dataclasses import fields, replace
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,10 @@ def main() -> None:
     os.environ.setdefault("AUTOFT_THREADS", "1")
     _apply(style, pretrain, args.features, args.width)
     held = {shift: _held_out_accuracy(shift) for shift in ("output", "feature")}  # pretrains before the workers start
-    jobs = [("input", c, b, args.seed, settings, str(cache / "results.sqlite")) for c in CORRUPTIONS for b in ("0", "-1")]
-    jobs += [("output", None, b, args.seed, settings, str(cache / "results.sqlite")) for b in ("0", "-1")]
-    jobs += [("feature", None, b, args.seed, settings, str(cache / "results.sqlite")) for b in BLOCKS]
+    store = str(cache / "results.sqlite")
+    first_last = ("0", "-1")
+    tasks = [("input", c, first_last) for c in CORRUPTIONS] + [("output", None, first_last), ("feature", None, BLOCKS)]
+    jobs = [(shift, corruption, b, args.seed, settings, store) for shift, corruption, blocks in tasks for b in blocks]
     # fresh worker processes (a fork after torch's threads have started can hang), each with the variant set
     spawn = multiprocessing.get_context("spawn")
     with spawn.Pool(args.workers, initializer=_apply, initargs=(style, pretrain, args.features, args.width)) as pool:
