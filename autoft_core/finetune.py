@@ -13,7 +13,8 @@ needs no extra pass when it is the final or the pretrained state. On a CPU run t
 (device.py: `spare_cpu_core`), evaluation runs on a second thread (evaluation.py: `Evaluator`): epoch k
 is validated on a copy of its weights while epoch k + 1 trains, with the same numbers; `progress`
 hears of an epoch once its validation is done. A `Reweighter` may change the
-multipliers at the start of each epoch or before each step (Auto-RGN does). Runs use the CPU thread
+multipliers at the start of each epoch, before each step, or between each step's backward pass and its
+update, from that step's own gradients (Auto-RGN does). Runs use the CPU thread
 policy of device.py. The recipe's `schedule` scales every rate at each step over the run's epochs ×
 batches steps (optim.py: constant, linear decay, or constant then decay over the last epoch), after
 `warmup` epochs of linear warm-up. With `translate` > 0 each training image is shifted by a random
@@ -46,7 +47,9 @@ from .optim import LayerwiseOptimizer
 from .stages import feature_budget, frozen_prefix, prefix_cache_pays
 
 class Reweighter(Protocol):
-    """Re-weights the multipliers during fine-tuning; `every` is "epoch" or "step"."""
+    """Re-weights the multipliers during fine-tuning. `every`: "epoch" (called at the start of each epoch),
+    "step" (before each step, given its minibatch) or "gradient" (after each step's backward pass, with the
+    step's gradients in the parameters' .grad: the multipliers for this very update)."""
 
     every: str
 
@@ -217,6 +220,8 @@ def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: Laye
             loss = F.cross_entropy(logits, y)
         optimizer.zero_grad()
         loss.backward()
+        if reweighter is not None and reweighter.every == "gradient":
+            optimizer.apply(reweighter(model, None))
         optimizer.step()
         steps += 1
         loss = loss.detach()

@@ -53,7 +53,8 @@ class LayerwiseOptimizer:
         return bool(self.groups)
 
     def zero_grad(self) -> None:
-        for _, params in self.groups:
+        """Every layer's gradients dropped, the frozen layers' too: none outlives a freeze."""
+        for params in self.layer_params:
             for p in params:
                 p.grad = None
 

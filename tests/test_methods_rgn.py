@@ -102,13 +102,17 @@ def test_model_is_restored_bit_for_bit_and_batchnorm_statistics_do_not_move(meth
     assert all(math.isfinite(w) and w >= 0 for w in out.weights) and max(out.weights) == 1.0
 
 
-@pytest.mark.parametrize("every", ["epoch", "step"])
-def test_reweighter_rescores_during_fine_tuning(every):
+@pytest.mark.parametrize("method, every, hook", [("auto-rgn", "epoch", "epoch"), ("auto-rgn", "step", "gradient"),
+                                                 ("auto-rgn+change", "step", "step")])
+def test_reweighter_rescores_during_fine_tuning(method, every, hook):
+    """Each epoch: called with no batch; each step: auto-rgn reads the step's own gradient (no batch, after
+    the backward pass), a change variant rescores on the coming minibatch."""
     data = _task()
-    ctx = _context("auto-rgn", data, every=every)
-    method = get_method("auto-rgn")
-    initial = method.weights(ctx)
-    reweighter = method.reweighter(ctx, initial)
+    ctx = _context(method, data, every=every)
+    weighting = get_method(method)
+    initial = weighting.weights(ctx)
+    reweighter = weighting.reweighter(ctx, initial)
+    assert reweighter.every == hook
     calls = []
 
     def counted(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None) -> list[float]:
@@ -118,12 +122,45 @@ def test_reweighter_rescores_during_fine_tuning(every):
     counted.every = reweighter.every
     cfg = Recipe(epochs=2, lr=0.05, batch_size=BATCH_SIZE)
     result = finetune(ctx.model, ctx.layers, initial.weights, data, cfg, reweighter=counted)
-    steps_per_epoch = len(data.train) // BATCH_SIZE
-    assert calls == ([True] * 2 if every == "epoch" else [False] * 2 * steps_per_epoch)
+    steps = 2 * (len(data.train) // BATCH_SIZE)
+    assert calls == {"epoch": [True] * 2, "gradient": [True] * steps, "step": [False] * steps}[hook]
     first, second = (h["multipliers"] for h in result.history)
     assert first != second and max(second) == 1.0
     if every == "epoch":
         assert first == initial.weights  # epoch 1 reuses what `weights` scored
+
+
+def test_each_step_trains_at_the_relative_norms_of_its_own_gradient():
+    """auto-rgn, every=step, one step on the whole training set: the multipliers applied are ‖g_l‖/‖θ_l‖ / max
+    of that step's gradient, recomputed here by hand, and the update used them: Adam's first step moves
+    every weight with a non-zero gradient by lr × alpha_l (m̂/√v̂ = ±1)."""
+    data = _task()
+    ctx = _context("auto-rgn", data, every="step")
+    method = get_method("auto-rgn")
+    model, layers = ctx.model, ctx.layers
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()  # fine-tuning's train mode: BatchNorm statistics frozen
+    loss = F.cross_entropy(model(data.train.x), data.train.y)
+    grads = dict(zip([n for n, _ in model.named_parameters()], torch.autograd.grad(loss, list(model.parameters()))))
+    rgn = []
+    for layer in layers:
+        g = torch.cat([grads[n].reshape(-1) for n in layer.param_names]).double().norm()
+        theta = torch.cat([before[n].reshape(-1) for n in layer.param_names]).double().norm()
+        rgn.append(float(g / theta))
+    expected = [r / max(rgn) for r in rgn]
+    lr = 1e-3
+    cfg = Recipe(epochs=1, lr=lr, batch_size=len(data.train))
+    result = finetune(model, layers, [1.0] * len(layers), data, cfg,
+                      reweighter=method.reweighter(ctx, method.weights(ctx)))
+    assert result.history[0]["multipliers"] == pytest.approx(expected, rel=1e-5)
+    for layer, alpha in zip(layers, expected):
+        for name in layer.param_names:
+            moved = (dict(model.named_parameters())[name].detach() - before[name]).abs()
+            live = grads[name].abs() > 1e-4  # where Adam's eps (1e-8) is under 1e-4 of |g|
+            assert moved[live] == pytest.approx(torch.full_like(moved[live], lr * alpha), rel=1e-3)
 
 
 def test_epoch_one_reuses_the_weights_only_because_rescoring_would_reproduce_them(monkeypatch):

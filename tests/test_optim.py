@@ -94,6 +94,19 @@ def test_a_frozen_layer_keeps_its_values_and_state_across_steps():
     assert not any(p in opt.state for p in layers[0])
 
 
+
+def test_zero_grad_drops_a_layer_frozen_after_its_backward_too():
+    """A layer frozen between a backward pass and the next zero_grad keeps no stale gradient (a reweighter
+    reading .grad would otherwise see the old one)."""
+    net = _net()
+    layers = _layers(net)
+    opt = LayerwiseOptimizer(layers, Recipe(lr=0.1))
+    opt.apply([1.0, 1.0, 1.0])
+    F.cross_entropy(net(torch.randn(8, 6)), torch.randint(0, 3, (8,))).backward()
+    opt.apply([0.0, 1.0, 1.0])
+    opt.zero_grad()
+    assert all(p.grad is None for layer in layers for p in layer)
+
 def _run_against_torch_scheduler(recipe: Recipe, total: int, warmup: int,
                                  scheduler_for: Callable[[torch.optim.Optimizer], Any],
                                  epoch_steps: int = 0) -> tuple[LayerwiseOptimizer, list[float]]:

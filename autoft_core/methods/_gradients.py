@@ -104,7 +104,7 @@ def rgn_params(every: str, batches: int, scale: str) -> dict[str, Param]:
                              maximum=10_000, all_means=0),
             "batch_size": Param(64, "images per minibatch", minimum=1, maximum=65_536),
             "every": Param(every, "when the multipliers are recomputed: each epoch, once before training, "
-                                  "or each step", EVERY),
+                                  "or each step (auto-rgn: from the step's own gradient)", EVERY),
             "scale": scale_param(scale)}
 
 
@@ -122,11 +122,14 @@ class RelativeNormMethod(Method):
 
     `weights` scores the given model on the seeded probe sample; the reweighter rescores the model
     being fine-tuned each epoch (epoch k uses seed + k − 1; epoch 1 would reproduce `weights`, the same
-    model on the same sample, so it takes those weights instead of computing them again) or each step
-    (on the coming training minibatch), unless `every` is "once".
+    model on the same sample, so it takes those weights instead of computing them again) or each step,
+    unless `every` is "once". Each step: a method whose v_l is the target gradient itself
+    (`scores_gradient`) reads the step's own training gradient (`GradientReweighter`: no extra pass);
+    the others rescore on the coming training minibatch.
     """
 
     uses_source: ClassVar[bool] = False
+    scores_gradient: ClassVar[bool] = False  # v_l is the target gradient: a training step's own serves
 
     @abstractmethod
     def _vectors(self, model: nn.Module, layers: Sequence[Layer], probe: Probe,
@@ -158,9 +161,13 @@ class RelativeNormMethod(Method):
         ctx.note(f"{self.name}: gradients on {len(probe.target)} examples")
         return self._score(ctx.model, ctx.layers, probe, params)
 
-    def reweighter(self, ctx: MethodContext, chosen: LayerWeights) -> ProbeReweighter | None:
+    def reweighter(self, ctx: MethodContext, chosen: LayerWeights) -> ProbeReweighter | GradientReweighter | None:
         params = self.resolve_params(ctx.params)
-        return None if params["every"] == "once" else ProbeReweighter(self, ctx, params, chosen.weights)
+        if params["every"] == "once":
+            return None
+        if params["every"] == "step" and self.scores_gradient:
+            return GradientReweighter(self.name, ctx.layers, params["scale"])
+        return ProbeReweighter(self, ctx, params, chosen.weights)
 
 
 class ProbeReweighter:
@@ -181,3 +188,21 @@ class ProbeReweighter:
             return list(self.first)
         probe = self.method._probe(self.ctx, self.params, call, batch if self.every == "step" else None)
         return self.method._score(model, self.ctx.layers, probe, self.params).weights
+
+
+class GradientReweighter:
+    """The fine-tuning loop's hook for `every=step` when v_l is the target gradient: each update's
+    multipliers from that update's own training gradient, read from .grad between the backward pass and
+    the step (Lee et al. 2023; the seed paper: "at each fine-tuning step"). No extra forward or backward
+    pass; one host sync per step (the rates are Python floats). A layer without a gradient (frozen: its
+    multiplier was 0) scores 0, so under `max` a layer stays frozen only once its gradient is exactly 0."""
+
+    every = "gradient"
+
+    def __init__(self, method: str, layers: Sequence[Layer], scale: str) -> None:
+        self.method, self.layers, self.scale = method, list(layers), scale
+
+    def __call__(self, model: nn.Module, batch: Batch | None = None) -> list[float]:
+        grads = [flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in group])
+                 for group in layer_params(model, self.layers)]
+        return scaled(relative_norms(grads, model, self.layers), self.scale, self.method)[0]

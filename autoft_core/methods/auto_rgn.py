@@ -7,11 +7,18 @@ fine-tuning.
 
 Choices the paper leaves open (or that differ from it), made here:
 - unit: one score per layer of the project's partition (Lee et al. score each parameter tensor);
-- gradient: of the mean cross-entropy on the target *train* split over a seeded probe sample of
-  `batches` × `batch_size` examples (defaults 4 × 64; `batches=all`: the whole split, exact), in one
-  fp32 pass without autocast, model in eval mode (BatchNorm statistics frozen);
-- recomputation: `every` = "epoch" (default; epoch k uses seed + k − 1, so the first epoch uses
-  exactly the weights `weights` returns), "step" (on the coming training minibatch) or "once";
+- gradient, for `weights` and `every=epoch`: of the mean cross-entropy on the target *train* split over
+  a seeded probe sample of `batches` × `batch_size` examples (defaults 4 × 64; `batches=all`: the whole
+  split, exact), in one fp32 pass without autocast, model in eval mode (BatchNorm statistics frozen);
+- recomputation: `every` = "step" (default): each update's multipliers from that update's own training
+  gradient, as the seed paper states ("at each fine-tuning step") and Lee et al. do; it costs no extra
+  pass (`GradientReweighter`). `weights` (what the method is shown to pick) still scores the pretrained
+  model on the probe sample. "epoch" (epoch k rescores on the probe with seed + k − 1, the first epoch
+  taking `weights`; the default until 2026-11-26) or "once". Measured on digits (test accuracy %, seeds
+  0-2, input = mean of the 14 corruptions at severity 5 / feature level / label flip): step
+  78.5 ± 0.8 / 60.3 ± 1.1 / 27.2 ± 4.9 (scored then on the coming minibatch in eval mode, the same
+  gradient as training's with BatchNorm statistics frozen), epoch 77.7 ± 1.6 / 62.5 ± 4.1 / 19.0 ± 3.4;
+  its whole run cost 1.19-1.27x full fine-tuning's on the CPU and 1.80x on an H200 with `epoch`;
 - `scale` (see `_scale`): default `max`, Lee et al.'s choice. Measured on digits (test accuracy %,
   seeds 0-2, `bench/method_checks.py scales`): label flip max 83.7 / raw 46.1 / mean 83.3 (full 85.7),
   frost 5 with 100 shots max 94.1 / raw 16.9 / mean 92.5 (full 92.1): raw relative gradient norms
@@ -35,8 +42,9 @@ class AutoRGN(RelativeNormMethod):
     """Lee et al.'s (2023) Auto-RGN: multipliers proportional to the relative gradient norm ‖g_l‖/‖θ_l‖."""
 
     name = "auto-rgn"
-    summary = "Auto-RGN (Lee et al. 2023): alpha_l ∝ ‖∇θ_l L_tgt‖ / ‖θ_l‖, recomputed each epoch."
-    params = rgn_params(every="epoch", batches=4, scale="max")
+    summary = "Auto-RGN (Lee et al. 2023): alpha_l ∝ ‖∇θ_l L_tgt‖ / ‖θ_l‖, recomputed at each step."
+    params = rgn_params(every="step", batches=4, scale="max")
+    scores_gradient = True
     order = 20
 
     def _vectors(self, model: nn.Module, layers: Sequence[Layer], probe: Probe,
