@@ -9,7 +9,8 @@ setup's by default; on a GPU, `--setup python:bench.wrn_synthetic:setup` gives t
 scale (WRN-28-10, random data).
 
 Targets (issue 13): weights within 2 epochs for every method but cross-validation (it fine-tunes each
-block); Auto-RGN's whole run (it rescores every epoch) within 1.25x full fine-tuning's. Each method's
+block); Auto-RGN's whole run (it reweights every step, from each step's own gradient; until
+2026-11-26 it rescored a probe sample every epoch) within 1.25x full fine-tuning's. Each method's
 run is paired with a full fine-tuning run, their order alternating, and the paired ratios' median is
 reported with its range; the accuracy cache is cleared before every run, so each pays its own
 zero-shot evaluation.

@@ -91,9 +91,9 @@ def newton_table(layers: Sequence[Layer], steps: NewtonSteps, prefix: str = "") 
             for layer, d in zip(layers, steps.diagnostics)]
 
 
-def relative_norms(vectors: Sequence[torch.Tensor], model: nn.Module, layers: Sequence[Layer]) -> list[float]:
-    """‖v_l‖₂ / ‖θ_l‖₂ per layer, the norms in float64 (‖θ_l‖ floored at 1e-12)."""
-    theta = torch.stack([torch.linalg.vector_norm(flat(group).double()) for group in layer_params(model, layers)])
+def relative_norms(vectors: Sequence[torch.Tensor], params: Sequence[Sequence[nn.Parameter]]) -> list[float]:
+    """‖v_l‖₂ / ‖θ_l‖₂ per layer (`params`: each layer's parameters), in float64 (‖θ_l‖ floored at 1e-12)."""
+    theta = torch.stack([torch.linalg.vector_norm(flat(group).double()) for group in params])
     v = torch.stack([torch.linalg.vector_norm(vec.double()) for vec in vectors]).to(theta.device)
     return (v / theta.clamp_min(1e-12)).cpu().tolist()
 
@@ -139,7 +139,7 @@ class RelativeNormMethod(Method):
     def _score(self, model: nn.Module, layers: Sequence[Layer], probe: Probe, params: dict[str, Any]) -> LayerWeights:
         """Scores and multipliers of `model` on `probe`."""
         vectors, extras = self._vectors(model, layers, probe, params)
-        scores = relative_norms(vectors, model, layers)
+        scores = relative_norms(vectors, layer_params(model, layers))
         weights, fallback = scaled(scores, params["scale"], self.name)
         return LayerWeights(scores=scores, weights=weights,
                             extras={**extras, "scale": params["scale"], "all_zero_fallback": fallback})
@@ -201,8 +201,11 @@ class GradientReweighter:
 
     def __init__(self, method: str, layers: Sequence[Layer], scale: str) -> None:
         self.method, self.layers, self.scale = method, list(layers), scale
+        self._params: tuple[nn.Module, list[list[nn.Parameter]]] | None = None
 
     def __call__(self, model: nn.Module, batch: Batch | None = None) -> list[float]:
-        grads = [flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in group])
-                 for group in layer_params(model, self.layers)]
-        return scaled(relative_norms(grads, model, self.layers), self.scale, self.method)[0]
+        if self._params is None or self._params[0] is not model:  # looked up once: a lookup walks the model
+            self._params = (model, layer_params(model, self.layers))
+        params = self._params[1]
+        grads = [flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in group]) for group in params]
+        return scaled(relative_norms(grads, params), self.scale, self.method)[0]
