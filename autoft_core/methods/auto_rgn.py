@@ -18,7 +18,8 @@ Choices the paper leaves open (or that differ from it), made here:
   0-2, input = mean of the 14 corruptions at severity 5 / feature level / label flip): step
   78.5 ± 0.8 / 60.3 ± 1.1 / 27.2 ± 4.9 (scored then on the coming minibatch in eval mode, the same
   gradient as training's with BatchNorm statistics frozen), epoch 77.7 ± 1.6 / 62.5 ± 4.1 / 19.0 ± 3.4;
-  its whole run cost 1.19-1.27x full fine-tuning's on the CPU and 1.80x on an H200 with `epoch`;
+  whole run against full fine-tuning's (`bench/methods.py`): with `step` 1.14x [0.85-1.25] on the CPU
+  (one thread, 7 repeats, 2026-11-26); with `epoch` 1.19-1.27x on the CPU and 1.80x on an H200;
 - `scale` (see `_scale`): default `max`, Lee et al.'s choice. Measured on digits (test accuracy %,
   seeds 0-2, `bench/method_checks.py scales`): label flip max 83.7 / raw 46.1 / mean 83.3 (full 85.7),
   frost 5 with 100 shots max 94.1 / raw 16.9 / mean 92.5 (full 92.1): raw relative gradient norms
