@@ -30,15 +30,15 @@ def setup_runs(store: ResultStore, setup: str) -> pd.DataFrame:
 
 def default_runs(runs: pd.DataFrame, setup: str, methods: Sequence[str], seeds: Sequence[int],
                  shifts: Sequence[str], corruptions: Sequence[str], blocks: int,
-                 recipe: dict[str, Any] | None = None) -> pd.DataFrame:
+                 recipe: dict[str, Any] | None = None, code_version: str | None = None) -> pd.DataFrame:
     """Of `runs` (`setup_runs`), those at `setup`'s default recipe (`recipe` overrides some settings) for
     `seeds`, tagged `row`: each of `methods` but surgical at its default parameters (row = the method), and
     surgical once per block of a `blocks`-block partition (row "surgical[b]", b = 0 nearest the input; -1
-    counts as the last)."""
+    counts as the last); `code_version`: only runs of that engine version (None: any)."""
     scored = [m for m in methods if m != "surgical"]
     base = Selection(setup=setup, shifts=shifts, corruptions=corruptions, severity=DEFAULT_SEVERITY,
                      recipe={**get_setup(setup).recipe.to_dict(), **(recipe or {})},
-                     default_params={m: resolve_params(m, {}) for m in scored}, code_version=None,
+                     default_params={m: resolve_params(m, {}) for m in scored}, code_version=code_version,
                      methods=scored, seeds=seeds)
     frames = [select(runs, base).assign(row=lambda f: f["method"])]
     if "surgical" in methods:

@@ -76,6 +76,18 @@ def test_shots_are_k_per_class_times_classes_and_unbalanceable_k_skipped():
     assert {c.corruption for c in configs} == {"gaussian_noise"}  # the documented default
 
 
+def test_shots_over_all_corruptions_use_each_and_the_smallest_class_of_any():
+    sizes = {c: 30 for c in CORRUPTIONS} | {"frost": 4}
+    configs, skipped = shots_configs("digits", "input", "all", 5, "full", "1,5", "0,1", Recipe(),
+                                     capacity=lambda setup, shift, corruption, *a: (10, sizes[corruption]))
+    assert skipped == [5]  # frost's pool cannot give 5 per class, so no corruption's curve goes there
+    assert sorted(c.corruption for c in configs) == sorted(CORRUPTIONS * 2)  # each corruption, each seed
+    assert {c.recipe.shots for c in configs} == {10}
+    listed, _ = shots_configs("digits", "input", "frost,snow", 5, "full", "1", "0", Recipe(),
+                              capacity=lambda *a: (10, 30))
+    assert [c.corruption for c in listed] == ["frost", "snow"]
+
+
 def test_grid_is_a_product_and_params_are_validated_before_any_run(store):
     configs = grid_configs("digits", "input", None, 5, "full", {"topk": [1, 2, 4, 0], "partial_epochs": range(6)},
                            "0", Recipe())

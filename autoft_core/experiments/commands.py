@@ -70,7 +70,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     single_task = f"input shift: which corruption (default {DEFAULT_CORRUPTION})"
     shots = sub.add_parser("shots", help="shot scaling: methods × K examples per class × seeds")
     shots.add_argument("--shift", default="input")
-    shots.add_argument("--corruption", default=None, help=single_task)
+    shots.add_argument("--corruption", default=None,
+                       help=f"input shift: which corruption, several comma-separated, or all (their mean is the input "
+                            f"level's curve, as in Table 1; default {DEFAULT_CORRUPTION})")
     shots.add_argument("--methods", default="all", help="comma-separated methods or all (default)")
     shots.add_argument("--shots", dest="shots_per_class", default="1,5,10,25,50",
                        help="K examples PER CLASS, comma-separated (a run's shots = K × classes)")

@@ -87,18 +87,22 @@ def shot_capacity(setup: str, shift: str, corruption: str | None, severity: int,
 def shots_configs(setup: str, shift: str, corruption: str | None, severity: int, methods: str, shots: str,
                   seeds: str, recipe: Recipe, paths: DataPaths | None = None,
                   capacity: Callable[..., tuple[int, int]] = shot_capacity) -> tuple[list[RunConfig], list[int]]:
-    """(methods × K shots per class × seeds, the K values skipped as larger than the smallest class);
-    RunConfig.shots is the total, K × the task's class count (the dashboard's convention)."""
+    """(methods × K shots per class × corruptions × seeds, the K values skipped as larger than the smallest
+    class); RunConfig.shots is the total, K × the task's class count (the dashboard's convention). On the
+    input shift `corruption` may list several or be "all": the input level's curve is their mean, as in
+    Table 1 and the seed paper's shot analysis."""
     _shifts(setup, shift, paths)
-    corruption = task_corruption(shift, corruption)
+    corruptions = (_corruptions(setup, corruption, paths) if shift == "input" and corruption
+                   else [task_corruption(shift, corruption)])
     per_class, method_list, seed_list = numbers("shots per class", shots, Bounds(int, 1, MAX_SHOTS)), _methods(methods), numbers("seed", seeds, SEED_BOUNDS)
-    classes, smallest = capacity(setup, shift, corruption, severity, seed_list, paths)
+    sizes = [capacity(setup, shift, c, severity, seed_list, paths) for c in corruptions]
+    classes, smallest = sizes[0][0], min(size for _, size in sizes)
     kept = [k for k in per_class if k <= smallest]
     if not kept:
         raise BadArgumentError("shots per class", shots, f"at most {smallest} (the target pool's smallest class)")
-    return ([RunConfig(setup=setup, shift=shift, corruption=corruption, severity=severity, method=m,
+    return ([RunConfig(setup=setup, shift=shift, corruption=c, severity=severity, method=m,
                        recipe=replace(recipe, shots=k * classes), seed=seed)
-             for seed, k, m in product(seed_list, kept, method_list)],
+             for seed, c, k, m in product(seed_list, corruptions, kept, method_list)],
             [k for k in per_class if k > smallest])
 
 
