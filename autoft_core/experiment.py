@@ -96,7 +96,8 @@ def compute_run(cfg: RunConfig, paths: DataPaths | None = None, device: str | No
     return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
             "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
             **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device),
-            "effective_shots": len(ctx.data.train), "cpu_threads": threads}
+            "effective_shots": len(ctx.data.train), "cpu_threads": threads,
+            "cpu_kernels": torch.backends.cpu.get_cpu_capability()}  # capped at AVX2 on x86-64 (cpu_isa.py)
 
 
 def run_experiment(cfg: RunConfig, store: ResultStore | None = None, paths: DataPaths | None = None,

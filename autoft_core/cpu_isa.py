@@ -1,0 +1,26 @@
+"""Torch's CPU kernels capped at AVX2 on x86-64, so a run's numbers do not depend on the machine's CPU.
+
+ATen's vectorised kernels and oneDNN's convolutions each use the widest instruction set the CPU offers
+(AVX-512 on some of our machines, AVX2 on others), and the wider kernels add in another order: on an
+AVX-512 EPYC (2026-11-26) the pretrained digits model came out different and every cell of Table 1 moved
+by up to 20 points; capped at AVX2, the same machine pretrained the earlier machines' model byte for byte
+and reproduced their accuracies. Either library alone was not enough; MKL's cap is set for the matrix
+products of the ViT's linear layers. The caps go through the libraries' own environment variables, read
+when their first kernel runs, so `cap_cpu_isa` runs when the package is imported; a value already in the
+environment is kept (set ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA yourself for wider kernels, whose
+numbers differ from other machines'). GPU kernels are not affected.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+X86_64 = ("x86_64", "amd64")
+
+
+def cap_cpu_isa() -> None:
+    """Set each cap in CAPS unless the environment already names one (x86-64 only: other CPUs have no AVX)."""
+    if platform.machine().lower() in X86_64:
+        for name, value in CAPS.items():
+            os.environ.setdefault(name, value)

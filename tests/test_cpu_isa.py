@@ -1,0 +1,55 @@
+"""The engine caps torch's CPU kernels at AVX2 (cpu_isa.py), so numbers match across x86-64 machines."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from autoft_core.cpu_isa import CAPS, X86_64
+
+pytestmark = pytest.mark.skipif(platform.machine().lower() not in X86_64, reason="the caps are x86-64 instruction sets")
+
+# A few Adam steps of a small conv net on one thread; prints a digest of the weights and the kernels' ISA.
+TRAIN = """
+import hashlib, torch{first}
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                          torch.nn.Conv2d(8, 16, 3, stride=2), torch.nn.ReLU(), torch.nn.Flatten(),
+                          torch.nn.Linear(16 * 15 * 15, 10))
+with torch.no_grad():
+    for p in net.parameters():
+        p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+x, y = torch.rand(32, 3, 32, 32, generator=g), torch.randint(0, 10, (32,), generator=g)
+opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+for _ in range(5):
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    opt.step()
+print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in net.parameters())).hexdigest(),
+      torch.backends.cpu.get_cpu_capability())
+"""
+
+
+def _train(env: dict[str, str], first: str) -> tuple[str, str]:
+    """(weights digest, ATen's CPU capability) of TRAIN in a fresh process with `env` over a cap-free one."""
+    base = {k: v for k, v in os.environ.items() if k not in CAPS}
+    out = subprocess.run([sys.executable, "-c", TRAIN.format(first=first)], env={**base, **env},
+                         capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    return out[0], out[1]
+
+
+def test_importing_the_engine_gives_the_numbers_of_an_explicit_avx2_cap_even_after_torch():
+    pinned, capability = _train({}, "\nimport autoft_core")  # imported after torch, before any kernel
+    explicit, _ = _train(dict(CAPS), "")
+    assert capability == "AVX2" and pinned == explicit
+
+
+def test_a_cap_already_in_the_environment_is_kept():
+    native, capability = _train({"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "ALL"}, "\nimport autoft_core")
+    if capability != "AVX512":
+        pytest.skip("this CPU has no AVX-512: the wider kernels cannot be compared")
+    assert native != _train({}, "\nimport autoft_core")[0]  # on this CPU the cap is what makes the numbers agree
