@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import colorsys
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +148,30 @@ def test_clipped_zoom_matches_scipy(shape: tuple[int, int]) -> None:
         trim = [(z - n) // 2 for z, n in zip(zoomed.shape, shape)]
         expected = zoomed[trim[0]:trim[0] + shape[0], trim[1]:trim[1] + shape[1]]
         np.testing.assert_allclose(_clipped_zoom(image, factor), expected, atol=1e-9)
+
+
+# Snow and zoom_blur of a few digits at severity 5, digested; run under a given OpenBLAS kernel.
+CORRUPT_DIGEST = """
+import hashlib, numpy as np, torch
+from sklearn.datasets import load_digits
+import torch.nn.functional as F
+from autoft_core.data.corruptions import corrupt
+gray = torch.tensor(load_digits().images[:8], dtype=torch.float32).unsqueeze(1) / 16
+images = F.interpolate(gray, size=(32, 32), mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
+print(hashlib.sha256(b"".join(corrupt(images, c, 5, seed=0).numpy().tobytes() for c in ("snow", "zoom_blur"))).hexdigest())
+"""
+
+
+def _has_avx512() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64") and "avx512f" in Path("/proc/cpuinfo").read_text()
+
+
+@pytest.mark.skipif(not _has_avx512(), reason="needs a CPU with AVX-512 to run OpenBLAS's widest kernels")
+def test_snow_and_zoom_blur_do_not_depend_on_the_cpus_blas_kernel() -> None:
+    digests = {core: subprocess.run([sys.executable, "-c", CORRUPT_DIGEST], env={**os.environ, "OPENBLAS_CORETYPE": core},
+                                    capture_output=True, text=True, timeout=120, check=True).stdout
+               for core in ("SkylakeX", "Haswell")}  # AVX-512 and AVX2 kernels (a matrix product differed)
+    assert digests["SkylakeX"] == digests["Haswell"] != ""
 
 
 def test_motion_kernel_is_imagemagicks_one_sided_line() -> None:
