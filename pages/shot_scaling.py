@@ -2,6 +2,7 @@
 a ± std band over seeds; every point is an ordinary run, so it lands in the store."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 import streamlit as st
@@ -16,11 +17,18 @@ HOW = """
 - The y axis is test accuracy in percent: the line is the mean over seeds, the band ± one std, the
   dashed line chance level.
 - Few shots favour methods that train few layers; with more data, training more layers catches up.
+- On the input-level shift, tick **Mean over every corruption** for the input level's curve (one run per
+  corruption for each point), as Table 1 and the paper report it.
 """
 LEVELS = (1, 5, 10, 25, 50, 100)
 
 with layout.page("Shot scaling", HOW):
     task = pickers.task()
+    every = task.shift == "input" and st.checkbox(
+        "Mean over every corruption (the input level, as in Table 1)", key="shots.every_corruption", **PERSIST,
+        help="Each point averages the runs on all corruptions at this severity (one run per corruption, "
+             "method, K and seed), as the paper's shot analysis on CIFAR-10-C does; the band is over seeds.")
+    tasks = [replace(task, corruption=c) for c in engine.setup(task.setup).corruptions()] if every else [task]
     methods = pickers.methods()
     settings, problems = pickers.settings_for(task)
     counts = pickers.pool_counts(task, settings.seeds, settings.paths)
@@ -35,12 +43,17 @@ with layout.page("Shot scaling", HOW):
     if not ks:
         st.info("Pick at least one K.")
         st.stop()
-    plan = engine.plan_runs(task, methods, settings, shots=[k * classes for k in sorted(ks)])
+    plan = [run for t in tasks for run in engine.plan_runs(t, methods, settings, shots=[k * classes for k in sorted(ks)])]
     output.report().add_commands([commands.shots_command(plan[0].cfg, list(methods), sorted(ks), settings.seeds,
-                                                         engine.store_path(), settings.device)])
+                                                         engine.store_path(), settings.device,
+                                                         "all" if every else None)])
     runs = run_panel.runs(plan, settings, problems, key="shots")
+    if every:  # a point is the mean over all corruptions: a method, seed and K with runs missing waits
+        complete = Counter((r.label, r.seed, r.shots) for r in runs)
+        runs = [r for r in runs if complete[(r.label, r.seed, r.shots)] == len(tasks)]
     frame = frames.shots_frame(runs, classes, metric)
-    meta = task_meta(f"Shot scaling ({frames.METRICS[metric]} accuracy)", task, settings.recipe,
+    meta = task_meta(f"Shot scaling ({frames.METRICS[metric]} accuracy)", replace(task, corruption="all") if every
+                     else task, settings.recipe,
                      sorted({r.seed for r in runs}), K=", ".join(map(str, sorted(ks))))
     meta = replace(meta, recipe={k: v for k, v in (meta.recipe or {}).items() if k != "shots"})  # shots vary: K
     output.show_figure(charts.scaling_chart(frame, f"{frames.METRICS[metric]} test accuracy", meta, 100 / classes),

@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from autoft_core.config import RunConfig
-from autoft_core.core.recipe import Recipe, TaskSpec, field_names
+from autoft_core.core.recipe import CORRUPTIONS, Recipe, TaskSpec, field_names
 from autoft_core.evaluation import accuracy
 from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
@@ -251,6 +251,19 @@ def test_shot_scaling_one_line_per_method(store_file) -> None:
     assert line["x"] == [1, 5]
     assert line["y"][0] == pytest.approx(100 * stored[(stored["shots"] == 10) & (stored["epochs"] == 1)]
                                          ["test_acc"].iloc[0])
+
+
+def test_shot_scaling_on_the_input_level_averages_every_corruption(store_file) -> None:
+    at = open_page("shot_scaling", methods=["full"])
+    at.selectbox(key="task.shift.digits").set_value("input").run()
+    at.checkbox(key="shots.every_corruption").check().run()
+    at.multiselect(key="shots.k.digits").set_value([1]).run()
+    run_and_wait(at, "shots")
+    stored = ResultStore(store_file).frame(method="full", shift="input")
+    stored = stored[(stored["shots"] == 10) & (stored["epochs"] == 1)]
+    assert sorted(stored["corruption"]) == sorted(CORRUPTIONS)  # one run per corruption for the point
+    line = [t for t in traces(at, "scatter") if t["name"] == "full"][0]
+    assert line["x"] == [1] and line["y"][0] == pytest.approx(100 * stored["test_acc"].mean())
 
 
 def test_hyper_parameter_grid_runs_the_declared_grid(store_file) -> None:

@@ -78,6 +78,15 @@ def test_shots_frame_orders_k_and_converts_total_shots() -> None:
     assert out["mean %"].tolist() == pytest.approx([np.mean([10.0, 11.0]), np.mean([50.0, 51.0])])
 
 
+def test_shots_frame_averages_a_seeds_corruptions_before_the_spread_over_seeds() -> None:
+    accs = {(0, "frost"): 0.2, (0, "snow"): 0.6, (1, "frost"): 0.3, (1, "snow"): 0.9}
+    runs = [frames.RunRef("full", seed, 10, _result(acc, seed)) for (seed, _), acc in accs.items()]
+    out = frames.shots_frame(runs, num_classes=10)
+    assert out["seeds"].tolist() == [2]  # two seeds, each the mean of its two corruptions
+    assert out["mean %"].tolist() == pytest.approx([np.mean([40.0, 60.0])])
+    assert out["std"].tolist() == pytest.approx([_std([40.0, 60.0])])
+
+
 def _store_rows(tmp_path) -> pd.DataFrame:
     """A store with made-up input/output runs of two methods (seeds 0, 1) and a criticality grid."""
     store = ResultStore(tmp_path / "results.sqlite")

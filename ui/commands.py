@@ -82,9 +82,9 @@ def grid_command(cfg: RunConfig, values: dict[str, Sequence[Any]], seeds: Sequen
 
 
 def shots_command(cfg: RunConfig, methods: Sequence[str], per_class: Sequence[int], seeds: Sequence[int],
-                  store: Path | None = None, device: str | None = None) -> str:
-    """`shots`: methods × K examples per class × seeds."""
-    args = _task_args(cfg.setup, cfg.shift, cfg.corruption, cfg.severity)
+                  store: Path | None = None, device: str | None = None, corruption: str | None = None) -> str:
+    """`shots`: methods × K examples per class × seeds (`corruption`: instead of the config's, e.g. "all")."""
+    args = _task_args(cfg.setup, cfg.shift, corruption or cfg.corruption, cfg.severity)
     args += ["--methods", ",".join(methods), "--shots", ",".join(map(str, per_class)), "--seeds",
              ",".join(map(str, seeds))]
     return _line("shots", [*args, *_recipe_flags(cfg.setup, cfg.recipe, skip=("shots",))], store, device)

@@ -120,12 +120,15 @@ def param_change_frame(runs: Sequence[RunRef]) -> pd.DataFrame:
 
 
 def shots_frame(runs: Sequence[RunRef], num_classes: int, metric: str = "test_acc") -> pd.DataFrame:
-    """Per method and K (examples per class): total shots, accuracy mean and std (%) and seeds, K ascending."""
+    """Per method and K (examples per class): total shots, accuracy mean and std (%) and seeds, K ascending.
+    Several runs of one method, seed and K (one per corruption: the input level) are averaged first, so
+    the std is over seeds."""
     rows = [{"method": r.label, "seed": r.seed, "K": r.shots // num_classes, "shots": r.shots,
              "acc": r.result[metric]} for r in runs]
     if not rows:
         return pd.DataFrame(columns=["method", "K", "shots", "mean %", "std", "seeds"])
-    out = _spread(pd.DataFrame(rows), ["method", "K", "shots"], "acc")
+    per_seed = pd.DataFrame(rows).groupby(["method", "K", "shots", "seed"], sort=False, as_index=False)["acc"].mean()
+    out = _spread(per_seed, ["method", "K", "shots"], "acc")
     out = out.rename(columns={"mean": "mean %", "n": "seeds"})
     order = {label: i for i, label in enumerate(dict.fromkeys(out["method"]))}  # the methods as chosen
     return out.sort_values(["method", "K"], key=lambda c: c.map(order) if c.name == "method" else c,
