@@ -16,6 +16,7 @@ reported with its range; the accuracy cache is cleared before every run, so each
 zero-shot evaluation.
 
     python bench/methods.py [--shift output] [--epochs 5] [--repeats 3] [--methods all]
+    python bench/methods.py --methods auto-rgn+hessian+change --param iterations=3
     python bench/methods.py --setup python:bench.wrn_synthetic:setup --device cuda
     python bench/methods.py --setup python:bench.wrn_synthetic:setup --device cuda --methods full,auto-rgn --profile
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.timing import alternate, clock, profiled, quartiles  # noqa: E402
 from autoft_core.config import RunConfig  # noqa: E402
 from autoft_core.device import resolve_device  # noqa: E402
+from autoft_core.errors import AutoFTError  # noqa: E402
 from autoft_core.evaluation import clear_accuracy_cache  # noqa: E402
 from autoft_core.experiment import compute_run, compute_weights, load_task, resolve  # noqa: E402
 from autoft_core.finetune import finetune  # noqa: E402
@@ -90,8 +92,19 @@ def main() -> None:
     parser.add_argument("--methods", default="all", help="comma-separated methods (default all)")
     parser.add_argument("--warm-shift", default=None,
                         help="the other target computed first for the warm weights, SHIFT or SHIFT:CORRUPTION")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a method hyper-parameter for every listed method (repeatable; each must have it)")
     parser.add_argument("--profile", action="store_true", help="profile one more whole run of each method")
     args = parser.parse_args()
+    if any("=" not in item for item in args.param):
+        parser.error("--param takes KEY=VALUE, e.g. --param iterations=3")
+    params = dict(item.split("=", 1) for item in args.param)
+    names = method_names() if args.methods == "all" else args.methods.split(",")
+    try:  # every method and parameter checked before anything is timed
+        for name in names:
+            resolve(RunConfig(method=name, params=params))
+    except AutoFTError as exc:
+        parser.error(str(exc))
     device = resolve_device(args.device)
     now = clock(device)
     torch.set_num_threads(1)
@@ -105,17 +118,17 @@ def main() -> None:
     other = resolve(RunConfig(setup=args.setup, shift=other_shift, corruption=other_corruption or None))
     other = replace(other, recipe=base.recipe)
     epoch = epoch_seconds(base, args.repeats, device)
-    names = method_names() if args.methods == "all" else args.methods.split(",")
     print(f"{args.setup} / {args.shift}, {base.recipe.shots} shots, {args.epochs}-epoch runs, {where}, "
           f"{args.repeats} repeats: one fine-tuning epoch = {epoch:.3f} s")
-    print(f"warm: after the weights for {other.shift}{':' + other.corruption if other.corruption else ''}")
+    print(f"warm: after the weights for {other.shift}{':' + other.corruption if other.corruption else ''}"
+          + (f"; parameters {params}" if params else ""))
     print(f"{'method':<26} {'weights s':>9} {'epochs':>7} {'warm':>6}  {'run / full run [range]':<24} verdict")
     for name in names:
-        cfg = resolve(replace(base, method=name, params={}))
+        cfg = resolve(replace(base, method=name, params=params))
         compute_weights(cfg, device=args.device)  # warm-up: first-call costs (kernel set-up) are not the method's
         weights = statistics.median(seconds(now, lambda: compute_weights(cfg, device=args.device))
                                     for _ in range(args.repeats))
-        warm = statistics.median(warm_seconds(now, cfg, replace(other, method=name, params={}), args.device)
+        warm = statistics.median(warm_seconds(now, cfg, replace(other, method=name, params=params), args.device)
                                  for _ in range(args.repeats))
         full_cfg = resolve(replace(base, method="full", params={}))
         pair = alternate(name, lambda: seconds(now, lambda: compute_run(full_cfg, device=args.device)),
