@@ -11,6 +11,7 @@ from typing import Any
 
 from .core.recipe import DEFAULT_SEED, DEFAULT_SEVERITY, SEED_BOUNDS, Recipe, TaskSpec, field_names
 from .core.values import Bounds
+from .cpu_isa import kernel_tag
 
 ENGINE_ROOT = Path(__file__).resolve().parent
 # Code that orchestrates, stores or displays runs without changing their numbers.
@@ -19,13 +20,16 @@ NOT_NUMERIC = ("__main__.py", "api.py", "cli.py", "cli_args.py", "export.py", "r
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """A hash of the engine's source files that compute results: numbers from other code are never reused."""
+    """A hash of the engine's source files that compute results, and of the CPU kernels' tag where they are
+    not the capped x86-64 ones (cpu_isa.py): numbers from other code or other kernels are never reused."""
     digest = hashlib.sha256()
     for path in sorted(ENGINE_ROOT.rglob("*.py")):
         if path.relative_to(ENGINE_ROOT).as_posix().startswith(NOT_NUMERIC):
             continue
         digest.update(path.relative_to(ENGINE_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
+    if kernel_tag():
+        digest.update(f"cpu kernels: {kernel_tag()}".encode())
     return digest.hexdigest()[:12]
 
 

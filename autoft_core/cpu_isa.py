@@ -8,7 +8,9 @@ machines' accuracies digit for digit. Either cap alone was not enough; MKL's is 
 products of the ViT's linear layers. The caps go through the libraries' own environment variables, read
 when their first kernel runs, so `cap_cpu_isa` runs when the package is imported; a value already in the
 environment is kept (set ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA yourself for wider kernels, whose
-numbers differ from other machines'). GPU kernels are not affected; numpy's BLAS is not capped (the
+numbers differ from other machines'). Such a setting, or a CPU other than x86-64, is named by
+`kernel_tag`, which the code version and the cached models' names include: its runs and models never
+mix with the capped ones in a store or a cache folder. GPU kernels are not affected; numpy's BLAS is not capped (the
 corruptions avoid matrix products instead).
 """
 from __future__ import annotations
@@ -18,6 +20,15 @@ import platform
 
 CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 X86_64 = ("x86_64", "amd64")
+
+
+def kernel_tag() -> str:
+    """'' for the capped x86-64 kernels; else what differs: the CPU architecture, or the caps set otherwise."""
+    machine = platform.machine().lower()
+    if machine not in X86_64:
+        return machine
+    return ",".join(f"{name}={os.environ[name]}" for name in sorted(CAPS)
+                    if os.environ.get(name, CAPS[name]).lower() != CAPS[name].lower())
 
 
 def cap_cpu_isa() -> None:

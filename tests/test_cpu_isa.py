@@ -53,3 +53,43 @@ def test_a_cap_already_in_the_environment_is_kept():
     if capability != "AVX512":
         pytest.skip("this CPU has no AVX-512: the wider kernels cannot be compared")
     assert native != _train({}, "\nimport autoft_core")[0]  # on this CPU the cap is what makes the numbers agree
+
+
+KEY = "from autoft_core.config import RunConfig; print(RunConfig().key())"
+
+
+def _key(env: dict[str, str]) -> str:
+    """A default run's store key in a fresh process with `env` over a cap-free environment."""
+    base = {k: v for k, v in os.environ.items() if k not in CAPS}
+    return subprocess.run([sys.executable, "-c", KEY], env={**base, **env}, capture_output=True, text=True,
+                          timeout=120, check=True).stdout.strip()
+
+
+def test_other_kernels_give_other_store_keys_and_the_caps_spelt_otherwise_the_same():
+    default = _key({})
+    assert _key({"ATEN_CPU_CAPABILITY": "AVX2", "ONEDNN_MAX_CPU_ISA": "avx2"}) == default  # the caps, other case
+    assert _key({"ATEN_CPU_CAPABILITY": "avx512"}) != default
+    assert _key({"ONEDNN_MAX_CPU_ISA": "ALL"}) not in (default, _key({"ATEN_CPU_CAPABILITY": "avx512"}))
+
+
+def test_kernel_tag_names_each_cap_set_otherwise(monkeypatch):
+    from autoft_core.cpu_isa import kernel_tag
+
+    for name, value in CAPS.items():
+        monkeypatch.setenv(name, value)
+    assert kernel_tag() == ""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert kernel_tag() == "ATEN_CPU_CAPABILITY=default,ONEDNN_MAX_CPU_ISA=ALL"
+
+
+def test_a_model_trained_on_other_kernels_is_cached_under_another_name(monkeypatch, tmp_path):
+    from autoft_core.models.weights_cache import cached_path
+
+    monkeypatch.setenv("AUTOFT_CACHE", str(tmp_path))
+    for name, value in CAPS.items():
+        monkeypatch.setenv(name, value)
+    capped = cached_path("digits-standard", {"epochs": 5})
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx512")
+    assert cached_path("digits-standard", {"epochs": 5}) != capped
+    assert cached_path("digits-standard", {"epochs": 5}).parent == capped.parent

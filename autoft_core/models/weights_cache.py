@@ -1,4 +1,5 @@
-"""Pretrained source models cached as safetensors, keyed by a hash of their training recipe.
+"""Pretrained source models cached as safetensors, keyed by a hash of their training recipe (and of the
+CPU kernels, where they are not the capped x86-64 ones: `cpu_isa.kernel_tag`).
 
 A changed recipe (data, architecture, epochs, lr, seed...) gives a new hash and so a retrain; the file
 is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint. A
@@ -17,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..cpu_isa import kernel_tag
 from ..paths import cache_dir, write_atomic
 
 
@@ -27,7 +29,9 @@ def recipe_hash(recipe: dict) -> str:
 
 
 def cached_path(name: str, recipe: dict) -> Path:
-    return cache_dir() / "models" / f"{name}-{recipe_hash(recipe)}.safetensors"
+    """Where the model `recipe` trains is cached; other CPU kernels than the capped ones train another."""
+    tag = kernel_tag()
+    return cache_dir() / "models" / f"{name}-{recipe_hash({**recipe, 'cpu_kernels': tag} if tag else recipe)}.safetensors"
 
 
 def _digest(path: Path) -> str:
