@@ -28,8 +28,9 @@ def code_version() -> str:
             continue
         digest.update(path.relative_to(ENGINE_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
-    if kernel_tag():
-        digest.update(f"cpu kernels: {kernel_tag()}".encode())
+    tag = kernel_tag()
+    if tag:
+        digest.update(f"cpu kernels: {tag}".encode())
     return digest.hexdigest()[:12]
 
 

@@ -10,8 +10,8 @@ when their first kernel runs, so `cap_cpu_isa` runs when the package is imported
 environment is kept (set ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA yourself for wider kernels, whose
 numbers differ from other machines'). Such a setting, or a CPU other than x86-64, is named by
 `kernel_tag`, which the code version and the cached models' names include: its runs and models never
-mix with the capped ones in a store or a cache folder. GPU kernels are not affected; numpy's BLAS is not capped (the
-corruptions avoid matrix products instead).
+mix with the capped ones in a store or a cache folder. GPU kernels are not affected; numpy's BLAS is
+not capped (the corruptions avoid matrix products instead).
 """
 from __future__ import annotations
 

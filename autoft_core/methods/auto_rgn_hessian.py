@@ -33,11 +33,12 @@ Choices made here:
   data (2026-11-27; seeds 0, 1; label flip, feature level, gaussian_noise / frost / motion_blur 5)
   they move by 10-17 % (relative L2 of the multipliers; Spearman 0.95-1.00 with 10 iterations, the
   same top layer in 9 of 10 tasks), and with 3 iterations by 13-39 %: λ_l follows the extreme Ritz
-  values, which move with k, so more iterations are not a closer solve of one system; `scale` = mean (previous data, gauss-newton; test
-  accuracy %, seeds 0-2): label flip max 21.7 / raw 92.9 / mean 93.3 (full 85.7),
-  frost 5 with 100 shots max 83.6 / raw 82.7 / mean 91.9 (full 92.1): the steps are dominated by the
-  top layers, so max leaves eight of ten layers under 0.3× the base lr, raw is unstable across shifts, and mean
-  (full fine-tuning's total lr, shared out by score) is the best on both;
+  values, which move with k, so more iterations are not a closer solve of one system;
+  `scale` = mean (previous data, gauss-newton; test accuracy %, seeds 0-2): label flip max 21.7 /
+  raw 92.9 / mean 93.3 (full 85.7), frost 5 with 100 shots max 83.6 / raw 82.7 / mean 91.9 (full
+  92.1): the steps are dominated by the top layers, so max leaves eight of ten layers under 0.3× the
+  base lr, raw is unstable across shifts, and mean (full fine-tuning's total lr, shared out by score)
+  is the best on both;
   `every` = "once" (each rescoring costs `iterations` curvature products per layer);
 - all-zero scores give all multipliers 1;
 - extras["per_layer"]: per layer the iterations run, the curvature along the gradient, the extreme

@@ -31,7 +31,8 @@ def recipe_hash(recipe: dict) -> str:
 def cached_path(name: str, recipe: dict) -> Path:
     """Where the model `recipe` trains is cached; other CPU kernels than the capped ones train another."""
     tag = kernel_tag()
-    return cache_dir() / "models" / f"{name}-{recipe_hash({**recipe, 'cpu_kernels': tag} if tag else recipe)}.safetensors"
+    keyed = {**recipe, "cpu_kernels": tag} if tag else recipe
+    return cache_dir() / "models" / f"{name}-{recipe_hash(keyed)}.safetensors"
 
 
 def _digest(path: Path) -> str:
