@@ -43,7 +43,8 @@ with layout.page("Shot scaling", HOW):
     if not ks:
         st.info("Pick at least one K.")
         st.stop()
-    plan = [run for t in tasks for run in engine.plan_runs(t, methods, settings, shots=[k * classes for k in sorted(ks)])]
+    shots = [k * classes for k in sorted(ks)]
+    plan = [run for t in tasks for run in engine.plan_runs(t, methods, settings, shots=shots)]
     output.report().add_commands([commands.shots_command(plan[0].cfg, list(methods), sorted(ks), settings.seeds,
                                                          engine.store_path(), settings.device,
                                                          "all" if every else None)])
@@ -52,8 +53,8 @@ with layout.page("Shot scaling", HOW):
         complete = Counter((r.label, r.seed, r.shots) for r in runs)
         runs = [r for r in runs if complete[(r.label, r.seed, r.shots)] == len(tasks)]
     frame = frames.shots_frame(runs, classes, metric)
-    meta = task_meta(f"Shot scaling ({frames.METRICS[metric]} accuracy)", replace(task, corruption="all") if every
-                     else task, settings.recipe,
+    shown = replace(task, corruption="all") if every else task
+    meta = task_meta(f"Shot scaling ({frames.METRICS[metric]} accuracy)", shown, settings.recipe,
                      sorted({r.seed for r in runs}), K=", ".join(map(str, sorted(ks))))
     meta = replace(meta, recipe={k: v for k, v in (meta.recipe or {}).items() if k != "shots"})  # shots vary: K
     output.show_figure(charts.scaling_chart(frame, f"{frames.METRICS[metric]} test accuracy", meta, 100 / classes),
