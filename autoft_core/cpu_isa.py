@@ -22,17 +22,21 @@ CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE
 X86_64 = ("x86_64", "amd64")
 
 
+def is_x86_64() -> bool:
+    """Whether this CPU is x86-64, the architecture the caps are for."""
+    return platform.machine().lower() in X86_64
+
+
 def kernel_tag() -> str:
     """'' for the capped x86-64 kernels; else what differs: the CPU architecture, or the caps set otherwise."""
-    machine = platform.machine().lower()
-    if machine not in X86_64:
-        return machine
+    if not is_x86_64():
+        return platform.machine().lower()
     return ",".join(f"{name}={os.environ[name]}" for name in sorted(CAPS)
                     if os.environ.get(name, CAPS[name]).lower() != CAPS[name].lower())
 
 
 def cap_cpu_isa() -> None:
     """Set each cap in CAPS unless the environment already names one (x86-64 only: other CPUs have no AVX)."""
-    if platform.machine().lower() in X86_64:
+    if is_x86_64():
         for name, value in CAPS.items():
             os.environ.setdefault(name, value)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import colorsys
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from scipy.ndimage import zoom as scipy_zoom
 from skimage.filters import gaussian as skimage_gaussian
 from sklearn.datasets import load_digits
 
-from autoft_core.cpu_isa import X86_64
+from autoft_core.cpu_isa import is_x86_64
 from autoft_core.data.corruptions import (CORRUPTIONS, SEVERITIES, _clipped_zoom, _gaussian, _motion_kernel,
                                           corrupt)
 from autoft_core.errors import BadArgumentError
@@ -164,7 +163,7 @@ print(hashlib.sha256(b"".join(corrupt(images, c, 5, seed=0).numpy().tobytes() fo
 
 
 def _has_avx512() -> bool:
-    return platform.machine().lower() in X86_64 and "avx512f" in Path("/proc/cpuinfo").read_text()
+    return is_x86_64() and "avx512f" in Path("/proc/cpuinfo").read_text()
 
 
 @pytest.mark.skipif(not _has_avx512(), reason="needs a CPU with AVX-512 to run OpenBLAS's widest kernels")

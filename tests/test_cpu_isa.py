@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
 
-from autoft_core.cpu_isa import CAPS, X86_64
+from autoft_core.cpu_isa import CAPS, is_x86_64
 
-pytestmark = pytest.mark.skipif(platform.machine().lower() not in X86_64, reason="the caps are x86-64 instruction sets")
+pytestmark = pytest.mark.skipif(not is_x86_64(), reason="the caps are x86-64 instruction sets")
 
 # A few Adam steps of a small conv net on one thread; prints a digest of the weights and the kernels' ISA.
 TRAIN = """

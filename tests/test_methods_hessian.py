@@ -4,6 +4,7 @@ central differences of the per-layer gradient, the solver's diagnostics, and the
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from autoft_core.layers import Layer, partition
 from autoft_core.methods import MethodContext, get_method
 from autoft_core.methods._common import probe_mode
 from autoft_core.methods._curvature import BlockCurvature, affine_batchnorm
-from autoft_core.methods import _gradients
+from autoft_core.methods import _gradients, _steps_on_disk
 from autoft_core.methods._gradients import clear_newton_steps, layer_newton_steps
 
 from tiny_nets import tiny_bn_net
@@ -28,9 +29,11 @@ DAMPING = 0.1
 
 
 @pytest.fixture(autouse=True)
-def _no_remembered_steps():
-    """Each test computes its Newton steps itself (they are remembered across calls in the process)."""
+def _no_remembered_steps(monkeypatch, tmp_path):
+    """Each test computes its Newton steps itself (they are remembered across calls in the process) and
+    keeps them on disk in a folder of its own."""
     clear_newton_steps()
+    monkeypatch.setattr(_steps_on_disk, "folder", lambda: tmp_path / "newton_steps")
 
 
 def _sample(dtype: torch.dtype = torch.float32) -> Split:
@@ -172,7 +175,7 @@ def test_change_variant_shares_the_target_step_with_hessian_and_scores_the_same(
     params = {"iterations": 3}
     change = get_method("auto-rgn+hessian+change")
     cold = change.weights(_context(tiny_bn_net(), data, **params)).scores
-    clear_newton_steps()
+    clear_newton_steps(on_disk=True)
     solves = []
     solve = _gradients.newton_steps
     monkeypatch.setattr(_gradients, "newton_steps", lambda *a, **k: solves.append(1) or solve(*a, **k))
@@ -180,6 +183,78 @@ def test_change_variant_shares_the_target_step_with_hessian_and_scores_the_same(
     warm = change.weights(_context(tiny_bn_net(), data, **params)).scores
     assert len(solves) == 2  # the target step once, then the source step
     assert warm == cold and max(cold) > 0
+
+
+def _change_setting() -> tuple[MethodContext, list[int]]:
+    """+hessian+change's context on a source unlike the target, and a list counting its solves."""
+    source = Split(_sample().x.flip(-1), _sample().y)
+    data = TaskData(source, _sample(), _sample(), _sample(), 3)
+    return _context(tiny_bn_net(), data, iterations=3), []
+
+
+def _counting(monkeypatch, solves: list[int]) -> None:
+    solve = _gradients.newton_steps
+    monkeypatch.setattr(_gradients, "newton_steps", lambda *a, **k: solves.append(1) or solve(*a, **k))
+
+
+def test_a_new_process_reads_the_source_step_kept_on_disk(monkeypatch):
+    ctx, solves = _change_setting()
+    _counting(monkeypatch, solves)
+    change = get_method("auto-rgn+hessian+change")
+    first = change.weights(ctx)
+    assert len(solves) == 2 and len(list(_steps_on_disk.folder().glob("*.safetensors"))) == 1  # the source's only
+    clear_newton_steps()  # what a new process remembers
+    again = change.weights(ctx)
+    assert len(solves) == 3  # the target step alone was solved again
+    assert again.scores == first.scores and again.extras["per_layer"] == first.extras["per_layer"]
+    clear_newton_steps(on_disk=True)
+    change.weights(ctx)
+    assert len(solves) == 5 and len(list(_steps_on_disk.folder().glob("*.safetensors"))) == 1
+
+
+def test_a_damaged_or_foreign_kept_step_is_solved_again(monkeypatch):
+    ctx, solves = _change_setting()
+    change = get_method("auto-rgn+hessian+change")
+    first = change.weights(ctx).scores
+    kept, = _steps_on_disk.folder().glob("*.safetensors")
+    kept.write_bytes(kept.read_bytes()[:100])  # cut short
+    clear_newton_steps()
+    _counting(monkeypatch, solves)
+    with pytest.warns(UserWarning, match="damaged"):
+        assert change.weights(ctx).scores == first
+    assert len(solves) == 2  # the source step too, and rewritten whole:
+    clear_newton_steps()
+    assert change.weights(ctx).scores == first and len(solves) == 3
+    monkeypatch.setattr(_steps_on_disk, "code_version", lambda: "other code")
+    clear_newton_steps()
+    assert change.weights(ctx).scores == first and len(solves) == 5  # other code never reads this code's step
+
+
+def test_only_the_untouched_models_source_step_is_kept(monkeypatch):
+    ctx, _ = _change_setting()
+    params = get_method("auto-rgn+hessian+change").resolve_params({"iterations": 3, "every": "epoch"})
+    ctx = replace(ctx, params=params)
+    change = get_method("auto-rgn+hessian+change")
+    hook = change.reweighter(ctx, change.weights(ctx))
+    with torch.no_grad():
+        ctx.model.head.weight.add_(0.1)  # as fine-tuning would
+    hook(ctx.model, None)
+    hook(ctx.model, None)  # epoch 2 rescored the moved model on both samples
+    assert len(list(_steps_on_disk.folder().glob("*.safetensors"))) == 1
+
+
+def test_the_kept_folder_drops_its_oldest_files_beyond_its_bound(monkeypatch):
+    model, sample = tiny_bn_net(), _sample()
+    layers = partition(model)
+    params = {"curvature": "hessian", "iterations": 2, "damping": DAMPING}
+    layer_newton_steps(model, layers, sample, params, keep_on_disk=True)
+    size = next(_steps_on_disk.folder().glob("*.safetensors")).stat().st_size
+    monkeypatch.setattr(_steps_on_disk, "KEPT_BYTES", 2 * size)
+    for damping in (0.2, 0.3, 0.4):
+        before = set(_steps_on_disk.folder().glob("*.safetensors"))
+        layer_newton_steps(model, layers, sample, {**params, "damping": damping}, keep_on_disk=True)
+        after = set(_steps_on_disk.folder().glob("*.safetensors"))
+        assert len(after - before) == 1 and len(after) == 2  # the new one kept, one older one gone
 
 
 def test_affine_batchnorm_computes_the_same_function_and_puts_batchnorm_back(monkeypatch):

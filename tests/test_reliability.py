@@ -5,7 +5,6 @@ Loading the real setups from tiny real-format files never opens a network connec
 from __future__ import annotations
 
 import json
-import platform
 import signal
 import socket
 import sqlite3
@@ -23,7 +22,7 @@ from autoft_core import experiment
 from autoft_core.cli import COMMANDS, main
 from ui import engine
 from autoft_core.config import RunConfig
-from autoft_core.cpu_isa import X86_64
+from autoft_core.cpu_isa import is_x86_64
 from autoft_core.setups.digits import _initial_model
 from autoft_core.data.breeds_hierarchy import LIVING17, make_superclasses
 from autoft_core.core.data import Split, TaskData
@@ -553,7 +552,7 @@ def test_the_thread_count_cannot_change_a_digits_run(tmp_path):
     for record in records:
         del record["seconds"]
     assert records[0] == records[1] and records[0]["cpu_threads"] == 1 and records[0]["effective_shots"] == 20
-    if platform.machine().lower() in X86_64:
+    if is_x86_64():
         assert records[0]["cpu_kernels"] == "AVX2"  # the engine's cap (cpu_isa.py), recorded with the run
 
 

@@ -244,9 +244,8 @@ def damped_step(alpha: np.ndarray, beta: np.ndarray, grad_norm: float, damping: 
 
 @dataclass
 class NewtonSteps:
-    """Per-layer gradients g_l, damped Newton steps s_l and one diagnostics record per layer."""
+    """Per-layer damped Newton steps s_l and one diagnostics record per layer."""
 
-    grads: list[torch.Tensor]
     steps: list[torch.Tensor]
     diagnostics: list[dict[str, float]]
 
@@ -266,4 +265,4 @@ def newton_steps(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], sam
         y = solved.coefficients
         steps.append(grad.clone() if y is None else basis.T @ torch.as_tensor(y, dtype=basis.dtype, device=basis.device))
         diagnostics.append(solved.diagnostics)
-    return NewtonSteps(curvature.grads, steps, diagnostics)
+    return NewtonSteps(steps, diagnostics)

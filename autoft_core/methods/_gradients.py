@@ -13,7 +13,8 @@ base class whose subclasses only say (in `_vectors`) which v_l they measure.
 Newton steps are remembered in the process (`layer_newton_steps`), keyed by the model's state, the
 sample's contents, the layers and the solver's parameters: +hessian+change's source step is the same
 for every target of one source model and seed (15 of the digits setup's 16 tasks per seed), and
-+hessian and +hessian+change solve the same target step on a task.
++hessian and +hessian+change solve the same target step on a task. The untouched source model's source
+step is also kept on disk (`_steps_on_disk`), so other processes reuse it.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from ..core.data import Split
 from ..digest import model_digest, tensor_digest
 from ..layers import Layer
 from ..memo import Remembered
+from . import _steps_on_disk
 from ._common import full_precision, probe_mode, seeded_sample
 from ._curvature import CURVATURES, NewtonSteps, flat, mean_gradients, newton_steps
 from ._scale import scale_param, scaled
@@ -47,6 +49,7 @@ class Probe:
 
     target: Split
     source: Split | None = None
+    untouched: bool = False  # the model is the pretrained one (the first call): its source step is kept
 
 
 def layer_params(model: nn.Module, layers: Sequence[Layer]) -> list[list[nn.Parameter]]:
@@ -60,24 +63,33 @@ def layer_gradients(model: nn.Module, layers: Sequence[Layer], sample: Split) ->
 
 
 def layer_newton_steps(model: nn.Module, layers: Sequence[Layer], sample: Split,
-                       params: dict[str, Any]) -> NewtonSteps:
+                       params: dict[str, Any], keep_on_disk: bool = False) -> NewtonSteps:
     """Damped per-layer Newton steps on `sample` with a method's curvature / iterations / damping;
-    remembered (module doc), so the result is shared: read it, never change it in place."""
+    remembered (module doc), so the result is shared: read it, never change it in place. `keep_on_disk`:
+    also read and write it on disk (worth it for a step every target of the model shares)."""
     solver = (params["curvature"], params["iterations"], params["damping"])
-    device = next(model.parameters()).device.type
+    device = next(model.parameters()).device
     key = (model_digest(model), tensor_digest(sample.x), tensor_digest(sample.y),
-           tuple((layer.name, layer.param_names) for layer in layers), solver, device)
+           tuple((layer.name, layer.param_names) for layer in layers), solver, device.type)
     steps = _steps.get(key)
+    if steps is None and keep_on_disk:
+        sizes = [sum(p.numel() for p in group) for group in layer_params(model, layers)]
+        steps = _steps_on_disk.load(key, sizes, device)
     if steps is None:
         with probe_mode(model), full_precision():
             steps = newton_steps(model, layer_params(model, layers), sample, *solver)
-        _steps.put(key, steps)
+        if keep_on_disk:
+            _steps_on_disk.save(key, steps)
+    _steps.put(key, steps)
     return steps
 
 
-def clear_newton_steps() -> None:
-    """Forget every remembered Newton step (benchmarks clear it to time a method's first run)."""
+def clear_newton_steps(on_disk: bool = False) -> None:
+    """Forget every remembered Newton step, and with `on_disk` the kept ones too (benchmarks time a
+    method's first run)."""
     _steps.clear()
+    if on_disk:
+        _steps_on_disk.forget()
 
 
 def norms(vectors: Sequence[torch.Tensor]) -> list[float]:
@@ -153,7 +165,7 @@ class RelativeNormMethod(Method):
         else:  # all of it (batches = 0) in its own order: the exact gradient, no sampling
             target = seeded_sample(ctx.data.train, size, seed) if size else ctx.data.train
         source = (seeded_sample(ctx.data.source, size, seed) if size else ctx.data.source) if self.uses_source else None
-        return Probe(target, source)
+        return Probe(target, source, untouched=call == 0 and batch is None)
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
         params = self.resolve_params(ctx.params)

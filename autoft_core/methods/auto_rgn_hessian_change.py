@@ -24,9 +24,10 @@ Choices made here:
   frost 5 with 100 shots max 83.4 / raw 83.0 / mean 91.9 (full 92.1); `every` = "once";
 - cost: two solves, target and source. The source step depends only on the source model and the seed,
   so the process remembers it (`_gradients.layer_newton_steps`, with the target step +hessian solves
-  too): a sweep or the dashboard pays it once for the 15 digits targets that share a source model.
-  Weights (`bench/methods.py`, 1 thread, CPU time, 2026-11-26): 2.1-3.3 epochs for the first target,
-  1.5 for the next. Cheaper settings measured against the default on digits (2026-11-27; weights
+  too) and keeps it on disk (`_steps_on_disk`): a source model pays it once per seed, for all the 16
+  digits targets that share it, in every process. Weights (`bench/methods.py`, 1 thread, CPU time,
+  2026-11-27): 3.1 epochs for a source model's first target, 1.5 for every later one (1.5 in a new
+  process, from the kept step). Cheaper settings measured against the default on digits (2026-11-27; weights
   2.69-2.82 epochs cold; test accuracy %, seeds 0-5 on the feature level / label flip, 0-2 on the
   input level's 14 corruptions): `batch_size=32` 1.91 epochs, the same means (83.1 / 79.5 against
   83.1 / 79.4; input 77.6 both) but the flip's seed spread ± 4.5 against ± 1.5 (one seed at 72.2);
@@ -60,7 +61,7 @@ class AutoRGNHessianChange(RelativeNormMethod):
     def _vectors(self, model: nn.Module, layers: Sequence[Layer], probe: Probe,
                  params: dict[str, Any]) -> tuple[list[torch.Tensor], dict[str, Any]]:
         target = layer_newton_steps(model, layers, probe.target, params)
-        source = layer_newton_steps(model, layers, probe.source, params)
+        source = layer_newton_steps(model, layers, probe.source, params, keep_on_disk=probe.untouched)
         table = [{**t, **s} for t, s in zip(newton_table(layers, target, "target_"),
                                             newton_table(layers, source, "source_"))]
         return [t - s for t, s in zip(target.steps, source.steps)], {"per_layer": table}

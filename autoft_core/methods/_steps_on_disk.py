@@ -1,0 +1,94 @@
+"""Damped Newton steps of an untouched source model kept on disk, so a new process reuses them.
+
++hessian+change's source step depends only on the source model, the seeded source sample and the
+solver (`_gradients.layer_newton_steps`): the same for every target of that model, in every process. The
+first target pays the source solve (about as much as the target's); every later one, in this or any
+other process (sweep workers, a restarted dashboard), reads it here.
+
+Files: `<cache>/newton_steps/<key>.safetensors`, one float32 vector per layer and the solver's diagnostics
+as JSON metadata; the key hashes the in-process key (model state, sample, layers, solver, device), the
+engine's code version (which covers the CPU kernels) and torch's version, so a step is never reused by
+other code. Written to a temporary name and renamed (never half a file); a file that cannot be read or
+does not fit the layers is solved again and rewritten, with a warning. The oldest files go once the folder
+passes `KEPT_BYTES` (one file holds one model-sized vector: 0.1 MB for the digits net, 146 MB for
+WRN-28-10).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Hashable, Sequence
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..config import code_version
+from ..paths import cache_dir, write_atomic
+from ._curvature import NewtonSteps
+
+KEPT_BYTES = 1 << 30  # the folder's bound (1 GiB): the least recently written files go first
+
+
+def folder() -> Path:
+    """Where the kept steps live."""
+    return cache_dir() / "newton_steps"
+
+
+def path_for(key: Hashable) -> Path:
+    """The file of the step solved under the in-process `key`, for this code and torch."""
+    blob = repr((key, code_version(), torch.__version__)).encode()
+    return folder() / f"{hashlib.sha256(blob).hexdigest()[:24]}.safetensors"
+
+
+def load(key: Hashable, sizes: Sequence[int], device: torch.device) -> NewtonSteps | None:
+    """The kept step for `key` on `device`, or None when there is none or it does not fit (`sizes`: each
+    layer's parameter count)."""
+    path = path_for(key)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            steps = [f.get_tensor(f"step.{i}") for i in range(len(sizes))]
+            diagnostics = json.loads(f.metadata()["diagnostics"])
+            extra = len(f.keys()) - len(sizes)
+        if extra or len(diagnostics) != len(sizes) or [s.numel() for s in steps] != list(sizes):
+            raise ValueError("its vectors do not fit the model's layers")
+    except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:
+        warnings.warn(f"kept Newton step {path} is damaged ({exc}); solving it again", stacklevel=3)
+        return None
+    return NewtonSteps(steps, diagnostics)
+
+
+def save(key: Hashable, steps: NewtonSteps) -> None:
+    """Keep `steps` for `key`, then trim the folder to `KEPT_BYTES`."""
+    path = path_for(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"step.{i}": s.detach().cpu().contiguous() for i, s in enumerate(steps.steps)}
+    metadata = {"diagnostics": json.dumps(steps.diagnostics)}
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    _trim(keep=path)
+
+
+def _trim(keep: Path) -> None:
+    """Remove the oldest kept files beyond `KEPT_BYTES`, never `keep`."""
+    found = []
+    for path in folder().glob("*.safetensors"):
+        try:
+            stat = path.stat()
+        except OSError:  # another process removed it meanwhile
+            continue
+        found.append((stat.st_mtime, stat.st_size, path))
+    total = 0
+    for _, size, path in sorted(found, reverse=True):
+        total += size
+        if total > KEPT_BYTES and path != keep:
+            path.unlink(missing_ok=True)
+
+
+def forget() -> None:
+    """Remove every kept step (benchmarks time a source model's first use)."""
+    for path in folder().glob("*.safetensors"):
+        path.unlink(missing_ok=True)
