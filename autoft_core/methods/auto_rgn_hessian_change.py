@@ -24,7 +24,7 @@ Choices made here:
   frost 5 with 100 shots max 83.4 / raw 83.0 / mean 91.9 (full 92.1); `every` = "once";
 - cost: two solves, target and source. The source step depends only on the source model and the seed,
   so the process remembers it (`_gradients.layer_newton_steps`, with the target step +hessian solves
-  too) and keeps it on disk (`_steps_on_disk`): a source model pays it once per seed, for all the 16
+  too) and keeps it on disk (`_steps_on_disk`): a source model pays it once per seed, for the 15
   digits targets that share it, in every process. Weights (`bench/methods.py`, 1 thread, CPU time,
   2026-11-27): 3.1 epochs for a source model's first target, 1.5 for every later one (1.5 in a new
   process, from the kept step). Cheaper settings measured against the default on digits (2026-11-27; weights
