@@ -14,7 +14,9 @@ Both sides use the same Adam kernel (the plain loop through torch.optim.Adam(fus
 calls torch._fused_adam_ itself), the same prepared model (channels-last) and the same data on the
 device; the project's accuracy cache is cleared before each of its runs, so every run pays its own
 zero-shot pass. On the CPU: one intra-op thread and the process's CPU time (robust on a shared
-machine); on CUDA: synchronised wall time, plus the WRN-28-10 MFU at the recipe's batch and at 256
+machine), the project's runs pinned to that thread as a sweep worker's are (`pinned_threads`: its
+evaluation inline, as the plain side's; `evalthread` measures what evaluating beside it on a spare core
+buys and costs); on CUDA: synchronised wall time, plus the WRN-28-10 MFU at the recipe's batch and at 256
 and one CIFAR-10-C-sized run (1,000 images x 25 epochs + 10,000 test images).
 
     python bench/throughput.py [--repeats 15] [--cases all,frozen3,frozen9,run,evalthread]
@@ -133,6 +135,12 @@ def timed(device: torch.device, fn: Callable[[], object]) -> float:
     return now() - start
 
 
+def project_timed(device: torch.device, fn: Callable[[], object]) -> float:
+    """`timed`, on the CPU with the project pinned to this process's intra-op threads (module doc)."""
+    with pinned_threads(torch.get_num_threads() if device.type == "cpu" else None):
+        return timed(device, fn)
+
+
 def step_case(base: torch.nn.Module, frozen: int, train: Split, cfg: Recipe, device: torch.device,
               repeats: int, label: str, profile: bool = False):
     """Training only (8-image val/test for the project): plain loop vs `finetune`, `frozen` first layers frozen;
@@ -149,7 +157,8 @@ def step_case(base: torch.nn.Module, frozen: int, train: Split, cfg: Recipe, dev
         model = copy.deepcopy(base)
         multipliers = freeze_first(model, frozen)
         clear_accuracy_cache()
-        return timed(device, lambda: finetune(model, partition(model, "module"), multipliers, data, cfg, 0, device))
+        return project_timed(device, lambda: finetune(model, partition(model, "module"), multipliers, data, cfg, 0,
+                                                      device))
 
     comparison = alternate(label, plain, project, repeats)
     if profile:
@@ -181,7 +190,7 @@ def run_case(device: torch.device, epochs: int, repeats: int):
         model = copy.deepcopy(base)
         clear_accuracy_cache()
         layers = partition(model, "module")
-        return timed(device, lambda: finetune(model, layers, [1.0] * len(layers), data, cfg, 0, device))
+        return project_timed(device, lambda: finetune(model, layers, [1.0] * len(layers), data, cfg, 0, device))
 
     return alternate(f"whole run, {epochs} epochs, with eval", plain, project, repeats)
 
