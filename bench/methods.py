@@ -52,13 +52,10 @@ from autoft_core.methods._gradients import clear_newton_steps  # noqa: E402
 WEIGHTS_TARGET_EPOCHS, RGN_RUN_TARGET = 2.0, 1.25
 
 
-FORGET = ("all", "memory", "nothing")
-
-
 def seconds(now: Callable[[], float], fn: Callable[[], object], forget: str = "all") -> float:
-    """Time of `fn()` by the clock `now`, after forgetting (FORGET) what the process remembers and what is
-    kept on disk ("all": each run pays its own zero-shot evaluation and Newton steps), what the process
-    remembers ("memory": a new process) or nothing."""
+    """Time of `fn()` by the clock `now`, after forgetting what the process remembers and what is kept on
+    disk ("all": each run pays its own zero-shot evaluation and Newton steps), what the process remembers
+    ("memory": a new process) or nothing ("nothing")."""
     if forget != "nothing":
         clear_accuracy_cache()
         clear_newton_steps(on_disk=forget == "all")
