@@ -72,12 +72,14 @@ def layer_newton_steps(model: nn.Module, layers: Sequence[Layer], sample: Split,
     key = (model_digest(model), tensor_digest(sample.x), tensor_digest(sample.y),
            tuple((layer.name, layer.param_names) for layer in layers), solver, device.type)
     steps = _steps.get(key)
-    if steps is None and keep_on_disk:
-        sizes = [sum(p.numel() for p in group) for group in layer_params(model, layers)]
-        steps = _steps_on_disk.load(key, sizes, device)
+    if steps is not None:
+        return steps
+    params_by_layer = layer_params(model, layers)
+    if keep_on_disk:
+        steps = _steps_on_disk.load(key, [sum(p.numel() for p in group) for group in params_by_layer], device)
     if steps is None:
         with probe_mode(model), full_precision():
-            steps = newton_steps(model, layer_params(model, layers), sample, *solver)
+            steps = newton_steps(model, params_by_layer, sample, *solver)
         if keep_on_disk:
             _steps_on_disk.save(key, steps)
     _steps.put(key, steps)

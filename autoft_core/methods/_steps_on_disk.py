@@ -47,8 +47,6 @@ def load(key: Hashable, sizes: Sequence[int], device: torch.device) -> NewtonSte
     """The kept step for `key` on `device`, or None when there is none or it does not fit (`sizes`: each
     layer's parameter count)."""
     path = path_for(key)
-    if not path.is_file():
-        return None
     try:
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             steps = [f.get_tensor(f"step.{i}") for i in range(len(sizes))]
@@ -56,6 +54,8 @@ def load(key: Hashable, sizes: Sequence[int], device: torch.device) -> NewtonSte
             extra = len(f.keys()) - len(sizes)
         if extra or len(diagnostics) != len(sizes) or [s.numel() for s in steps] != list(sizes):
             raise ValueError("its vectors do not fit the model's layers")
+    except FileNotFoundError:  # none kept (or another process's trim just removed it)
+        return None
     except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:
         warnings.warn(f"kept Newton step {path} is damaged ({exc}); solving it again", stacklevel=3)
         return None
