@@ -1,10 +1,12 @@
 """Content digests of tensors: equal digests mean equal dtypes, shapes and values (up to SHA-1 / checksum
 collisions), so results computed from the same model state on the same data can be reused safely.
 
-On the CPU the bytes go through SHA-1 (about 1.5 GB/s); CUDA tensors are summed on the device (a plain
-and a position-weighted integer sum of their bits, one host sync for all of them) instead of being
-copied to the host. A data tensor's digest is remembered while it lives unmodified (its version
-counter moves on every in-place change).
+On the CPU the bytes go through SHA-1 (about 1.5 GB/s); CUDA tensors are summed on the device instead of
+being copied to the host: their bytes concatenated (one buffer per device), then a plain and a
+position-weighted integer sum of that buffer in int64 (wrapping, so exact in any order), in chunks that
+bound the temporaries; a few kernel launches and one host sync for a whole state dict, where one pass
+per tensor cost about 1,100 launches for WRN-28-10. A data tensor's digest is remembered while it lives
+unmodified (its version counter moves on every in-place change).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 _INT_VIEWS = ((4, torch.int32), (2, torch.int16), (1, torch.uint8))
+SUM_CHUNK = 1 << 24  # integers per pass of the device sums: int64 temporaries of 128 MiB each
 _remembered: dict[int, tuple[weakref.ref, int, str]] = {}
 
 
@@ -31,15 +34,30 @@ def digest(tensors: Sequence[torch.Tensor], label: str = "") -> str:
         else:
             on_device.append(data)
     if on_device:
-        h.update(str(torch.stack([s for data in on_device for s in _sums(data)]).tolist()).encode())
+        h.update(device_sums(on_device).encode())
     return h.hexdigest()
 
 
-def _sums(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum, position-weighted sum) of the bytes read as the widest integers that fit, in int64 on the device."""
+def device_sums(byte_vectors: Sequence[torch.Tensor]) -> str:
+    """The sums of the byte vectors laid end to end, per device (in order of first appearance), as text."""
+    by_device: dict[torch.device, list[torch.Tensor]] = {}
+    for data in byte_vectors:
+        by_device.setdefault(data.device, []).append(data)
+    sums = [_sums(group[0] if len(group) == 1 else torch.cat(group)) for group in by_device.values()]
+    return str(torch.cat(sums).tolist())
+
+
+def _sums(data: torch.Tensor) -> torch.Tensor:
+    """[sum, position-weighted sum] of the bytes read as the widest integers that fit, in int64 on the device,
+    SUM_CHUNK integers at a time."""
     dtype = next(d for width, d in _INT_VIEWS if data.numel() % width == 0)
-    ints = data.view(dtype).to(torch.int64)
-    return ints.sum(), (ints * torch.arange(1, ints.numel() + 1, device=ints.device)).sum()
+    ints = data.view(dtype)
+    total = torch.zeros(2, dtype=torch.int64, device=data.device)
+    for start in range(0, ints.numel(), SUM_CHUNK):
+        part = ints[start:start + SUM_CHUNK].to(torch.int64)
+        place = torch.arange(start + 1, start + part.numel() + 1, device=data.device)
+        total += torch.stack([part.sum(), (part * place).sum()])
+    return total
 
 
 def tensor_digest(t: torch.Tensor) -> str:

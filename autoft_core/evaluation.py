@@ -91,8 +91,32 @@ def _done(value: float) -> Future[float]:
 
 
 def clone_state(net: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of `net`'s parameters and buffers that later training leaves alone."""
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+    """A copy of `net`'s parameters and buffers that later training leaves alone (multi-tensor copies:
+    a few kernel launches on CUDA instead of one per tensor)."""
+    state = net.state_dict()
+    copies = [torch.empty_like(v) for v in state.values()]
+    _copy_all(copies, list(state.values()))
+    return dict(zip(state, copies))
+
+
+def load_state(net: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Write a `clone_state` of this very network back into its parameters and buffers (as load_state_dict,
+    without its per-tensor copies and key checks)."""
+    own = net.state_dict()
+    _copy_all([v.detach() for v in own.values()], [state[k] for k in own])
+
+
+@torch.no_grad()
+def _copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """targets[i].copy_(sources[i]) for every i, one multi-tensor copy per dtype (mixed dtypes leave
+    torch's fast path)."""
+    by_dtype: dict[torch.dtype, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+    for target, source in zip(targets, sources, strict=True):
+        pair = by_dtype.setdefault(target.dtype, ([], []))
+        pair[0].append(target)
+        pair[1].append(source)
+    for group_targets, group_sources in by_dtype.values():
+        torch._foreach_copy_(group_targets, group_sources)
 
 
 class Evaluator:
@@ -124,7 +148,7 @@ class Evaluator:
         return self._pool.submit(self._measure, split, state)
 
     def _measure(self, split: Split, state: dict[str, torch.Tensor]) -> float:
-        self._replica.load_state_dict(state)
+        load_state(self._replica, state)
         return accuracy(self._replica, split)
 
 
@@ -137,14 +161,18 @@ def _copy_or_none(net: nn.Module) -> nn.Module | None:
 
 
 def flat_layer_params(model: nn.Module, layers: list[Layer]) -> list[torch.Tensor]:
-    """Each layer's parameters concatenated into one detached vector (a snapshot when cloned)."""
+    """Each layer's parameters as one detached fp32 vector: views of one fresh concatenation (a snapshot)."""
     named = dict(model.named_parameters())
-    return [torch.cat([named[p].detach().flatten().float() for p in layer.param_names]) for layer in layers]
+    pieces = [[named[p].detach().flatten().float() for p in layer.param_names] for layer in layers]
+    flat = torch.cat([t for group in pieces for t in group]) if any(pieces) else torch.zeros(0)
+    return list(flat.split([sum(t.numel() for t in group) for group in pieces]))
 
 
 def param_change(model: nn.Module, layers: list[Layer], initial: list[torch.Tensor]) -> list[float]:
-    """‖θ_ft − θ_0‖ / ‖θ_0‖ per layer, against the snapshot `initial` taken before fine-tuning."""
+    """‖θ_ft − θ_0‖ / ‖θ_0‖ per layer, against the snapshot `initial` taken before fine-tuning (multi-tensor
+    norms: the same per-layer norms, in a few kernel launches on CUDA)."""
+    if not layers:
+        return []
     now = flat_layer_params(model, layers)
-    ratios = torch.stack([torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-12)
-                          for a, b in zip(now, initial)])
-    return ratios.cpu().tolist()
+    change = torch.stack(torch._foreach_norm(torch._foreach_sub(now, initial)))
+    return (change / torch.stack(torch._foreach_norm(initial)).clamp_min(1e-12)).cpu().tolist()

@@ -40,7 +40,8 @@ from .core.data import Split, TaskData
 from .core.recipe import Recipe
 from .device import autocast, maybe_compile, prepare_model, resolve_device, spare_cpu_core, thread_policy
 from .digest import model_digest
-from .evaluation import Evaluator, accuracy, cached_accuracy, clone_state, eval_batch, flat_layer_params, param_change
+from .evaluation import (Evaluator, accuracy, cached_accuracy, clone_state, eval_batch, flat_layer_params,
+                         load_state, param_change)
 from .layers import Layer
 from .errors import AutoFTError, NonFiniteError
 from .optim import LayerwiseOptimizer
@@ -244,11 +245,12 @@ def translated(x: torch.Tensor, limit: int, generator: torch.Generator) -> torch
 
 
 def _finite(groups: list[list[nn.Parameter]]) -> torch.Tensor:
-    """Whether every parameter is finite, as a device-side bool (a sum is NaN or inf when any entry is)."""
-    params = [p for group in groups for p in group]
+    """Whether every parameter is finite, as a device-side bool: the sum of their L1 norms is NaN or inf when
+    any entry is (one multi-tensor norm: a few kernel launches per epoch on CUDA, not one per parameter)."""
+    params = [p.detach() for group in groups for p in group]
     if not params:
         return torch.ones((), dtype=torch.bool)
-    return torch.isfinite(torch.stack([p.detach().float().sum() for p in params]).sum())
+    return torch.isfinite(torch.stack(torch._foreach_norm(params, 1, dtype=torch.float32)).sum())
 
 
 def _best_state_test_acc(net: nn.Module, test: Split, best: dict, epochs: int, final: float | None,
@@ -260,9 +262,9 @@ def _best_state_test_acc(net: nn.Module, test: Split, best: dict, epochs: int, f
     if best["epoch"] == 0:
         return zero_shot
     final_state = clone_state(net)
-    net.load_state_dict(best["state"])
+    load_state(net, best["state"])
     acc = accuracy(net, test)
-    net.load_state_dict(final_state)
+    load_state(net, final_state)
     return acc
 
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Every GPU benchmark in one go, for a lent GPU machine (README, Performance): the loop against a plain loop
 # on WRN-28-10 with its MFU and one CIFAR-10-C-sized run, each method's cost at that scale, the same loop
-# under torch.compile, and one embedded-default run through the CLI on CUDA. Each part has its own time
+# under torch.compile, one embedded-default run through the CLI on CUDA, and each step case split into a fixed
+# cost per run and a cost per epoch (bench/phases.py; its steady-state MFU at batch 256, eager and compiled). Each part has its own time
 # limit and writes its output to $OUT/<part>.txt (default folder: bench-gpu-out), so a part that runs
 # over still leaves the others' figures. The last part profiles (torch.profiler, top operators by device time)
-# the two cases that missed on the H200: 9 of 29 layers frozen against the plain loop, and auto-rgn's whole
+# all layers trained and 9 of 29 layers frozen against the plain loop, and auto-rgn's whole
 # run against full fine-tuning's. PARTS picks parts (comma-separated; default all, at most 12 minutes by the parts' limits), so the
 # whole set fits two calls of at most 10 minutes.
 #
 #     bash bench/gpu.sh
 #     PARTS=profile bash bench/gpu.sh
+#     PARTS=phases,methods METHOD_LIST=full,auto-rgn bash bench/gpu.sh
 #
 # Where RobustBench is not installed (the lent machines), wheels in .whl/ (robustbench, pyautoattack,
 # geotorch, gdown, beautifulsoup4, soupsieve, setuptools<81) are installed into /tmp/site first.
@@ -23,7 +25,7 @@ if [ -d .whl ] && ! python3 -c "import robustbench" 2>/dev/null; then
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 
-parts=",${PARTS:-throughput,methods,compile,digits,profile},"
+parts=",${PARTS:-throughput,methods,compile,digits,phases,profile},"
 part() {  # part NAME SECONDS COMMAND...: run one benchmark with a time limit, its output kept in $out/NAME.txt
     local name=$1 limit=$2
     shift 2
@@ -36,11 +38,16 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
 part throughput "${THROUGHPUT_S:-180}" python3 bench/throughput.py --model wrn --device cuda --repeats 7
 part methods "${METHODS_S:-180}" python3 bench/methods.py --setup python:bench.wrn_synthetic:setup --device cuda \
-    --epochs 5 --repeats 1
+    --epochs 5 --repeats 1 --methods "${METHOD_LIST:-all}"
 part compile "${COMPILE_S:-120}" python3 bench/throughput.py --model wrn --device cuda --repeats 5 --cases all --compile
 part digits "${DIGITS_S:-60}" python3 -m autoft_core finetune --setup digits --shift output --method auto-rgn \
     --device cuda --store "$out/digits.sqlite"
-part profile_steps "${PROFILE_S:-90}" python3 bench/throughput.py --model wrn --device cuda --cases frozen3 \
+part phases "${PHASES_S:-120}" python3 bench/phases.py --model wrn --device cuda --repeats 3 --phases
+part phases_256 "${PHASES_S:-120}" python3 bench/phases.py --model wrn --device cuda --cases all --batch 256 \
+    --images 2048 --repeats 3
+part phases_compiled "${PHASES_S:-120}" env AUTOFT_COMPILE=1 python3 bench/phases.py --model wrn --device cuda \
+    --cases all --batch 256 --images 2048 --repeats 3
+part profile_steps "${PROFILE_S:-90}" python3 bench/throughput.py --model wrn --device cuda --cases all,frozen3 \
     --repeats 1 --profile
 part profile_methods "${PROFILE_S:-90}" python3 bench/methods.py --setup python:bench.wrn_synthetic:setup \
     --device cuda --methods full,auto-rgn --epochs 5 --repeats 1 --profile

@@ -51,6 +51,7 @@ from autoft_core.finetune import finetune, set_train_mode  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402
 
 TARGETS = {"all": 0.97, "frozen3": 1.0, "frozen9": 1.0, "run": 0.9, "evalthread": 1.0}
+GPU_STEP_TARGET = 0.95  # issue 13: on a GPU the step is held to 0.95 of the plain loop (0.97 on the CPU)
 
 
 def build(name: str) -> torch.nn.Module:
@@ -287,7 +288,8 @@ def main() -> None:
             frozen = round(share * n_layers)
             label = "all layers trained" if frozen == 0 else f"{frozen}/{n_layers} layers frozen"
             comparison = step_case(base, frozen, train, cfg, device, args.repeats, label, args.profile)
-            print(comparison.report(TARGETS[case]), flush=True)
+            target = GPU_STEP_TARGET if case == "all" and device.type == "cuda" else TARGETS[case]
+            print(comparison.report(target), flush=True)
     if "run" in cases and args.model == "digits":
         print(run_case(device, args.run_epochs, args.repeats).report(TARGETS["run"]), flush=True)
     if "evalthread" in cases and args.model == "digits":

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 from torch import nn
 
 from autoft_core import device as device_module
+from autoft_core import digest as digest_module
 from autoft_core.device import (THREADS_ENV, peak_bf16_flops, pinned_threads, prepare_model, run_threads,
                                 spare_cpu_core)
-from autoft_core.digest import model_digest, tensor_digest
+from autoft_core.digest import device_sums, model_digest, tensor_digest
 from autoft_core.evaluation import eval_batch
 
 
@@ -95,3 +97,19 @@ def test_evaluation_goes_beside_training_only_on_a_cpu_run_that_leaves_a_core_an
         assert spare_cpu_core(torch.device("cpu"))
     finally:
         torch.set_num_threads(before)
+
+
+def test_device_sums_are_the_bytes_end_to_end_whatever_the_chunking(monkeypatch):
+    """The device path of the digests (run here on CPU tensors): tensors laid end to end, then the plain and
+    the position-weighted sum of the bytes read as int32, as NumPy computes them; chunking changes nothing."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, 256, (1000,), dtype=torch.uint8, generator=g)
+    b = torch.randint(0, 256, (68,), dtype=torch.uint8, generator=g)
+    ints = np.concatenate([a.numpy(), b.numpy()]).view("<i4").astype(np.int64)
+    expected = str([int(ints.sum()), int((ints * np.arange(1, len(ints) + 1)).sum())])
+    assert device_sums([a, b]) == expected
+    monkeypatch.setattr(digest_module, "SUM_CHUNK", 7)
+    assert device_sums([a, b]) == expected
+    swapped = b.clone()
+    swapped[[0, 4]] = swapped[[4, 0]]  # the same bytes in another order: the weighted sum sees it
+    assert swapped[0] != swapped[4] and device_sums([a, swapped]) != expected

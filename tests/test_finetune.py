@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from autoft_core import evaluation
 from autoft_core import finetune as finetune_module
@@ -392,3 +393,33 @@ def test_a_module_that_cannot_be_copied_is_evaluated_at_once_not_refused():
     layers = partition(model, "module")
     r = finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=2, lr=3e-2, batch_size=16))
     assert r.status == "ok" and len(r.history) == 2 and all(h["val_acc"] is not None for h in r.history)
+
+
+def test_a_cloned_state_stays_put_and_loads_back_every_tensor_of_every_dtype():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).to(memory_format=torch.channels_last)
+    net.register_buffer("flags", torch.tensor([True, False]))
+    net.train()(torch.rand(2, 3, 6, 6))  # running statistics and the int64 batch count move
+    expected = {k: v.clone() for k, v in net.state_dict().items()}
+    saved = evaluation.clone_state(net)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+        net[1].running_mean.mul_(3.0)
+        net[1].num_batches_tracked += 5
+        net.flags.logical_not_()
+    assert all(torch.equal(saved[k], v) and saved[k].dtype == v.dtype for k, v in expected.items())
+    evaluation.load_state(net, saved)
+    now = net.state_dict()
+    assert all(torch.equal(now[k], v) and now[k].dtype == v.dtype for k, v in expected.items())
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
+def test_any_non_finite_weight_of_any_layer_is_seen(bad):
+    torch.manual_seed(0)
+    groups = [[nn.Parameter(torch.randn(3, 4))], [nn.Parameter(torch.randn(5).bfloat16()), nn.Parameter(torch.randn(2))]]
+    if bad is not None:
+        with torch.no_grad():
+            groups[1][1][1] = bad
+    assert bool(finetune_module._finite(groups)) == (bad is None)
