@@ -11,6 +11,7 @@ from torch import nn
 
 from ..core.data import Split
 from ..device import autocast
+from ..evaluation import clone_state, load_state
 from ..layers import Layer
 
 
@@ -43,13 +44,13 @@ def full_precision() -> Iterator[None]:
 @contextmanager
 def restored(model: nn.Module) -> Iterator[nn.Module]:
     """Run a probe on `model`, then put back every parameter, buffer and the train/eval mode exactly."""
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    state = clone_state(model)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     mode = model.training
     try:
         yield model
     finally:
-        model.load_state_dict(state)
+        load_state(model, state)
         for n, p in model.named_parameters():
             p.requires_grad_(flags[n])
             p.grad = None
