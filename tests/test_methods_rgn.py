@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,7 @@ from autoft_core.core.recipe import Recipe
 from autoft_core.finetune import finetune
 from autoft_core.layers import partition
 from autoft_core.methods import MethodContext, get_method
+from autoft_core.methods._gradients import layer_norms
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.setups.digits import FEATURES
 
@@ -204,3 +206,20 @@ def test_cli_weights_json_and_bad_parameter(capsys):
     assert "bogus" in capsys.readouterr().err
     assert main(["weights", "--method", "auto-rgn+hessian", "--param", "iterations=0"]) == 2
     assert main(["weights", "--method", "auto-rgn", "--param", "every=sometimes"]) == 2
+
+
+def test_layer_norms_are_each_groups_norm_laid_end_to_end_bit_for_bit():
+    """One concatenation and one multi-tensor norm give exactly what one norm per layer's flat float64 vector
+    gave (the numbers Auto-RGN's multipliers come from), and NumPy's norm; a group without tensors has norm 0."""
+    g = torch.Generator().manual_seed(0)
+    conv = torch.randn(8, 3, 3, 3, generator=g).to(memory_format=torch.channels_last)
+    groups = [[conv, torch.randn(8, generator=g)], [], [torch.randn(5, generator=g).bfloat16()],
+              [torch.randn(1000, generator=g) * 1e3]]
+    norms = layer_norms(groups)
+    for group, got in zip(groups, norms):
+        if not group:
+            assert got == 0.0
+            continue
+        whole = torch.cat([t.reshape(-1) for t in group]).double()
+        assert torch.equal(got, torch.linalg.vector_norm(whole))
+        assert got.item() == pytest.approx(float(np.linalg.norm(whole.numpy())), rel=1e-14)

@@ -32,7 +32,7 @@ from ..layers import Layer
 from ..memo import Remembered
 from . import _steps_on_disk
 from ._common import full_precision, probe_mode, seeded_sample
-from ._curvature import CURVATURES, NewtonSteps, flat, mean_gradients, newton_steps
+from ._curvature import CURVATURES, NewtonSteps, mean_gradients, newton_steps
 from ._scale import scale_param, scaled
 from .base import LayerWeights, Method, MethodContext, Param
 
@@ -105,11 +105,23 @@ def newton_table(layers: Sequence[Layer], steps: NewtonSteps, prefix: str = "") 
             for layer, d in zip(layers, steps.diagnostics)]
 
 
-def relative_norms(vectors: Sequence[torch.Tensor], params: Sequence[Sequence[nn.Parameter]]) -> list[float]:
-    """‖v_l‖₂ / ‖θ_l‖₂ per layer (`params`: each layer's parameters), in float64 (‖θ_l‖ floored at 1e-12)."""
-    theta = torch.stack([torch.linalg.vector_norm(flat(group).double()) for group in params])
-    v = torch.stack([torch.linalg.vector_norm(vec.double()) for vec in vectors]).to(theta.device)
+def relative_norms(vectors: Sequence[Sequence[torch.Tensor]], params: Sequence[Sequence[nn.Parameter]]) -> list[float]:
+    """‖v_l‖₂ / ‖θ_l‖₂ per layer, v_l given as its tensors (a flat vector, or the layer's gradients) and θ_l as
+    the layer's parameters, in float64 (‖θ_l‖ floored at 1e-12)."""
+    theta = layer_norms(params)
+    v = layer_norms(vectors).to(theta.device)
     return (v / theta.clamp_min(1e-12)).cpu().tolist()
+
+
+def layer_norms(groups: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
+    """The float64 norm of each group's tensors laid end to end: one concatenation, one cast and one
+    multi-tensor norm for all groups (a few kernel launches on CUDA, not three per layer), the same
+    numbers as one norm per group's flat vector."""
+    pieces = [t.detach().reshape(-1) for group in groups for t in group]
+    if not pieces:
+        return torch.zeros(len(groups), dtype=torch.float64)
+    whole = torch.cat(pieces).double()
+    return torch.stack(torch._foreach_norm(list(whole.split([sum(t.numel() for t in group) for group in groups]))))
 
 
 def rgn_params(every: str, batches: int, scale: str) -> dict[str, Param]:
@@ -153,7 +165,7 @@ class RelativeNormMethod(Method):
     def _score(self, model: nn.Module, layers: Sequence[Layer], probe: Probe, params: dict[str, Any]) -> LayerWeights:
         """Scores and multipliers of `model` on `probe`."""
         vectors, extras = self._vectors(model, layers, probe, params)
-        scores = relative_norms(vectors, layer_params(model, layers))
+        scores = relative_norms([[v] for v in vectors], layer_params(model, layers))
         weights, fallback = scaled(scores, params["scale"], self.name)
         return LayerWeights(scores=scores, weights=weights,
                             extras={**extras, "scale": params["scale"], "all_zero_fallback": fallback})
@@ -208,8 +220,9 @@ class GradientReweighter:
     """The fine-tuning loop's hook for `every=step` when v_l is the target gradient: each update's
     multipliers from that update's own training gradient, read from .grad between the backward pass and
     the step (Lee et al. 2023; the seed paper: "at each fine-tuning step"). No extra forward or backward
-    pass; one host sync per step (the rates are Python floats). A layer without a gradient (frozen: its
-    multiplier was 0) scores 0, so under `max` a layer stays frozen only once its gradient is exactly 0."""
+    pass; one host sync per step (the rates are Python floats), and a handful of kernel launches for all
+    layers' norms (`layer_norms`). A layer without a gradient (frozen: its multiplier was 0) scores 0, so
+    under `max` a layer stays frozen only once its gradient is exactly 0."""
 
     every = "gradient"
 
@@ -221,5 +234,5 @@ class GradientReweighter:
         if self._params is None or self._params[0] is not model:  # looked up once: a lookup walks the model
             self._params = (model, layer_params(model, self.layers))
         params = self._params[1]
-        grads = [flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in group]) for group in params]
+        grads = [[p.grad if p.grad is not None else torch.zeros_like(p) for p in group] for group in params]
         return scaled(relative_norms(grads, params), self.scale, self.method)[0]
