@@ -5,8 +5,9 @@ median [range] of `--repeats` alternated rounds after one warm-up each): the pla
 fused Adam; it with a host sync per epoch; it with the project's per-step statistics (loss sum, correct
 count, non-finite flag on the device) and that sync; the same three with the project's
 LayerwiseOptimizer instead of torch.optim; the project's own `_train_epoch`; and the whole `finetune`
-(8-image validation and test). Equal lines mean that piece costs nothing; on CUDA, CPU time close to
-wall time means the host issuing kernels is the bound.
+(8-image validation and test; on the CPU pinned to the one thread, its evaluation inline as the
+others'). Equal lines mean that piece costs nothing; on CUDA, CPU time close to wall time means the
+host issuing kernels is the bound.
 
     python bench/loop_variants.py --device cuda [--model wrn] [--repeats 5]
 """
@@ -29,7 +30,7 @@ from bench.throughput import build, synthetic  # noqa: E402
 from autoft_core import finetune as finetune_module  # noqa: E402
 from autoft_core.core.data import Split, TaskData  # noqa: E402
 from autoft_core.core.recipe import Recipe  # noqa: E402
-from autoft_core.device import autocast, prepare_model, resolve_device  # noqa: E402
+from autoft_core.device import autocast, pinned_threads, prepare_model, resolve_device  # noqa: E402
 from autoft_core.evaluation import clear_accuracy_cache  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402
 from autoft_core.optim import LayerwiseOptimizer  # noqa: E402
@@ -106,7 +107,9 @@ def variants(base: torch.nn.Module, data: TaskData, cfg: Recipe) -> dict[str, Ca
         model = copy.deepcopy(base)
         clear_accuracy_cache()
         layers = partition(model, "module")
-        finetune_module.finetune(model, layers, [1.0] * len(layers), data, cfg, 0, data.train.x.device)
+        device = data.train.x.device
+        with pinned_threads(torch.get_num_threads() if device.type == "cpu" else None):  # evaluation inline
+            finetune_module.finetune(model, layers, [1.0] * len(layers), data, cfg, 0, device)
 
     return {"plain": plain(False, False), "plain+sync": plain(False, True), "plain+stats+sync": plain(True, True),
             "layerwise": project_optimizer(False, False), "layerwise+sync": project_optimizer(False, True),
