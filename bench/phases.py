@@ -15,7 +15,6 @@ per-epoch slope gives the steady-state MFU (training FLOP counted by torch's Flo
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import time
@@ -27,13 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.throughput import (build, freeze_first, plain_epochs, project_timed, synthetic, timed,  # noqa: E402
-                              train_flop_per_image)
+from bench.throughput import build, step_sides, synthetic, train_flop_per_image  # noqa: E402
 from autoft_core import finetune as finetune_module  # noqa: E402
-from autoft_core.core.data import Split, TaskData  # noqa: E402
 from autoft_core.core.recipe import Recipe  # noqa: E402
 from autoft_core.device import peak_bf16_flops, prepare_model, resolve_device  # noqa: E402
-from autoft_core.evaluation import clear_accuracy_cache  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402
 
 PHASES = ("flat_layer_params", "_skip_frozen_prefix", "model_digest", "cached_accuracy", "accuracy",
@@ -45,27 +41,6 @@ def fit(e1: int, t1: float, e2: int, t2: float) -> tuple[float, float]:
     """(fixed, per_epoch) of the line through (e1, t1) and (e2, t2)."""
     per_epoch = (t2 - t1) / (e2 - e1)
     return t1 - e1 * per_epoch, per_epoch
-
-
-def sides(base: torch.nn.Module, frozen: int, train: Split, cfg: Recipe,
-          device: torch.device) -> dict[str, Callable[[int], float]]:
-    """The plain loop and `finetune` (8-image val/test), each a function of the epoch count returning seconds."""
-    tiny = synthetic(8, device, seed=1)
-    data = TaskData(source=tiny, train=train, val=tiny, test=tiny, num_classes=10)
-
-    def plain(epochs: int) -> float:
-        model = copy.deepcopy(base)
-        freeze_first(model, frozen)
-        return timed(device, lambda: plain_epochs(model, train, epochs, cfg, device))
-
-    def project(epochs: int) -> float:
-        model = copy.deepcopy(base)
-        multipliers = freeze_first(model, frozen)
-        clear_accuracy_cache()
-        return project_timed(device, lambda: finetune_module.finetune(
-            model, partition(model, "module"), multipliers, data, cfg.with_values(epochs=epochs), 0, device))
-
-    return {"plain": plain, "project": project}
 
 
 def medians(run: dict[str, Callable[[int], float]], epochs: tuple[int, int], repeats: int) -> dict:
@@ -132,7 +107,7 @@ def main() -> None:
           f"{args.repeats} alternated repeats (medians)")
     for case in args.cases.split(","):
         frozen = round(SHARES[case] * n_layers)
-        run = sides(base, frozen, train, cfg, device)
+        run = step_sides(base, frozen, train, cfg, device)
         t = medians(run, (e1, e2), args.repeats)
         (plain_fixed, plain_epoch), (fixed, epoch) = (fit(e1, t[s, e1], e2, t[s, e2]) for s in ("plain", "project"))
         print(f"{frozen}/{n_layers} frozen: per epoch plain {plain_epoch * 1e3:.1f} ms, project {epoch * 1e3:.1f} ms "

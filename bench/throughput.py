@@ -142,25 +142,34 @@ def project_timed(device: torch.device, fn: Callable[[], object]) -> float:
         return timed(device, fn)
 
 
+def step_sides(base: torch.nn.Module, frozen: int, train: Split, cfg: Recipe,
+               device: torch.device) -> dict[str, Callable[[int], float]]:
+    """The plain loop and `finetune` (8-image val/test), `frozen` first layers frozen, each a function of the
+    epoch count returning its seconds (bench/phases.py times them at two counts)."""
+    tiny = synthetic(8, device, seed=1)
+    data = TaskData(source=tiny, train=train, val=tiny, test=tiny, num_classes=10)
+
+    def plain(epochs: int) -> float:
+        model = copy.deepcopy(base)
+        freeze_first(model, frozen)
+        return timed(device, lambda: plain_epochs(model, train, epochs, cfg, device))
+
+    def project(epochs: int) -> float:
+        model = copy.deepcopy(base)
+        multipliers = freeze_first(model, frozen)
+        clear_accuracy_cache()
+        return project_timed(device, lambda: finetune(model, partition(model, "module"), multipliers, data,
+                                                      cfg.with_values(epochs=epochs), 0, device))
+
+    return {"plain": plain, "project": project}
+
+
 def step_case(base: torch.nn.Module, frozen: int, train: Split, cfg: Recipe, device: torch.device,
               repeats: int, label: str, profile: bool = False):
     """Training only (8-image val/test for the project): plain loop vs `finetune`, `frozen` first layers frozen;
     with `profile`, one more run of each side under the profiler afterwards."""
-    tiny = synthetic(8, device, seed=1)
-    data = TaskData(source=tiny, train=train, val=tiny, test=tiny, num_classes=10)
-
-    def plain() -> float:
-        model = copy.deepcopy(base)
-        freeze_first(model, frozen)
-        return timed(device, lambda: plain_epochs(model, train, cfg.epochs, cfg, device))
-
-    def project() -> float:
-        model = copy.deepcopy(base)
-        multipliers = freeze_first(model, frozen)
-        clear_accuracy_cache()
-        return project_timed(device, lambda: finetune(model, partition(model, "module"), multipliers, data, cfg, 0,
-                                                      device))
-
+    sides = step_sides(base, frozen, train, cfg, device)
+    plain, project = (lambda: sides["plain"](cfg.epochs)), (lambda: sides["project"](cfg.epochs))
     comparison = alternate(label, plain, project, repeats)
     if profile:
         profiled(device, f"{label}, plain loop", plain)
