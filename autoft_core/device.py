@@ -21,6 +21,7 @@ from .errors import BadArgumentError
 
 THREADS_ENV = "AUTOFT_THREADS"
 COMPILE_ENV = "AUTOFT_COMPILE"
+AUTOTUNE_ENV = "AUTOFT_CUDNN_BENCHMARK"
 SMALL_MODEL_PARAMS = 2_000_000
 # Dense bf16 tensor-core peaks (FLOP/s) by device-name marker, the first match wins: the H100 PCIe and
 # NVL cards are slower than the SXM one whose figure is often quoted for all three.
@@ -48,9 +49,11 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move to the device in channels_last (NHWC) layout: oneDNN's CPU convolutions train the digits net
-    1.25x faster in it and cuDNN's run on tensor cores; on CUDA also cuDNN's autotuner (the shapes repeat
-    every step, so its search pays after a few steps). A model already placed is returned untouched."""
-    if device.type == "cuda":
+    1.25x faster in it and cuDNN's run on tensor cores. cuDNN's autotuner only with AUTOFT_CUDNN_BENCHMARK=1:
+    on an H200 (2026-11-27) it made a process's first CIFAR-10-C-sized WRN-28-10 run 22.7 s against 7.1 s
+    (a search per new batch shape) and later runs no faster (6.1 s either way). A model already placed is
+    returned untouched."""
+    if device.type == "cuda" and os.environ.get(AUTOTUNE_ENV) == "1":
         torch.backends.cudnn.benchmark = True
     tensors = [*model.parameters(), *model.buffers()]
     if any(t.device.type != device.type for t in tensors):

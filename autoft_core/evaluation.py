@@ -169,8 +169,8 @@ def flat_layer_params(model: nn.Module, layers: list[Layer]) -> list[torch.Tenso
 
 
 def param_change(model: nn.Module, layers: list[Layer], initial: list[torch.Tensor]) -> list[float]:
-    """‖θ_ft − θ_0‖ / ‖θ_0‖ per layer, against the snapshot `initial` taken before fine-tuning (multi-tensor
-    norms: the same per-layer norms, in a few kernel launches on CUDA)."""
+    """‖θ_ft − θ_0‖ / ‖θ_0‖ per layer, against the snapshot `initial` taken before fine-tuning
+    (multi-tensor norms: the same per-layer norms, in a few kernel launches on CUDA)."""
     if not layers:
         return []
     now = flat_layer_params(model, layers)

@@ -9,7 +9,7 @@ from torch import nn
 
 from autoft_core import device as device_module
 from autoft_core import digest as digest_module
-from autoft_core.device import (THREADS_ENV, peak_bf16_flops, pinned_threads, prepare_model, run_threads,
+from autoft_core.device import (AUTOTUNE_ENV, THREADS_ENV, peak_bf16_flops, pinned_threads, prepare_model, run_threads,
                                 spare_cpu_core)
 from autoft_core.digest import device_sums, model_digest, tensor_digest
 from autoft_core.evaluation import eval_batch
@@ -56,6 +56,23 @@ def test_channels_last_preparation_keeps_the_function():
     prepared = prepare_model(net, torch.device("cpu"))
     assert prepared[0].weight.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(prepared(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cudnn_autotuning_is_on_only_when_asked(monkeypatch):
+    """A process's first CUDA run pays a cuDNN search per new batch shape (device.py): off unless the
+    environment asks; a module with no tensors is placed without a GPU, so the flag is all that changes."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    cuda = torch.device("cuda")
+    monkeypatch.delenv(AUTOTUNE_ENV, raising=False)
+    prepare_model(nn.Identity(), cuda)
+    assert torch.backends.cudnn.benchmark is False
+    monkeypatch.setenv(AUTOTUNE_ENV, "1")
+    prepare_model(nn.Identity(), cuda)
+    assert torch.backends.cudnn.benchmark is True
+    prepare_model(nn.Identity(), torch.device("cpu"))  # the CPU never touches it
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    prepare_model(nn.Identity(), torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False
 
 
 def test_a_small_strided_1x1_conv_stays_nchw_on_the_cpu_and_trains():

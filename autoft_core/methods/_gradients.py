@@ -95,8 +95,8 @@ def clear_newton_steps(on_disk: bool = False) -> None:
 
 
 def norms(vectors: Sequence[torch.Tensor]) -> list[float]:
-    """‖v‖₂ of each vector, as Python floats (one host sync)."""
-    return torch.stack([torch.linalg.vector_norm(v.double()) for v in vectors]).tolist()
+    """‖v‖₂ of each vector in float64, as Python floats (one host sync)."""
+    return layer_norms([[v] for v in vectors]).tolist()
 
 
 def newton_table(layers: Sequence[Layer], steps: NewtonSteps, prefix: str = "") -> list[dict[str, Any]]:
@@ -105,7 +105,8 @@ def newton_table(layers: Sequence[Layer], steps: NewtonSteps, prefix: str = "") 
             for layer, d in zip(layers, steps.diagnostics)]
 
 
-def relative_norms(vectors: Sequence[Sequence[torch.Tensor]], params: Sequence[Sequence[nn.Parameter]]) -> list[float]:
+def relative_norms(vectors: Sequence[Sequence[torch.Tensor]],
+                   params: Sequence[Sequence[nn.Parameter]]) -> list[float]:
     """‖v_l‖₂ / ‖θ_l‖₂ per layer, v_l given as its tensors (a flat vector, or the layer's gradients) and θ_l as
     the layer's parameters, in float64 (‖θ_l‖ floored at 1e-12)."""
     theta = layer_norms(params)
@@ -179,7 +180,7 @@ class RelativeNormMethod(Method):
         else:  # all of it (batches = 0) in its own order: the exact gradient, no sampling
             target = seeded_sample(ctx.data.train, size, seed) if size else ctx.data.train
         source = (seeded_sample(ctx.data.source, size, seed) if size else ctx.data.source) if self.uses_source else None
-        return Probe(target, source, untouched=call == 0 and batch is None)
+        return Probe(target, source, untouched=call == 0)
 
     def weights(self, ctx: MethodContext) -> LayerWeights:
         params = self.resolve_params(ctx.params)
