@@ -256,13 +256,24 @@ def gpu_figures(base: torch.nn.Module, device: torch.device, images: int, epochs
         mfu = f"{100 * achieved / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s" if peak else "peak unknown for this GPU"
         print(f"batch {batch:<4} {images * epochs / seconds:9.0f} images/s  {achieved / 1e12:6.1f} TFLOP/s  MFU {mfu}"
               + ("  (target >= 35%)" if batch == 256 else ""))
-    data = TaskData(source=synthetic(8, device), train=synthetic(1000, device), val=synthetic(1000, device, 2),
+    seconds = cifar10c_sized_run(base, cifar10c_sized_task(device), device)
+    print(f"one CIFAR-10-C-sized run (1000 x 25 epochs + 10,000 test images): {seconds:.2f} s (target <= 10 s)")
+
+
+def cifar10c_sized_task(device: torch.device) -> TaskData:
+    """Random data the size of a CIFAR-10-C task: 1,000 training, 1,000 validation and 10,000 test images."""
+    return TaskData(source=synthetic(8, device), train=synthetic(1000, device), val=synthetic(1000, device, 2),
                     test=synthetic(10_000, device, 3), num_classes=10)
+
+
+def cifar10c_sized_run(base: torch.nn.Module, data: TaskData, device: torch.device) -> float:
+    """Seconds of one full fine-tuning run of a copy of `base` on `data` with the CIFAR-10-C recipe's 25 epochs
+    (its zero-shot accuracy not cached: the run pays it)."""
     model = copy.deepcopy(base)
     layers = partition(model, "module")
-    seconds = timed(device, lambda: finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=25, lr=1e-4),
-                                             0, device))
-    print(f"one CIFAR-10-C-sized run (1000 x 25 epochs + 10,000 test images): {seconds:.2f} s (target <= 10 s)")
+    clear_accuracy_cache()
+    return timed(device, lambda: finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=25, lr=1e-4),
+                                          0, device))
 
 
 def main() -> None:
