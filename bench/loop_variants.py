@@ -22,48 +22,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.throughput import build, synthetic  # noqa: E402
+from bench.throughput import build, epochs_loop, synthetic  # noqa: E402
 from autoft_core import finetune as finetune_module  # noqa: E402
-from autoft_core.core.data import Split, TaskData  # noqa: E402
+from autoft_core.core.data import TaskData  # noqa: E402
 from autoft_core.core.recipe import Recipe  # noqa: E402
-from autoft_core.device import autocast, pinned_threads, prepare_model, resolve_device  # noqa: E402
+from autoft_core.device import pinned_threads, prepare_model, resolve_device  # noqa: E402
 from autoft_core.evaluation import clear_accuracy_cache  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402
 from autoft_core.optim import LayerwiseOptimizer  # noqa: E402
-
-
-def epochs_loop(model: torch.nn.Module, train: Split, cfg: Recipe, step: Callable[[], None],
-                zero_grad: Callable[[], None], stats: bool, sync: bool) -> None:
-    """The plain loop's epochs; with `stats`, the project's per-step statistics; with `sync`, one host read per
-    epoch (the project reads its statistics once per epoch)."""
-    device = train.x.device
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(cfg.epochs):
-        finetune_module.set_train_mode(model, False)
-        order = torch.randperm(len(train), generator=generator).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        bad = torch.zeros((), dtype=torch.bool, device=device)
-        for start in range(0, len(train), cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
-            x, y = train.x[idx], train.y[idx]
-            with autocast(device):
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-            zero_grad()
-            loss.backward()
-            step()
-            if stats:
-                loss = loss.detach()
-                bad |= ~torch.isfinite(loss)
-                loss_sum += loss * len(idx)
-                correct += (logits.detach().argmax(dim=1) == y).sum()
-        if sync:
-            torch.stack([loss_sum, correct.float(), bad.float()]).tolist()
 
 
 def layerwise(model: torch.nn.Module, cfg: Recipe, steps_per_epoch: int) -> LayerwiseOptimizer:
@@ -84,14 +53,15 @@ def variants(base: torch.nn.Module, data: TaskData, cfg: Recipe) -> dict[str, Ca
         def run() -> None:
             model = copy.deepcopy(base)
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
-            epochs_loop(model, data.train, cfg, opt.step, lambda: opt.zero_grad(set_to_none=True), stats, sync)
+            epochs_loop(model, data.train, cfg.epochs, cfg.batch_size, opt.step,
+                        lambda: opt.zero_grad(set_to_none=True), stats, sync)
         return run
 
     def project_optimizer(stats: bool, sync: bool) -> Callable[[], None]:
         def run() -> None:
             model = copy.deepcopy(base)
             opt = layerwise(model, cfg, steps_per_epoch)
-            epochs_loop(model, data.train, cfg, opt.step, opt.zero_grad, stats, sync)
+            epochs_loop(model, data.train, cfg.epochs, cfg.batch_size, opt.step, opt.zero_grad, stats, sync)
         return run
 
     def train_epoch() -> None:

@@ -86,17 +86,40 @@ def plain_epochs(model: torch.nn.Module, train: Split, epochs: int, cfg: Recipe,
     """What one writes by hand: Adam over the parameters that require grad, shuffled minibatches."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=cfg.lr, **fused_kwargs(device))
+    epochs_loop(model, train, epochs, cfg.batch_size, opt.step, lambda: opt.zero_grad(set_to_none=True),
+                after_epoch=after_epoch)
+
+
+def epochs_loop(model: torch.nn.Module, train: Split, epochs: int, batch_size: int, step: Callable[[], None],
+                zero_grad: Callable[[], None], stats: bool = False, sync: bool = False,
+                after_epoch: Callable[[int], None] = lambda epoch: None) -> None:
+    """The plain loop's epochs with the given optimizer calls; with `stats`, the project's per-step statistics
+    (loss sum, correct count, non-finite flag on the device); with `sync`, one host read of them per epoch
+    (bench/loop_variants.py builds the project's epoch up from these)."""
+    device = train.x.device
     generator = torch.Generator().manual_seed(0)
     for epoch in range(1, epochs + 1):
         set_train_mode(model, train_bn_stats=False)
         order = torch.randperm(len(train), generator=generator).to(device)
-        for i in range(0, len(train), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        bad = torch.zeros((), dtype=torch.bool, device=device)
+        for i in range(0, len(train), batch_size):
+            idx = order[i:i + batch_size]
+            x, y = train.x[idx], train.y[idx]
             with autocast(device):
-                loss = F.cross_entropy(model(train.x[idx]), train.y[idx])
-            opt.zero_grad(set_to_none=True)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+            zero_grad()
             loss.backward()
-            opt.step()
+            step()
+            if stats:
+                loss = loss.detach()
+                bad |= ~torch.isfinite(loss)
+                loss_sum += loss * len(idx)
+                correct += (logits.detach().argmax(dim=1) == y).sum()
+        if sync:
+            torch.stack([loss_sum, correct.float(), bad.float()]).tolist()
         after_epoch(epoch)
 
 
