@@ -3,7 +3,8 @@
 # on WRN-28-10 with its MFU and one CIFAR-10-C-sized run, each method's cost at that scale, the same loop
 # under torch.compile, one embedded-default run through the CLI on CUDA, each step case split into a fixed
 # cost per run and a cost per epoch (bench/phases.py; its steady-state MFU at batch 256, eager and compiled),
-# and the epoch built up piece by piece against the plain loop (bench/loop_variants.py). Each part has its
+# the epoch built up piece by piece against the plain loop (bench/loop_variants.py), and a process's first
+# CIFAR-10-C-sized run against its later ones (bench/first_run.py). Each part has its
 # own time limit and writes its output to $OUT/<part>.txt (default folder: bench-gpu-out), so a part that
 # runs over still leaves the others' figures. The last part profiles (torch.profiler, top operators by
 # device time) all layers trained and 9 of 29 layers frozen against the plain loop, and auto-rgn's whole
@@ -27,7 +28,7 @@ if [ -d .whl ] && ! python3 -c "import robustbench" 2>/dev/null; then
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 
-parts=",${PARTS:-throughput,methods,compile,digits,phases,variants,profile},"
+parts=",${PARTS:-throughput,methods,compile,digits,phases,variants,first,profile},"
 part() {  # part NAME SECONDS COMMAND...: run one benchmark with a time limit, its output kept in $out/NAME.txt
     local name=$1 limit=$2
     shift 2
@@ -50,6 +51,7 @@ part phases_256 "${PHASES_S:-120}" python3 bench/phases.py --model wrn --device 
 part phases_compiled "${PHASES_S:-120}" env AUTOFT_COMPILE=1 python3 bench/phases.py --model wrn --device cuda \
     --cases all --batch 256 --images 2048 --repeats 3
 part variants "${VARIANTS_S:-90}" python3 bench/loop_variants.py --device cuda --repeats 5
+part first_run "${FIRST_S:-60}" python3 bench/first_run.py --device cuda --runs 2
 part profile_steps "${PROFILE_S:-90}" python3 bench/throughput.py --model wrn --device cuda --cases all,frozen3 \
     --repeats 1 --profile
 part profile_methods "${PROFILE_S:-90}" python3 bench/methods.py --setup python:bench.wrn_synthetic:setup \
