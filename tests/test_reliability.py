@@ -180,8 +180,15 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch, capsys):
 def test_sigint_during_a_real_run_exits_130_without_a_row(tmp_path):
     get_setup("digits").source_model("output")  # pretrained and cached first: the signal lands in fine-tuning
     store = tmp_path / "r.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "autoft_core", "finetune", "--epochs", "200", "--store", str(store)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a background job of a non-interactive shell (`bash .ci/run &`) starts with SIGINT ignored, its children
+    # inherit that and Python then installs no KeyboardInterrupt: the child starts with SIGINT at its default
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "autoft_core", "finetune", "--epochs", "200", "--store",
+                                 str(store)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 120
     while not store.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
