@@ -9,7 +9,7 @@ the zero-shot passes (later runs read them from the accuracy cache, cleared here
 passes, as a new task would) and, with AUTOFT_CUDNN_BENCHMARK=1, cuDNN's search for each new batch shape
 (64 and the last 40 of training, 1,000 for validation, 4,096 and 1,808 for test).
 
-    python bench/first_run.py [--device cuda] [--runs 3]
+    python bench/first_run.py [--runs 3]        (on a machine with CUDA)
     AUTOFT_CUDNN_BENCHMARK=1 python bench/first_run.py
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.phases import phase_totals  # noqa: E402
 from bench.throughput import build, cifar10c_sized_run, cifar10c_sized_task  # noqa: E402
 from autoft_core.device import AUTOTUNE_ENV, prepare_model, resolve_device  # noqa: E402
+from autoft_core.errors import AutoFTError  # noqa: E402
 
 
 def main() -> None:
@@ -34,12 +35,17 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except AutoFTError as exc:
+        sys.exit(f"bench/first_run.py: {exc}")
+    if device.type != "cuda":
+        sys.exit("bench/first_run.py: 25 epochs of WRN-28-10 need a GPU (on this CPU they take hours): run it where "
+                 "CUDA is present, e.g. through bench/gpu.sh")
     started = time.perf_counter()
     base = prepare_model(build("wrn"), device)
     data = cifar10c_sized_task(device)
-    what = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"WRN-28-10, CIFAR-10-C-sized run; {what}; {AUTOTUNE_ENV}={os.environ.get(AUTOTUNE_ENV, '0')}; "
+    print(f"WRN-28-10, CIFAR-10-C-sized run; {torch.cuda.get_device_name(device)}; {AUTOTUNE_ENV}={os.environ.get(AUTOTUNE_ENV, '0')}; "
           f"model and data ready in {time.perf_counter() - started:.1f} s", flush=True)
     for run in range(1, args.runs + 1):
         seconds, totals = phase_totals(lambda epochs: cifar10c_sized_run(base, data, device), 25, device)
