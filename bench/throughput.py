@@ -94,16 +94,17 @@ def epochs_loop(model: torch.nn.Module, train: Split, epochs: int, batch_size: i
                 zero_grad: Callable[[], None], stats: bool = False, sync: bool = False,
                 after_epoch: Callable[[int], None] = lambda epoch: None) -> None:
     """The plain loop's epochs with the given optimizer calls; with `stats`, the project's per-step statistics
-    (loss sum, correct count, non-finite flag on the device); with `sync`, one host read of them per epoch
-    (bench/loop_variants.py builds the project's epoch up from these)."""
+    (loss sum, correct count, non-finite flag on the device); with `sync`, one host read per epoch (of them,
+    else of the last loss; bench/loop_variants.py builds the project's epoch up from these)."""
     device = train.x.device
     generator = torch.Generator().manual_seed(0)
     for epoch in range(1, epochs + 1):
         set_train_mode(model, train_bn_stats=False)
         order = torch.randperm(len(train), generator=generator).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), dtype=torch.long, device=device)
-        bad = torch.zeros((), dtype=torch.bool, device=device)
+        if stats:
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            bad = torch.zeros((), dtype=torch.bool, device=device)
         for i in range(0, len(train), batch_size):
             idx = order[i:i + batch_size]
             x, y = train.x[idx], train.y[idx]
@@ -118,8 +119,8 @@ def epochs_loop(model: torch.nn.Module, train: Split, epochs: int, batch_size: i
                 bad |= ~torch.isfinite(loss)
                 loss_sum += loss * len(idx)
                 correct += (logits.detach().argmax(dim=1) == y).sum()
-        if sync:
-            torch.stack([loss_sum, correct.float(), bad.float()]).tolist()
+        if sync:  # the statistics kept, else the last loss
+            (torch.stack([loss_sum, correct.float(), bad.float()]) if stats else loss.detach()).tolist()
         after_epoch(epoch)
 
 
