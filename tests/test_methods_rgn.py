@@ -208,18 +208,25 @@ def test_cli_weights_json_and_bad_parameter(capsys):
     assert main(["weights", "--method", "auto-rgn", "--param", "every=sometimes"]) == 2
 
 
-def test_layer_norms_are_each_groups_norm_laid_end_to_end_bit_for_bit():
-    """One concatenation and one multi-tensor norm give exactly what one norm per layer's flat float64 vector
-    gave (the numbers Auto-RGN's multipliers come from), and NumPy's norm; a group without tensors has norm 0."""
+def test_layer_norms_are_each_groups_norm_of_its_entries_in_memory_order_bit_for_bit():
+    """One concatenation and one multi-tensor norm give exactly one norm of each group's float64 entries laid
+    end to end as they lie in memory (a channels-last convolution read as NHWC, not copied), and NumPy's norm
+    of them in logical order to rounding; a group without tensors has norm 0."""
     g = torch.Generator().manual_seed(0)
-    conv = torch.randn(8, 3, 3, 3, generator=g).to(memory_format=torch.channels_last)
-    groups = [[conv, torch.randn(8, generator=g)], [], [torch.randn(5, generator=g).bfloat16()],
+    spread = torch.logspace(-3, 3, 64 * 32 * 9).reshape(64, 32, 3, 3)  # magnitudes where the order shows
+    conv = (torch.randn(64, 32, 3, 3, generator=g) * spread).to(memory_format=torch.channels_last)
+    groups = [[conv], [conv, torch.randn(8, generator=g)], [], [torch.randn(5, generator=g).bfloat16()],
               [torch.randn(1000, generator=g) * 1e3]]
     norms = layer_norms(groups)
+    nhwc = {id(conv): conv.permute(0, 2, 3, 1).reshape(-1)}  # channels-last memory is NHWC
+    assert nhwc[id(conv)].data_ptr() == conv.data_ptr()
+    assert not torch.equal(torch.linalg.vector_norm(conv.reshape(-1).double()),  # NCHW order: another sum
+                           torch.linalg.vector_norm(nhwc[id(conv)].double()))
     for group, got in zip(groups, norms):
         if not group:
             assert got == 0.0
             continue
-        whole = torch.cat([t.reshape(-1) for t in group]).double()
-        assert torch.equal(got, torch.linalg.vector_norm(whole))
-        assert got.item() == pytest.approx(float(np.linalg.norm(whole.numpy())), rel=1e-14)
+        in_memory = torch.cat([nhwc.get(id(t), t.reshape(-1)) for t in group]).double()
+        assert torch.equal(got, torch.linalg.vector_norm(in_memory))
+        logical = torch.cat([t.reshape(-1) for t in group]).double()
+        assert got.item() == pytest.approx(float(np.linalg.norm(logical.numpy())), rel=1e-14)

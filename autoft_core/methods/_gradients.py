@@ -115,14 +115,21 @@ def relative_norms(vectors: Sequence[Sequence[torch.Tensor]],
 
 
 def layer_norms(groups: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
-    """The float64 norm of each group's tensors laid end to end: one concatenation, one cast and one
-    multi-tensor norm for all groups (a few kernel launches on CUDA, not three per layer), the same
-    numbers as one norm per group's flat vector."""
-    pieces = [t.detach().reshape(-1) for group in groups for t in group]
+    """The float64 norm of each group's tensors laid end to end, each read in memory order (a channels-last
+    convolution is not copied): one concatenation, one cast and one multi-tensor norm for all groups (a few
+    kernel launches on CUDA, not three per layer, nor a copy per channels-last tensor)."""
+    pieces = [_in_memory_order(t.detach()) for group in groups for t in group]
     if not pieces:
         return torch.zeros(len(groups), dtype=torch.float64)
     whole = torch.cat(pieces).double()
     return torch.stack(torch._foreach_norm(list(whole.split([sum(t.numel() for t in group) for group in groups]))))
+
+
+def _in_memory_order(t: torch.Tensor) -> torch.Tensor:
+    """`t`'s entries as a 1-D view in the order they lie in memory (a channels-last tensor is not copied, as
+    `reshape(-1)` would); `t` must be dense, as parameters and their gradients are."""
+    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
+    return t.permute(order).reshape(-1)
 
 
 def rgn_params(every: str, batches: int, scale: str) -> dict[str, Param]:
