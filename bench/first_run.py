@@ -45,12 +45,14 @@ def main() -> None:
     started = time.perf_counter()
     base = prepare_model(build("wrn"), device)
     data = cifar10c_sized_task(device)
-    print(f"WRN-28-10, CIFAR-10-C-sized run; {torch.cuda.get_device_name(device)}; {AUTOTUNE_ENV}={os.environ.get(AUTOTUNE_ENV, '0')}; "
-          f"model and data ready in {time.perf_counter() - started:.1f} s", flush=True)
+    print(f"WRN-28-10, CIFAR-10-C-sized run; {torch.cuda.get_device_name(device)}; "
+          f"{AUTOTUNE_ENV}={os.environ.get(AUTOTUNE_ENV, '0')}; model and data ready in "
+          f"{time.perf_counter() - started:.1f} s", flush=True)
     for run in range(1, args.runs + 1):
         seconds, totals = phase_totals(lambda epochs: cifar10c_sized_run(base, data, device), 25, device)
         again = cifar10c_sized_run(base, data, device)
-        listed = ", ".join(f"{name} {s:.2f}" for name, s in sorted(totals.items(), key=lambda kv: -kv[1]) if s >= 0.01)
+        ranked = sorted(totals.items(), key=lambda kv: -kv[1])
+        listed = ", ".join(f"{name} {s:.2f}" for name, s in ranked if s >= 0.01)
         print(f"run {run}: {seconds:.2f} s with phase timers (s each: {listed}); again without them {again:.2f} s",
               flush=True)
 

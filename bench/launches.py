@@ -44,8 +44,6 @@ NO_KERNEL = frozenset("detach view _unsafe_view alias t transpose permute expand
                       "empty_strided new_empty set_ split split_with_sizes slice select unsqueeze squeeze "
                       "_reshape_alias unbind lift_fresh".split())
 ENGINE = str(Path(__file__).resolve().parent.parent / "autoft_core")
-
-
 HOST_READS = ("tolist", "item", "__bool__", "__float__", "__int__")
 
 

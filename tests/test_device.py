@@ -9,8 +9,8 @@ from torch import nn
 
 from autoft_core import device as device_module
 from autoft_core import digest as digest_module
-from autoft_core.device import (AUTOTUNE_ENV, THREADS_ENV, peak_bf16_flops, pinned_threads, prepare_model, run_threads,
-                                spare_cpu_core)
+from autoft_core.device import (AUTOTUNE_ENV, THREADS_ENV, peak_bf16_flops, pinned_threads, prepare_model,
+                                run_threads, spare_cpu_core)
 from autoft_core.digest import device_sums, model_digest, tensor_digest
 from autoft_core.evaluation import eval_batch
 
@@ -69,9 +69,8 @@ def test_cudnn_autotuning_is_on_only_when_asked(monkeypatch):
     monkeypatch.setenv(AUTOTUNE_ENV, "1")
     prepare_model(nn.Identity(), cuda)
     assert torch.backends.cudnn.benchmark is True
-    prepare_model(nn.Identity(), torch.device("cpu"))  # the CPU never touches it
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    prepare_model(nn.Identity(), torch.device("cpu"))
+    prepare_model(nn.Identity(), torch.device("cpu"))  # the CPU never touches it, asked or not
     assert torch.backends.cudnn.benchmark is False
 
 
