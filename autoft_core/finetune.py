@@ -54,8 +54,10 @@ class Reweighter(Protocol):
 
     every: str
 
-    def __call__(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None) -> Sequence[float]:
-        """New multipliers given the current model (and the coming minibatch when every == "step")."""
+    def __call__(self, model: nn.Module,
+                 batch: tuple[torch.Tensor, torch.Tensor] | None) -> Sequence[float] | torch.Tensor:
+        """New multipliers given the current model (and the coming minibatch when every == "step"); a float64
+        tensor on the model's device stays there (optim.py)."""
 
 
 @dataclass

@@ -5,7 +5,10 @@ group each step; here the parameters sharing a rate share one fused call, so ful
 alpha equal) is a single `torch._fused_adam_` call per step. The update is torch.optim.Adam's /
 SGD's exactly (per-parameter step counts, L2 weight decay, momentum buffers created on a parameter's
 first step), and importing it does not pull in torch._dynamo as constructing torch.optim optimizers
-does (about 1.5 s of start-up).
+does (about 1.5 s of start-up). Multipliers given as a tensor (a reweighter's, recomputed every step) stay
+where they lie: each layer's fused call takes its rate as a 0-d tensor (float64 on the CPU, the same
+update as a Python float; float32 on CUDA, what the fused CUDA kernels read), so a CUDA step never waits
+for the host to read its rates.
 """
 from __future__ import annotations
 
@@ -28,14 +31,20 @@ class LayerwiseOptimizer:
         self.recipe, self.total_steps, self.steps_taken = recipe, total_steps, 0
         self.warmup_steps, self.epoch_steps = warmup_steps, epoch_steps
         self.layer_params = [list(params) for params in layer_params]
-        self.multipliers: list[float] = []
+        self._multipliers: list[float] | torch.Tensor = []
         self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
         self.groups: list[tuple[float, list[nn.Parameter]]] = []  # (lr, parameters), one fused call each
+        self.rates: torch.Tensor | None = None  # per-layer rates on the device, when set from a tensor
 
-    def apply(self, multipliers: Sequence[float]) -> None:
-        """Layer l trains at recipe.lr × multipliers[l]; multipliers must be finite and non-negative."""
+    def apply(self, multipliers: Sequence[float] | torch.Tensor) -> None:
+        """Layer l trains at recipe.lr × multipliers[l]; multipliers must be finite and non-negative. A float64
+        tensor is not read on the host: the layers keep their requires_grad (a zero multiplier is a zero rate)."""
         if len(multipliers) != len(self.layer_params):
             raise ValueError(f"{len(multipliers)} multipliers for {len(self.layer_params)} layers")
+        if isinstance(multipliers, torch.Tensor):
+            self._multipliers, self.rates = multipliers, self.recipe.lr * multipliers
+            return
+        self.rates = None
         values = [float(a) for a in multipliers]
         for alpha in values:
             if not alpha >= 0 or alpha == float("inf"):
@@ -46,7 +55,14 @@ class LayerwiseOptimizer:
                 p.requires_grad_(alpha > 0)
             if alpha > 0:
                 by_rate.setdefault(self.recipe.lr * alpha, []).extend(params)
-        self.multipliers, self.groups = values, list(by_rate.items())
+        self._multipliers, self.groups = values, list(by_rate.items())
+
+    @property
+    def multipliers(self) -> list[float]:
+        """The multipliers applied last, as Python floats (a tensor's are read on the host here)."""
+        if isinstance(self._multipliers, torch.Tensor):
+            self._multipliers = self._multipliers.tolist()
+        return self._multipliers
 
     @property
     def any_trainable(self) -> bool:
@@ -84,20 +100,30 @@ class LayerwiseOptimizer:
     def step(self) -> None:
         """One update of every trainable parameter that has a gradient, at the schedule's rates."""
         factor = self.rate_factor()
-        for lr, params in self.groups:
-            live = [p for p in params if p.grad is not None]
-            if live:
-                (self._adam if self.recipe.optimizer == "adam" else self._sgd)(live, lr * factor)
+        if self.rates is None:
+            calls = [(lr * factor, params) for lr, params in self.groups]
+        else:
+            rates = self.rates * factor if factor != 1.0 else self.rates
+            rates = rates.float() if rates.device.type == "cuda" else rates
+            calls = list(zip(rates.unbind(), self.layer_params))
+        calls = [(lr, live) for lr, params in calls if (live := [p for p in params if p.grad is not None])]
+        if self.recipe.optimizer == "adam":
+            states = [[self.state.get(p) or self._new_adam_state(p) for p in live] for _, live in calls]
+            torch._foreach_add_([s["step"] for group in states for s in group], 1)  # one launch for all layers
+            for (lr, live), group in zip(calls, states):
+                self._adam(live, group, lr)
+        else:
+            for lr, live in calls:
+                self._sgd(live, lr)
         self.steps_taken += 1
 
-    def _adam(self, params: list[nn.Parameter], lr: float) -> None:
-        states = [self.state.get(p) or self._new_adam_state(p) for p in params]
-        steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
+    def _adam(self, params: list[nn.Parameter], states: list[dict[str, torch.Tensor]],
+              lr: float | torch.Tensor) -> None:
+        """torch.optim.Adam's fused update of `params`, whose step counts already count this step."""
         torch._fused_adam_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                           [s["exp_avg_sq"] for s in states], [], steps, lr=lr, beta1=ADAM_BETAS[0],
-                           beta2=ADAM_BETAS[1], weight_decay=self.recipe.weight_decay, eps=ADAM_EPS,
-                           amsgrad=False, maximize=False)
+                           [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states], lr=lr,
+                           beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], weight_decay=self.recipe.weight_decay,
+                           eps=ADAM_EPS, amsgrad=False, maximize=False)
 
     def _new_adam_state(self, p: nn.Parameter) -> dict[str, torch.Tensor]:
         state = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
@@ -106,7 +132,7 @@ class LayerwiseOptimizer:
         self.state[p] = state
         return state
 
-    def _sgd(self, params: list[nn.Parameter], lr: float) -> None:
+    def _sgd(self, params: list[nn.Parameter], lr: float | torch.Tensor) -> None:
         momentum = self.recipe.momentum
         if momentum == 0:
             self._fused_sgd(params, [], lr, first=False)
@@ -119,7 +145,8 @@ class LayerwiseOptimizer:
             if group:
                 self._fused_sgd(group, [self.state[p]["momentum_buffer"] for p in group], lr, first)
 
-    def _fused_sgd(self, params: list[nn.Parameter], buffers: list[torch.Tensor], lr: float, first: bool) -> None:
+    def _fused_sgd(self, params: list[nn.Parameter], buffers: list[torch.Tensor], lr: float | torch.Tensor,
+                   first: bool) -> None:
         torch._fused_sgd_(params, [p.grad for p in params], buffers, weight_decay=self.recipe.weight_decay,
                           momentum=self.recipe.momentum, lr=lr, dampening=0.0, nesterov=False, maximize=False,
                           is_first_step=first)

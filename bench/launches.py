@@ -101,7 +101,7 @@ def counted_run(base: torch.nn.Module, data: TaskData, epochs: int,
     model = copy.deepcopy(base)
     clear_accuracy_cache()
     layers = partition(model, "module")
-    reweighter = GradientReweighter("auto-rgn", layers, "max") if reweighted else None
+    reweighter = GradientReweighter(layers, "max", [1.0] * len(layers)) if reweighted else None
     with pinned_threads(1), Launches() as launches, host_reads() as reads:
         finetune(model, layers, [1.0] * len(layers), data, Recipe(epochs=epochs, lr=1e-4, batch_size=64), 0,
                  torch.device("cpu"), reweighter)

@@ -24,7 +24,8 @@ from autoft_core.core.recipe import Recipe
 from autoft_core.finetune import finetune
 from autoft_core.layers import partition
 from autoft_core.methods import MethodContext, get_method
-from autoft_core.methods._gradients import layer_norms
+from autoft_core.methods._gradients import GradientReweighter, layer_norms, layer_params
+from autoft_core.optim import LayerwiseOptimizer
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.setups.digits import FEATURES
 
@@ -163,6 +164,47 @@ def test_each_step_trains_at_the_relative_norms_of_its_own_gradient():
             moved = (dict(model.named_parameters())[name].detach() - before[name]).abs()
             live = grads[name].abs() > 1e-4  # where Adam's eps (1e-8) is under 1e-4 of |g|
             assert moved[live] == pytest.approx(torch.full_like(moved[live], lr * alpha), rel=1e-3)
+
+
+HOST_READS = ("tolist", "item", "__bool__", "__float__", "__int__", "cpu")
+
+
+def test_a_step_reweighted_from_its_gradient_reads_nothing_on_the_host(monkeypatch):
+    """Scores, multipliers and the update stay tensors (on CUDA no step waits for the host): none of a
+    tensor's reads into Python happens between the backward pass and the end of the optimizer step."""
+    data = _task()
+    ctx = _context("auto-rgn", data, every="step")
+    method = get_method("auto-rgn")
+    reweighter = method.reweighter(ctx, method.weights(ctx))
+    optimizer = LayerwiseOptimizer(layer_params(ctx.model, ctx.layers), Recipe(lr=1e-3))
+    optimizer.apply([1.0] * len(ctx.layers))
+    for _ in range(2):
+        optimizer.zero_grad()
+        F.cross_entropy(ctx.model(data.train.x), data.train.y).backward()
+        with monkeypatch.context() as patched:
+            for name in HOST_READS:
+                patched.setattr(torch.Tensor, name, lambda *a, name=name, **k: pytest.fail(f"host read: {name}"))
+            optimizer.apply(reweighter(ctx.model, None))
+            optimizer.step()
+    assert max(optimizer.multipliers) == 1.0  # read back once asked, after the steps
+
+
+def test_non_finite_scores_keep_the_previous_multipliers():
+    """A step whose gradient holds a NaN scores NaN: the reweighter keeps the multipliers it gave last (at
+    first the run's starting ones), so the rates stay finite and the NaN weights end the run instead."""
+    data = _task()
+    ctx = _context("auto-rgn", data, every="step")
+    reweighter = GradientReweighter(ctx.layers, "max", [0.5] * len(ctx.layers))
+    params = [p for group in layer_params(ctx.model, ctx.layers) for p in group]
+    for p in params:
+        p.grad = torch.full_like(p, float("nan"))
+    assert reweighter(ctx.model).tolist() == [0.5] * len(ctx.layers)
+    for i, p in enumerate(params):
+        p.grad = torch.full_like(p, 1.0 + i)
+    good = reweighter(ctx.model).tolist()
+    assert max(good) == 1.0 and good != [0.5] * len(ctx.layers)
+    params[0].grad[0] = float("inf")
+    assert reweighter(ctx.model).tolist() == good
 
 
 def test_epoch_one_reuses_the_weights_only_because_rescoring_would_reproduce_them(monkeypatch):

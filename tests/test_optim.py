@@ -204,3 +204,37 @@ def test_constant_schedule_ignores_the_step_count():
     opt = LayerwiseOptimizer(_layers(net), Recipe(lr=0.05), total_steps=3)
     opt.steps_taken = 2
     assert opt.rate_factor() == 1.0
+
+
+@pytest.mark.parametrize("recipe", [
+    Recipe(lr=0.01, optimizer="adam", weight_decay=0.01, schedule="linear"),
+    Recipe(lr=0.05, optimizer="sgd", momentum=0.9, weight_decay=0.001),
+    Recipe(lr=0.05, optimizer="sgd", momentum=0.0, schedule="linear"),
+])
+def test_multipliers_as_a_tensor_give_the_float_path_bit_for_bit(recipe):
+    """A reweighter's float64 multiplier tensor (rates kept on the device, one fused call per layer) moves
+    the parameters exactly as the same multipliers given as floats, under a decaying schedule too, and the
+    multipliers read back are the tensor's. A zero multiplier in a tensor leaves its layer where it is."""
+    total = 6
+    runs = []
+    for as_tensor in (False, True):
+        net = _net()
+        layers = _layers(net)
+        opt = LayerwiseOptimizer(layers, recipe, total_steps=total + 1)  # a last step at a non-zero rate
+        opt.apply([1.0, 1.0, 1.0])
+        g = torch.Generator().manual_seed(3)
+        x, y = torch.randn(32, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
+        for t in range(total):
+            multipliers = [0.3 + 0.1 * t, 1.0, 0.7 / (t + 1)]
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.apply(torch.tensor(multipliers, dtype=torch.float64) if as_tensor else multipliers)
+            opt.step()
+        assert opt.multipliers == multipliers
+        runs.append([p.detach().clone() for p in net.parameters()])
+        if as_tensor:
+            opt.apply(torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64))
+            opt.step()
+            assert all(torch.equal(p, q) for p, q in zip(layers[2], runs[-1][4:]))
+            assert not torch.equal(layers[0][0], runs[-1][0])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))

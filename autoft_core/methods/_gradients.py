@@ -33,7 +33,7 @@ from ..memo import Remembered
 from . import _steps_on_disk
 from ._common import full_precision, probe_mode, seeded_sample
 from ._curvature import CURVATURES, NewtonSteps, mean_gradients, newton_steps
-from ._scale import scale_param, scaled
+from ._scale import scale_param, scaled, scaled_tensor
 from .base import LayerWeights, Method, MethodContext, Param
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -107,11 +107,16 @@ def newton_table(layers: Sequence[Layer], steps: NewtonSteps, prefix: str = "") 
 
 def relative_norms(vectors: Sequence[Sequence[torch.Tensor]],
                    params: Sequence[Sequence[nn.Parameter]]) -> list[float]:
-    """‖v_l‖₂ / ‖θ_l‖₂ per layer, v_l given as its tensors (a flat vector, or the layer's gradients) and θ_l as
-    the layer's parameters, in float64 (‖θ_l‖ floored at 1e-12)."""
+    """‖v_l‖₂ / ‖θ_l‖₂ per layer as Python floats (one host read): see `relative_norm_tensor`."""
+    return relative_norm_tensor(vectors, params).cpu().tolist()
+
+
+def relative_norm_tensor(vectors: Sequence[Sequence[torch.Tensor]],
+                         params: Sequence[Sequence[nn.Parameter]]) -> torch.Tensor:
+    """‖v_l‖₂ / ‖θ_l‖₂ per layer, float64 on the parameters' device, v_l given as its tensors (a flat vector,
+    or the layer's gradients) and θ_l as the layer's parameters (‖θ_l‖ floored at 1e-12)."""
     theta = layer_norms(params)
-    v = layer_norms(vectors).to(theta.device)
-    return (v / theta.clamp_min(1e-12)).cpu().tolist()
+    return layer_norms(vectors).to(theta.device) / theta.clamp_min(1e-12)
 
 
 def layer_norms(groups: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
@@ -200,7 +205,7 @@ class RelativeNormMethod(Method):
         if params["every"] == "once":
             return None
         if params["every"] == "step" and self.scores_gradient:
-            return GradientReweighter(self.name, ctx.layers, params["scale"])
+            return GradientReweighter(ctx.layers, params["scale"], chosen.weights)
         return ProbeReweighter(self, ctx, params, chosen.weights)
 
 
@@ -228,19 +233,28 @@ class GradientReweighter:
     """The fine-tuning loop's hook for `every=step` when v_l is the target gradient: each update's
     multipliers from that update's own training gradient, read from .grad between the backward pass and
     the step (Lee et al. 2023; the seed paper: "at each fine-tuning step"). No extra forward or backward
-    pass; one host sync per step (the rates are Python floats), and a handful of kernel launches for all
-    layers' norms (`layer_norms`). A layer without a gradient (frozen: its multiplier was 0) scores 0, so
-    under `max` a layer stays frozen only once its gradient is exactly 0."""
+    pass, and no host read: the multipliers stay a device tensor that the optimizer's fused steps take as
+    their rates (optim.py), computed by a handful of kernel launches for all layers (`layer_norms`). A layer
+    without a gradient (frozen by the first multipliers) scores 0 and stays frozen; a layer whose gradient
+    is exactly 0 gets multiplier 0 under `max` (a zero rate) and trains again once its gradient returns.
+    Non-finite scores (a blown-up step) keep the previous multipliers (at first `first`, the run's starting
+    ones): the non-finite gradient itself breaks the weights, and the loop's per-epoch finiteness check ends
+    the run as diverged."""
 
     every = "gradient"
 
-    def __init__(self, method: str, layers: Sequence[Layer], scale: str) -> None:
-        self.method, self.layers, self.scale = method, list(layers), scale
+    def __init__(self, layers: Sequence[Layer], scale: str, first: Sequence[float]) -> None:
+        self.layers, self.scale = list(layers), scale
         self._params: tuple[nn.Module, list[list[nn.Parameter]]] | None = None
+        self._last = torch.tensor(list(first), dtype=torch.float64)
 
-    def __call__(self, model: nn.Module, batch: Batch | None = None) -> list[float]:
+    def __call__(self, model: nn.Module, batch: Batch | None = None) -> torch.Tensor:
         if self._params is None or self._params[0] is not model:  # looked up once: a lookup walks the model
             self._params = (model, layer_params(model, self.layers))
         params = self._params[1]
         grads = [[p.grad if p.grad is not None else torch.zeros_like(p) for p in group] for group in params]
-        return scaled(relative_norms(grads, params), self.scale, self.method)[0]
+        scores = relative_norm_tensor(grads, params)
+        self._last = self._last.to(scores.device)  # a no-op after the first step
+        self._last = multipliers = torch.where(torch.isfinite(scores).all(), scaled_tensor(scores, self.scale),
+                                               self._last)
+        return multipliers

@@ -42,8 +42,13 @@ def scaled(scores: Sequence[float], scale: str, method: str) -> tuple[list[float
                              "means the run diverged: lower --lr)")
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
-    values = values.clamp_min(0.0)
-    if not bool((values > 0).any()):
-        return [1.0] * len(values), True
-    divisor = {"max": values.max(), "raw": torch.ones((), dtype=torch.float64), "mean": values.mean()}[scale]
-    return (values / divisor).tolist(), False
+    return scaled_tensor(values, scale).tolist(), not bool((values > 0).any())
+
+
+def scaled_tensor(scores: torch.Tensor, scale: str) -> torch.Tensor:
+    """The multipliers of finite float64 `scores` under `scale`, computed where they lie (no host read, so a
+    CUDA step need not wait for its scores): the same numbers as `scaled`, the all-zero fallback included."""
+    values = scores.clamp_min(0.0)
+    divisor = {"max": values.max(), "raw": torch.ones((), dtype=values.dtype, device=values.device),
+               "mean": values.mean()}[scale]
+    return torch.where((values > 0).any(), values / divisor, torch.ones_like(values))
