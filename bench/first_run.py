@@ -49,7 +49,7 @@ def main() -> None:
           f"{AUTOTUNE_ENV}={os.environ.get(AUTOTUNE_ENV, '0')}; model and data ready in "
           f"{time.perf_counter() - started:.1f} s", flush=True)
     for run in range(1, args.runs + 1):
-        seconds, totals = phase_totals(lambda epochs: cifar10c_sized_run(base, data, device), 25, device)
+        seconds, totals = phase_totals(lambda: cifar10c_sized_run(base, data, device), device)
         again = cifar10c_sized_run(base, data, device)
         ranked = sorted(totals.items(), key=lambda kv: -kv[1])
         listed = ", ".join(f"{name} {s:.2f}" for name, s in ranked if s >= 0.01)

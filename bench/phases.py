@@ -56,8 +56,9 @@ def medians(run: dict[str, Callable[[int], float]], epochs: tuple[int, int], rep
     return {key: statistics.median(values) for key, values in times.items()}
 
 
-def phase_totals(run: Callable[[int], float], epochs: int, device: torch.device) -> tuple[float, dict[str, float]]:
-    """One project run with each of PHASES wrapped in a synchronised timer: (run seconds, seconds per phase)."""
+def phase_totals(run: Callable[[], float], device: torch.device) -> tuple[float, dict[str, float]]:
+    """One project run (`run()` returns its seconds) with each of PHASES wrapped in a synchronised timer: (run
+    seconds, seconds per phase)."""
     totals: dict[str, float] = defaultdict(float)
     originals = {name: getattr(finetune_module, name) for name in PHASES}
 
@@ -77,7 +78,7 @@ def phase_totals(run: Callable[[int], float], epochs: int, device: torch.device)
     for name, fn in originals.items():
         setattr(finetune_module, name, wrapped(name, fn))
     try:
-        seconds = run(epochs)
+        seconds = run()
     finally:
         for name, fn in originals.items():
             setattr(finetune_module, name, fn)
@@ -120,7 +121,7 @@ def main() -> None:
             print(f"  steady state: {rate:.0f} images/s, {flop / 1e12:.1f} TFLOP/s"
                   + (f", MFU {100 * flop / peak:.1f}% of {peak / 1e12:.0f}" if peak and frozen == 0 else ""))
         if args.phases:
-            seconds, totals = phase_totals(run["project"], e2, device)
+            seconds, totals = phase_totals(lambda: run["project"](e2), device)
             listed = ", ".join(f"{name} {1e3 * s:.1f}" for name, s in sorted(totals.items(), key=lambda kv: -kv[1]))
             print(f"  phases of one {e2}-epoch project run ({1e3 * seconds:.1f} ms, ms each): {listed}", flush=True)
 
