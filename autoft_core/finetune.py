@@ -4,7 +4,8 @@ The loop reads top to bottom: snapshot, zero-shot accuracy, epochs of shuffled m
 from device-resident tensors (no DataLoader, no host sync per step), validation each epoch with the
 best-validation weights kept, then final / best-validation test accuracy and per-layer change.
 Layers with alpha 0 are frozen (requires_grad off: no weight-gradient work); the others step in one
-fused optimizer call per distinct learning rate (optim.py). BatchNorm running statistics stay frozen
+fused optimizer call per distinct learning rate, or per layer when a reweighter's multipliers arrive as
+a device tensor (optim.py). BatchNorm running statistics stay frozen
 unless `train_bn_stats`. When the multipliers are fixed and the first stages of the network are all
 frozen, that prefix runs once over the data (no grad) and the epochs train the rest on its cached
 features, when that saves work (stages.py). The pretrained model's test and validation accuracies

@@ -38,7 +38,8 @@ class LayerwiseOptimizer:
 
     def apply(self, multipliers: Sequence[float] | torch.Tensor) -> None:
         """Layer l trains at recipe.lr × multipliers[l]; multipliers must be finite and non-negative. A float64
-        tensor is not read on the host: the layers keep their requires_grad (a zero multiplier is a zero rate)."""
+        tensor is neither read on the host nor checked (its maker keeps it finite): the layers keep their
+        requires_grad (a zero multiplier is a zero rate)."""
         if len(multipliers) != len(self.layer_params):
             raise ValueError(f"{len(multipliers)} multipliers for {len(self.layer_params)} layers")
         if isinstance(multipliers, torch.Tensor):
@@ -107,7 +108,7 @@ class LayerwiseOptimizer:
             rates = rates.float() if rates.device.type == "cuda" else rates
             calls = list(zip(rates.unbind(), self.layer_params))
         calls = [(lr, live) for lr, params in calls if (live := [p for p in params if p.grad is not None])]
-        if self.recipe.optimizer == "adam":
+        if calls and self.recipe.optimizer == "adam":
             states = [[self.state.get(p) or self._new_adam_state(p) for p in live] for _, live in calls]
             torch._foreach_add_([s["step"] for group in states for s in group], 1)  # one launch for all layers
             for (lr, live), group in zip(calls, states):

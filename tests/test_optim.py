@@ -238,3 +238,16 @@ def test_multipliers_as_a_tensor_give_the_float_path_bit_for_bit(recipe):
             assert all(torch.equal(p, q) for p, q in zip(layers[2], runs[-1][4:]))
             assert not torch.equal(layers[0][0], runs[-1][0])
     assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_step_without_gradients_moves_nothing(optimizer):
+    """No trainable parameter has a gradient (no backward pass yet): the step changes no weight and makes no
+    state, whether the rates came as floats or as a tensor."""
+    net = _net()
+    before = [p.detach().clone() for p in net.parameters()]
+    opt = LayerwiseOptimizer(_layers(net), Recipe(lr=0.1, optimizer=optimizer))
+    for multipliers in ([1.0, 0.5, 1.0], torch.tensor([1.0, 0.5, 1.0], dtype=torch.float64)):
+        opt.apply(multipliers)
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), before)) and not opt.state
