@@ -108,14 +108,14 @@ class LayerwiseOptimizer:
             rates = rates.float() if rates.device.type == "cuda" else rates
             calls = list(zip(rates.unbind(), self.layer_params))
         calls = [(lr, live) for lr, params in calls if (live := [p for p in params if p.grad is not None])]
-        if calls and self.recipe.optimizer == "adam":
-            states = [[self.state.get(p) or self._new_adam_state(p) for p in live] for _, live in calls]
-            torch._foreach_add_([s["step"] for group in states for s in group], 1)  # one launch for all layers
-            for (lr, live), group in zip(calls, states):
-                self._adam(live, group, lr)
-        else:
+        if self.recipe.optimizer == "sgd":
             for lr, live in calls:
                 self._sgd(live, lr)
+        elif calls:  # Adam: every step count first, in one launch for all layers
+            states = [[self.state.get(p) or self._new_adam_state(p) for p in live] for _, live in calls]
+            torch._foreach_add_([s["step"] for group in states for s in group], 1)
+            for (lr, live), group in zip(calls, states):
+                self._adam(live, group, lr)
         self.steps_taken += 1
 
     def _adam(self, params: list[nn.Parameter], states: list[dict[str, torch.Tensor]],
