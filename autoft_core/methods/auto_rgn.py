@@ -13,8 +13,9 @@ Choices the paper leaves open (or that differ from it), made here:
 - recomputation: `every` = "step" (default): each update's multipliers from that update's own training
   gradient, as the seed paper states ("at each fine-tuning step") and Lee et al. do; it costs no extra
   pass and no host read (`GradientReweighter`: the multipliers stay a tensor on the model's device).
-  `weights` (what the method is shown to pick) still scores the pretrained model on the probe sample. "epoch" (epoch k rescores on the probe with seed + k − 1, the first epoch
-  taking `weights`; the default until 2026-11-26) or "once". Measured on digits (test accuracy %, seeds
+  `weights` (what the method is shown to pick) still scores the pretrained model on the probe sample.
+  "epoch" (epoch k rescores on the probe with seed + k − 1, the first epoch taking `weights`; the default
+  until 2026-11-26) or "once". Measured on digits (test accuracy %, seeds
   0-2, input = mean of the 14 corruptions at severity 5 / feature level / label flip): step
   78.5 ± 0.8 / 60.3 ± 1.1 / 27.2 ± 4.9 (scored then on the coming minibatch in eval mode, the same
   gradient as training's with BatchNorm statistics frozen), epoch 77.7 ± 1.6 / 62.5 ± 4.1 / 19.0 ± 3.4;
