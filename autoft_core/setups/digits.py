@@ -26,7 +26,7 @@ CLASSES = {"standard": 10, "feature": 5}
 # (test, validation, training) images per class of every target task: 1,000 each way in both families
 PER_CLASS = {"standard": (100, 100, 100), "feature": (200, 200, 200)}
 WIDTH = 8  # DigitsResNet channels in its first stage
-FEATURES = 128  # and the head's inputs
+FEATURES = 32  # the head's inputs: a bottleneck narrow enough that a new head alone cannot undo a low-level shift
 PRETRAIN = {"epochs": 5, "lr": 3e-3, "batch_size": 64, "seed": 0, "holdout": 0.1, "threads": 1}
 
 
