@@ -12,7 +12,7 @@ and the source model's held-out accuracy. Seed 0 and 2 worker processes unless t
 
     python bench/source_variants.py --name default
     python bench/source_variants.py --name p1 --pretrain seed=1
-    python bench/source_variants.py --name feat32 --features 32
+    python bench/source_variants.py --name feat128 --features 128
     python bench/source_variants.py --name str08 --style stripes=0.8 --style stripe_period=2.0,2.5
 """
 from __future__ import annotations

@@ -28,8 +28,9 @@ def test_exported_task_reproduces_auto_rgn_weights(tmp_path, capsys):
     arrays = np.load(tmp_path / "task.npz")
     module, name = task["model_class"].rsplit(".", 1)
     state = load_file(str(tmp_path / "model.safetensors"))
-    width = state["stem.conv.weight"].shape[0]  # the digits ResNet's only other constructor argument
-    model = getattr(importlib.import_module(module), name)(num_classes=int(arrays["num_classes"]), width=width)
+    width, features = state["stem.conv.weight"].shape[0], state["head.weight"].shape[1]  # its other arguments
+    model = getattr(importlib.import_module(module), name)(num_classes=int(arrays["num_classes"]), width=width,
+                                                          features=features)
     model.load_state_dict(state)
     model.eval()
     x, y = torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"])
