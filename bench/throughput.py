@@ -19,7 +19,7 @@ evaluation inline, as the plain side's; `evalthread` measures what evaluating be
 buys and costs); on CUDA: synchronised wall time, plus the WRN-28-10 MFU at the recipe's batch and at 256
 and one CIFAR-10-C-sized run (1,000 images x 25 epochs + 10,000 test images).
 
-    python bench/throughput.py [--repeats 15] [--cases all,frozen3,frozen9,run,evalthread]
+    python bench/throughput.py [--repeats 15] [--cases all,frozen3,frozen9,run,evalthread,figures]
     python bench/throughput.py --model wrn --device cuda [--compile]
     python bench/throughput.py --model wrn --device cuda --cases frozen3 --repeats 1 --profile
 
@@ -309,7 +309,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the step cases (default 4)")
     parser.add_argument("--run-epochs", type=int, default=5, help="epochs of the whole-run case")
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--cases", default="all,frozen3,frozen9,run,evalthread")
+    parser.add_argument("--cases", default="all,frozen3,frozen9,run,evalthread,figures",
+                        help="comma-separated; figures: the MFU lines and the CIFAR-10-C-sized run (WRN-28-10 on CUDA)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward (CUDA)")
     parser.add_argument("--profile", action="store_true", help="profile each step case's two sides once more")
     args = parser.parse_args()
@@ -343,7 +344,7 @@ def main() -> None:
             print(cpu.report(0.9), flush=True)
         else:
             print("evaluation beside training: no spare CPU core here (or not the CPU); nothing to compare")
-    if device.type == "cuda" and args.model == "wrn":
+    if "figures" in cases and device.type == "cuda" and args.model == "wrn":
         gpu_figures(base, device, images, args.epochs)
 
 
