@@ -205,10 +205,7 @@ def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: Laye
     set_train_mode(model, cfg.train_bn_stats)
     n = len(train)
     order = torch.randperm(n, generator=generator).to(device, non_blocking=True)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    bad = torch.zeros((), dtype=torch.bool, device=device)
-    steps = 0
+    stats = EpochStats()
     for start in range(0, n, cfg.batch_size):
         idx = order[start:start + cfg.batch_size]
         x, y = train.x[idx], train.y[idx]
@@ -227,12 +224,40 @@ def _train_epoch(net: nn.Module, model: nn.Module, train: Split, optimizer: Laye
         if reweighter is not None and reweighter.every == "gradient":
             optimizer.apply(reweighter(model, None))
         optimizer.step()
-        steps += 1
-        loss = loss.detach()
-        bad |= ~torch.isfinite(loss)  # on the device: no host sync per step
-        loss_sum += loss * len(idx)
-        correct += (logits.detach().argmax(dim=1) == y).sum()
-    return loss_sum, correct, bad, steps
+        stats.add(loss, logits, y)
+    return (*stats.totals(device), len(stats.losses))
+
+
+class EpochStats:
+    """An epoch's training loss and correct count, kept on the device at one kernel launch per step (the
+    predictions' argmax: on a GPU bound by the host issuing kernels, each launch counts) and summed once,
+    at the epoch's end."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []
+        self.sizes: list[int] = []
+        self.predictions: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Record one step: its mean loss, its batch size and its predictions."""
+        self.losses.append(loss.detach())
+        self.sizes.append(len(y))
+        self.predictions.append(logits.detach().argmax(dim=1))
+        self.labels.append(y)
+
+    def totals(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(summed loss, correct count, non-finite flag), on the device. The flag is the sum's: cross-entropy
+        is never negative, so the sum is non-finite exactly when a step's loss was (or it overflowed fp32,
+        which only a diverged run reaches)."""
+        if not self.losses:
+            loss_sum = torch.zeros((), device=device)
+            return loss_sum, torch.zeros((), dtype=torch.long, device=device), torch.zeros((), dtype=torch.bool,
+                                                                                            device=device)
+        sizes = torch.tensor(self.sizes, dtype=torch.float32).to(device, non_blocking=True)
+        loss_sum = torch.dot(torch.stack(self.losses).float(), sizes)
+        correct = (torch.cat(self.predictions) == torch.cat(self.labels)).sum()
+        return loss_sum, correct, ~torch.isfinite(loss_sum)
 
 
 def translated(x: torch.Tensor, limit: int, generator: torch.Generator) -> torch.Tensor:

@@ -47,7 +47,7 @@ from autoft_core.core.recipe import Recipe  # noqa: E402
 from autoft_core.device import (autocast, fused_kwargs, peak_bf16_flops, pinned_threads, prepare_model,  # noqa: E402
                                 resolve_device, spare_cpu_core)
 from autoft_core.evaluation import clear_accuracy_cache, eval_batch  # noqa: E402
-from autoft_core.finetune import finetune, set_train_mode  # noqa: E402
+from autoft_core.finetune import EpochStats, finetune, set_train_mode  # noqa: E402
 from autoft_core.layers import partition  # noqa: E402
 
 TARGETS = {"all": 0.97, "frozen3": 1.0, "frozen9": 1.0, "run": 0.9, "evalthread": 1.0}
@@ -94,17 +94,14 @@ def epochs_loop(model: torch.nn.Module, train: Split, epochs: int, batch_size: i
                 zero_grad: Callable[[], None], stats: bool = False, sync: bool = False,
                 after_epoch: Callable[[int], None] = lambda epoch: None) -> None:
     """The plain loop's epochs with the given optimizer calls; with `stats`, the project's per-step statistics
-    (loss sum, correct count, non-finite flag on the device); with `sync`, one host read per epoch (of them,
-    else of the last loss; bench/loop_variants.py builds the project's epoch up from these)."""
+    (`EpochStats`: loss sum, correct count, non-finite flag on the device); with `sync`, one host read per
+    epoch (of them, else of the last loss; bench/loop_variants.py builds the project's epoch up from these)."""
     device = train.x.device
     generator = torch.Generator().manual_seed(0)
     for epoch in range(1, epochs + 1):
         set_train_mode(model, train_bn_stats=False)
         order = torch.randperm(len(train), generator=generator).to(device)
-        if stats:
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.long, device=device)
-            bad = torch.zeros((), dtype=torch.bool, device=device)
+        epoch_stats = EpochStats()
         for i in range(0, len(train), batch_size):
             idx = order[i:i + batch_size]
             x, y = train.x[idx], train.y[idx]
@@ -115,12 +112,9 @@ def epochs_loop(model: torch.nn.Module, train: Split, epochs: int, batch_size: i
             loss.backward()
             step()
             if stats:
-                loss = loss.detach()
-                bad |= ~torch.isfinite(loss)
-                loss_sum += loss * len(idx)
-                correct += (logits.detach().argmax(dim=1) == y).sum()
+                epoch_stats.add(loss, logits, y)
         if sync:  # the statistics kept, else the last loss
-            (torch.stack([loss_sum, correct.float(), bad.float()]) if stats else loss.detach()).tolist()
+            (torch.stack([t.float() for t in epoch_stats.totals(device)]) if stats else loss.detach()).tolist()
         after_epoch(epoch)
 
 

@@ -423,3 +423,26 @@ def test_any_non_finite_weight_of_any_layer_is_seen(bad):
         with torch.no_grad():
             groups[1][1][1] = bad
     assert bool(finetune_module._finite(groups)) == (bad is None)
+
+
+@pytest.mark.parametrize("poison", [None, float("nan"), float("inf")])
+def test_epoch_stats_sum_the_steps_as_numpy_does_and_flag_a_non_finite_loss(poison):
+    """EpochStats against float64 NumPy: the loss summed with each step's batch size, the correct count, and the
+    non-finite flag raised by one poisoned step's loss (read from the sum, not per step)."""
+    rng = np.random.default_rng(0)
+    sizes = [16, 16, 16, 7]  # the last batch smaller, as an epoch's is
+    losses = rng.uniform(0.1, 3.0, len(sizes))
+    if poison is not None:
+        losses[2] = poison
+    logits = [rng.normal(size=(n, 10)) for n in sizes]
+    labels = [rng.integers(0, 10, n) for n in sizes]
+    stats = finetune_module.EpochStats()
+    for loss, z, y in zip(losses, logits, labels):
+        stats.add(torch.tensor(loss, dtype=torch.float32), torch.tensor(z, dtype=torch.float32), torch.tensor(y))
+    loss_sum, correct, bad = stats.totals(torch.device("cpu"))
+    assert int(correct) == sum(int((z.argmax(1) == y).sum()) for z, y in zip(logits, labels))
+    assert bool(bad) == (poison is not None)
+    if poison is None:
+        assert float(loss_sum) == pytest.approx(float(np.dot(losses.astype(np.float32), sizes)), rel=1e-6)
+    empty = finetune_module.EpochStats().totals(torch.device("cpu"))
+    assert [float(t) for t in empty] == [0.0, 0.0, 0.0]
