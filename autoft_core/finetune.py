@@ -250,10 +250,9 @@ class EpochStats:
         """(summed loss, correct count, non-finite flag), on the device. The flag is the sum's: cross-entropy
         is never negative, so the sum is non-finite exactly when a step's loss was (or it overflowed fp32,
         which only a diverged run reaches)."""
-        if not self.losses:
-            loss_sum = torch.zeros((), device=device)
-            return loss_sum, torch.zeros((), dtype=torch.long, device=device), torch.zeros((), dtype=torch.bool,
-                                                                                            device=device)
+        if not self.losses:  # no step taken (nothing trainable)
+            zero = torch.zeros((), device=device)
+            return zero, zero.long(), zero.bool()
         sizes = torch.tensor(self.sizes, dtype=torch.float32).to(device, non_blocking=True)
         loss_sum = torch.dot(torch.stack(self.losses).float(), sizes)
         correct = (torch.cat(self.predictions) == torch.cat(self.labels)).sum()

@@ -32,12 +32,18 @@ def frozen_prefix(model: nn.Module, frozen_params: set[str]) -> tuple[nn.Sequent
     k = 0
     for stage in stages[:-1]:
         params = [owner[id(p)] for p in stage.parameters()]
-        if any(p not in frozen_params for p in params) or any(isinstance(m, nn.Dropout) for m in stage.modules()):
+        if any(p not in frozen_params for p in params) or _drops_out(stage):
             break
         k += 1
     if k == 0:
         return None
     return nn.Sequential(*stages[:k]), nn.Sequential(*stages[k:])
+
+
+def _drops_out(stage: nn.Module) -> bool:
+    """Whether the stage applies dropout in training (a cached prefix would not): an nn.Dropout, or a positive
+    `droprate` (RobustBench's WideResNet blocks call F.dropout with it)."""
+    return any(isinstance(m, nn.Dropout) or getattr(m, "droprate", 0) > 0 for m in stage.modules())
 
 
 def prefix_cache_pays(epochs: int, n_train: int, n_val: int, n_test: int) -> bool:

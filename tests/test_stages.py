@@ -60,3 +60,16 @@ def test_a_wrn_frozen_prefix_can_end_inside_a_block(wrn):
     assert torch.equal(rest(prefix(x)), wrn(x))
     trains_in_the_first_block = frozen - set(layers[2].param_names)
     assert list(frozen_prefix(wrn, trains_in_the_first_block)[0]) == [wrn.conv1]
+
+
+def test_a_stage_with_functional_dropout_is_never_a_cached_prefix():
+    """RobustBench's BasicBlock drops out with F.dropout when its droprate is positive: no nn.Dropout module to see,
+    so the prefix stops before the first such block (the same frozen layers give a longer prefix without it)."""
+    import_robustbench()
+    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
+
+    for rate, expected in ((0.0, 5), (0.3, 1)):
+        model = WideResNet(depth=10, widen_factor=1, dropRate=rate)
+        layers = partition(model, "module")
+        frozen = {name for layer in layers[:-1] for name in layer.param_names}
+        assert len(frozen_prefix(model, frozen)[0]) == expected  # all but the head; conv1 alone
