@@ -42,7 +42,8 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 part throughput "${THROUGHPUT_S:-180}" python3 bench/throughput.py --model wrn --device cuda --repeats 7
 part methods "${METHODS_S:-180}" python3 bench/methods.py --setup python:bench.wrn_synthetic:setup --device cuda \
     --epochs 5 --repeats 1 --methods "${METHOD_LIST:-all}"
-part compile "${COMPILE_S:-120}" python3 bench/throughput.py --model wrn --device cuda --repeats 5 --cases all,figures --compile
+part compile "${COMPILE_S:-120}" python3 bench/throughput.py --model wrn --device cuda --repeats 5 \
+    --cases all,figures --compile
 part digits "${DIGITS_S:-60}" python3 -m autoft_core finetune --setup digits --shift output --method auto-rgn \
     --device cuda --store "$out/digits.sqlite"
 part phases "${PHASES_S:-120}" python3 bench/phases.py --model wrn --device cuda --repeats 3 --phases
