@@ -5,20 +5,13 @@ import pytest
 import torchvision
 from torch import nn
 
-from autoft_core.compat import import_robustbench
 from autoft_core.errors import BadArgumentError
 from autoft_core.layers import layer_norms, partition
 from autoft_core.models.digits_net import DigitsResNet
+from tiny_nets import wide_resnet
 
 
-def _wrn() -> nn.Module:
-    import_robustbench()
-    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
-
-    return WideResNet(depth=28, widen_factor=10)
-
-
-MODELS = {"digits": DigitsResNet, "wrn-28-10": _wrn, "resnet50": torchvision.models.resnet50}
+MODELS = {"digits": DigitsResNet, "wrn-28-10": wide_resnet, "resnet50": torchvision.models.resnet50}
 BLOCKS = {"digits": ["stem+stage1", "stage2", "stage3", "head"],
           "wrn-28-10": ["stem+block1", "block2", "block3", "head"],
           "resnet50": ["conv1+layer1", "layer2", "layer3", "layer4", "fc"]}

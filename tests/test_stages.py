@@ -6,17 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from autoft_core.compat import import_robustbench
 from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.stages import frozen_prefix, model_stages
-
-
-def _wrn() -> nn.Module:
-    import_robustbench()
-    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
-
-    return WideResNet(depth=28, widen_factor=10)
+from tiny_nets import wide_resnet
 
 
 def _seeded(build) -> nn.Module:
@@ -26,7 +19,7 @@ def _seeded(build) -> nn.Module:
 
 @pytest.fixture(scope="module")
 def wrn() -> nn.Module:
-    return _seeded(_wrn)
+    return _seeded(wide_resnet)
 
 
 def _images(n: int = 2) -> torch.Tensor:
@@ -65,11 +58,8 @@ def test_a_wrn_frozen_prefix_can_end_inside_a_block(wrn):
 def test_a_stage_with_functional_dropout_is_never_a_cached_prefix():
     """RobustBench's BasicBlock drops out with F.dropout when its droprate is positive: no nn.Dropout module to see,
     so the prefix stops before the first such block (the same frozen layers give a longer prefix without it)."""
-    import_robustbench()
-    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
-
     for rate, expected in ((0.0, 5), (0.3, 1)):
-        model = WideResNet(depth=10, widen_factor=1, dropRate=rate)
+        model = wide_resnet(depth=10, widen_factor=1, drop_rate=rate)
         layers = partition(model, "module")
         frozen = {name for layer in layers[:-1] for name in layer.param_names}
         assert len(frozen_prefix(model, frozen)[0]) == expected  # all but the head; conv1 alone

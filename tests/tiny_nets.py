@@ -1,4 +1,5 @@
-"""The tiny conv net with BatchNorm that the method tests share: small enough for dense per-layer Hessians."""
+"""Networks the tests share: the tiny conv net with BatchNorm (small enough for dense per-layer Hessians) and
+RobustBench's WideResNet."""
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -19,3 +20,13 @@ def tiny_bn_net(mean_spread: float = 0.1) -> nn.Module:
         net.bn1.running_mean.uniform_(-mean_spread, mean_spread)
         net.bn2.running_var.uniform_(0.5, 2.0)
     return net.eval()
+
+
+def wide_resnet(depth: int = 28, widen_factor: int = 10, drop_rate: float = 0.0) -> nn.Module:
+    """RobustBench's WideResNet (WRN-28-10 by default), randomly initialised."""
+    from autoft_core.compat import import_robustbench
+
+    import_robustbench()
+    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
+
+    return WideResNet(depth=depth, widen_factor=widen_factor, dropRate=drop_rate)
