@@ -9,6 +9,7 @@ architectures); in a declared partition each parameter goes to the first layer w
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,8 +32,13 @@ class Layer:
     residual: bool = False  # a residual branch (x + f(x)): taking the layer out skips the branch
 
     def parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        named = dict(model.named_parameters())
-        return [named[n] for n in self.param_names]
+        return layer_parameters(model, [self])[0]
+
+
+def layer_parameters(model: nn.Module, layers: Sequence[Layer]) -> list[list[nn.Parameter]]:
+    """Each layer's parameters, from one walk over the model's named parameters (not one per layer)."""
+    named = dict(model.named_parameters())
+    return [[named[n] for n in layer.param_names] for layer in layers]
 
 
 def _parameterised_leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:

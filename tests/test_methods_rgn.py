@@ -22,9 +22,9 @@ from autoft_core.cli import main
 from autoft_core.core.data import Split, TaskData
 from autoft_core.core.recipe import Recipe
 from autoft_core.finetune import finetune
-from autoft_core.layers import partition
+from autoft_core.layers import layer_parameters, partition
 from autoft_core.methods import MethodContext, get_method
-from autoft_core.methods._gradients import GradientReweighter, layer_norms, layer_params
+from autoft_core.methods._gradients import GradientReweighter, layer_norms
 from autoft_core.optim import LayerwiseOptimizer
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.setups.digits import FEATURES
@@ -176,7 +176,7 @@ def test_a_step_reweighted_from_its_gradient_reads_nothing_on_the_host(monkeypat
     ctx = _context("auto-rgn", data, every="step")
     method = get_method("auto-rgn")
     reweighter = method.reweighter(ctx, method.weights(ctx))
-    optimizer = LayerwiseOptimizer(layer_params(ctx.model, ctx.layers), Recipe(lr=1e-3))
+    optimizer = LayerwiseOptimizer(layer_parameters(ctx.model, ctx.layers), Recipe(lr=1e-3))
     optimizer.apply([1.0] * len(ctx.layers))
     for _ in range(2):
         optimizer.zero_grad()
@@ -195,7 +195,7 @@ def test_non_finite_scores_keep_the_previous_multipliers():
     data = _task()
     ctx = _context("auto-rgn", data, every="step")
     reweighter = GradientReweighter(ctx.layers, "max", [0.5] * len(ctx.layers))
-    params = [p for group in layer_params(ctx.model, ctx.layers) for p in group]
+    params = [p for group in layer_parameters(ctx.model, ctx.layers) for p in group]
     for p in params:
         p.grad = torch.full_like(p, float("nan"))
     assert reweighter(ctx.model).tolist() == [0.5] * len(ctx.layers)

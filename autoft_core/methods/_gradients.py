@@ -28,7 +28,7 @@ from torch import nn
 
 from ..core.data import Split
 from ..digest import model_digest, tensor_digest
-from ..layers import Layer
+from ..layers import Layer, layer_parameters
 from ..memo import Remembered
 from . import _steps_on_disk
 from ._common import full_precision, probe_mode, seeded_sample
@@ -52,14 +52,10 @@ class Probe:
     untouched: bool = False  # the model is the pretrained one (the first call): its source step is kept
 
 
-def layer_params(model: nn.Module, layers: Sequence[Layer]) -> list[list[nn.Parameter]]:
-    return [layer.parameters(model) for layer in layers]
-
-
 def layer_gradients(model: nn.Module, layers: Sequence[Layer], sample: Split) -> list[torch.Tensor]:
     """∇θ_l of the mean loss over `sample`, one flat fp32 vector per layer; the model is left as it was."""
     with probe_mode(model), full_precision():
-        return mean_gradients(model, layer_params(model, layers), sample)
+        return mean_gradients(model, layer_parameters(model, layers), sample)
 
 
 def layer_newton_steps(model: nn.Module, layers: Sequence[Layer], sample: Split,
@@ -74,7 +70,7 @@ def layer_newton_steps(model: nn.Module, layers: Sequence[Layer], sample: Split,
     steps = _steps.get(key)
     if steps is not None:
         return steps
-    params_by_layer = layer_params(model, layers)
+    params_by_layer = layer_parameters(model, layers)
     if keep_on_disk:
         steps = _steps_on_disk.load(key, [sum(p.numel() for p in group) for group in params_by_layer], device)
     if steps is None:
@@ -178,7 +174,7 @@ class RelativeNormMethod(Method):
     def _score(self, model: nn.Module, layers: Sequence[Layer], probe: Probe, params: dict[str, Any]) -> LayerWeights:
         """Scores and multipliers of `model` on `probe`."""
         vectors, extras = self._vectors(model, layers, probe, params)
-        scores = relative_norms([[v] for v in vectors], layer_params(model, layers))
+        scores = relative_norms([[v] for v in vectors], layer_parameters(model, layers))
         weights, fallback = scaled(scores, params["scale"], self.name)
         return LayerWeights(scores=scores, weights=weights,
                             extras={**extras, "scale": params["scale"], "all_zero_fallback": fallback})
@@ -250,7 +246,7 @@ class GradientReweighter:
 
     def __call__(self, model: nn.Module, batch: Batch | None = None) -> torch.Tensor:
         if self._params is None or self._params[0] is not model:  # looked up once: a lookup walks the model
-            self._params = (model, layer_params(model, self.layers))
+            self._params = (model, layer_parameters(model, self.layers))
         params = self._params[1]
         grads = [[p.grad if p.grad is not None else torch.zeros_like(p) for p in group] for group in params]
         scores = relative_norm_tensor(grads, params)

@@ -18,7 +18,7 @@ from ..core.data import Split
 from ..device import autocast
 from ..evaluation import EVAL_BATCH
 from ..finetune import Progress
-from ..layers import Layer
+from ..layers import Layer, layer_parameters
 from ..stages import model_stages
 from ._common import mean_loss, seeded_sample
 
@@ -37,7 +37,7 @@ class LayerProbe:
         self.model, self.layers, self.sample = model, list(layers), sample
         self.stages = model_stages(model) or [model]
         owner = {id(p): k for k, stage in enumerate(self.stages) for p in stage.parameters()}
-        self.first_stage = [min(owner[id(p)] for p in layer.parameters(model)) for layer in layers]
+        self.first_stage = [min(owner[id(p)] for p in group) for group in layer_parameters(model, layers)]
         with torch.no_grad(), autocast(sample.x.device):
             self.inputs = [sample.x]
             for stage in self.stages[:-1]:

@@ -49,6 +49,6 @@ def scaled_tensor(scores: torch.Tensor, scale: str) -> torch.Tensor:
     """The multipliers of finite float64 `scores` under `scale`, computed where they lie (no host read, so a
     CUDA step need not wait for its scores): the same numbers as `scaled`, the all-zero fallback included."""
     values = scores.clamp_min(0.0)
-    divisor = {"max": values.max(), "raw": torch.ones((), dtype=values.dtype, device=values.device),
-               "mean": values.mean()}[scale]
+    # the chosen divisor alone: auto-rgn runs this every training step
+    divisor = {"max": torch.amax, "mean": torch.mean, "raw": lambda v: v.new_ones(())}[scale](values)
     return torch.where((values > 0).any(), values / divisor, torch.ones_like(values))

@@ -26,10 +26,11 @@ Choices made here:
   so the process remembers it (`_gradients.layer_newton_steps`, with the target step +hessian solves
   too) and keeps it on disk (`_steps_on_disk`): a source model pays it once per seed, for the 15
   digits targets that share it, in every process. Weights (`bench/methods.py`, 1 thread, CPU time,
-  2026-11-27): 3.1 epochs for a source model's first target, 1.5 for every later one (1.5 in a new
-  process, from the kept step). Cheaper settings measured against the default on digits (2026-11-27; weights
-  2.69-2.82 epochs cold; test accuracy %, seeds 0-5 on the feature level / label flip, 0-2 on the
-  input level's 14 corruptions): `batch_size=32` 1.91 epochs, the same means (83.1 / 79.5 against
+  2026-11-27, with `_curvature`'s own convolution backward): 1.8 epochs for a source model's first target,
+  1.0 for every later one (0.9 in a new process, from the kept step); 2.5 / 1.2 with PyTorch's. Cheaper
+  settings measured against the default on digits (2026-11-27, PyTorch's backward; weights 2.69-2.82
+  epochs cold; test accuracy %, seeds 0-5 on the feature level / label flip, 0-2 on the input level's
+  14 corruptions): `batch_size=32` 1.91 epochs, the same means (83.1 / 79.5 against
   83.1 / 79.4; input 77.6 both) but the flip's seed spread ± 4.5 against ± 1.5 (one seed at 72.2);
   `batch_size=48` 81.7 / 79.2; `iterations=4` 81.8 / 78.5; `iterations=3` 1.98 epochs, the flip
   76.6 against 79.9 (seeds 0-2). The default keeps the steadier estimate;

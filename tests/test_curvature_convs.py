@@ -1,0 +1,135 @@
+"""The curvature products' own convolution backward (`_curvature.masked_conv_backward`): the same products
+as PyTorch's double backward and as central differences of the layer gradient, on layers of several
+convolutions (strided, grouped, dilated, with and without bias), and no convolution a product does not
+need."""
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from contextlib import nullcontext
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from autoft_core.core.data import Split
+from autoft_core.methods import _curvature
+from autoft_core.methods._common import probe_mode
+from autoft_core.methods._curvature import BlockCurvature
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _net() -> nn.Module:
+    """Four convolutions of different geometry, BatchNorm, and a head; eval mode."""
+    torch.manual_seed(0)
+    net = nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(3, 4, 3, stride=2, padding=1, bias=True), bn1=nn.BatchNorm2d(4), relu1=nn.ReLU(),
+        conv2=nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2, bias=False), relu2=nn.ReLU(),
+        conv3=nn.Conv2d(4, 6, 3, stride=2), bn3=nn.BatchNorm2d(6), relu3=nn.ReLU(),
+        conv4=nn.Conv2d(6, 6, 1, bias=False), relu4=nn.ReLU(),
+        pool=nn.AdaptiveAvgPool2d(1), flat=nn.Flatten(), head=nn.Linear(6, 3)))
+    with torch.no_grad():
+        net.bn1.running_mean.uniform_(-0.1, 0.1)
+        net.bn3.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _groups(net: nn.Module) -> list[list[nn.Parameter]]:
+    """Layers of one, two and three modules: a product's second derivatives cross convolutions within one."""
+    return [[net.conv1.weight, net.conv1.bias],
+            [net.bn1.weight, net.bn1.bias, net.conv2.weight, net.conv3.weight, net.conv3.bias],
+            [net.conv4.weight],
+            [net.bn3.weight, net.head.weight, net.head.bias]]
+
+
+def _sample(dtype: torch.dtype) -> Split:
+    g = torch.Generator().manual_seed(1)
+    return Split(torch.rand(16, 3, 11, 11, generator=g).to(dtype), torch.randint(0, 3, (16,), generator=g))
+
+
+def _vectors(groups: list[list[nn.Parameter]], dtype: torch.dtype) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(2)
+    return [torch.randn(sum(p.numel() for p in group), generator=g).to(dtype) for group in groups]
+
+
+@pytest.mark.parametrize("kind", ["hessian", "gauss-newton"])
+def test_products_equal_pytorchs_own_double_backward(monkeypatch, kind):
+    net = _net()
+    groups, sample = _groups(net), _sample(torch.float32)
+    with probe_mode(net):
+        masked = BlockCurvature(net, groups, sample, kind)
+        with monkeypatch.context() as patch:
+            patch.setattr(_curvature, "masked_conv_backward", lambda model, grads: nullcontext())
+            native = BlockCurvature(net, groups, sample, kind)
+        assert not any("forward" in vars(m) for m in net.modules())  # every convolution's own forward is back
+        for ours, theirs in zip(masked.grads, native.grads):
+            torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
+        for l, v in enumerate(_vectors(groups, torch.float32)):
+            torch.testing.assert_close(masked.product(l, v), native.product(l, v), rtol=1e-5, atol=1e-6)
+
+
+def test_products_match_central_differences_of_the_layer_gradient():
+    net = _net().double()
+    moved = copy.deepcopy(net)  # moved by the differences, apart from the graphs the products keep
+    groups, sample = _groups(net), _sample(torch.float64)
+    with probe_mode(net):
+        curvature = BlockCurvature(net, groups, sample, "hessian")
+        for l, v in enumerate(_vectors(groups, torch.float64)):
+            v = v / v.norm()
+            eps = 1e-6
+            group = _groups(moved)[l]
+            differences = (_shifted_gradient(moved, group, sample, eps * v)
+                           - _shifted_gradient(moved, group, sample, -eps * v)) / (2 * eps)
+            product = curvature.product(l, v)
+            assert float((product - differences).norm() / differences.norm()) < 1e-6, l
+
+
+def _shifted_gradient(net: nn.Module, group: list[nn.Parameter], sample: Split, shift: torch.Tensor) -> torch.Tensor:
+    """The flat gradient of the mean loss in `group` with `group` moved by `shift` (plain autograd)."""
+    with torch.no_grad():
+        start = 0
+        for p in group:
+            p.add_(shift[start:start + p.numel()].view_as(p))
+            start += p.numel()
+    try:
+        loss = F.cross_entropy(net(sample.x), sample.y)
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, group)])
+    finally:
+        with torch.no_grad():
+            start = 0
+            for p in group:
+                p.sub_(shift[start:start + p.numel()].view_as(p))
+                start += p.numel()
+
+
+class _CountConvolutions(TorchDispatchMode):
+    """Counts the convolutions run (forward ones and each computed output of a backward one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten.convolution.default:
+            self.count += 1
+        elif func is torch.ops.aten.convolution_backward.default:
+            self.count += sum(args[-1])
+        return func(*args, **kwargs)
+
+
+def test_a_product_runs_two_convolutions_per_convolution_above_its_layer_and_two_for_its_own():
+    net = _net()
+    groups, sample = [[p] for p in (net.conv1.weight, net.conv2.weight, net.conv3.weight, net.conv4.weight)], \
+        _sample(torch.float32)
+    with probe_mode(net):
+        curvature = BlockCurvature(net, groups, sample, "hessian")
+        for l, v in enumerate(_vectors(groups, torch.float32)):
+            with _CountConvolutions() as counted:
+                curvature.product(l, v)
+            # above: the tangent's way up and back; own: the tangent of its output and the weight gradient
+            # that is the product. No weight gradient above, no gradient of the layer's input (nor the image's)
+            assert counted.count == 2 * (len(groups) - 1 - l) + 2, l
