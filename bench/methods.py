@@ -1,8 +1,10 @@
 """What each method costs, in one-thread CPU time on the CPU (synchronised wall time on CUDA): its weights in
 fine-tuning epochs, and its whole run (weights + fine-tuning + evaluation, as `finetune` computes it)
 relative to full fine-tuning's. Weights are timed three ways. Cold: nothing remembered, nothing kept on
-disk (a source model's first use). Kept: a new process, with what the earlier runs kept on disk
-(+hessian+change's source step: `methods/_steps_on_disk`). Warm: the process remembers Newton steps
+disk (a source model's first use); each cold computation is paired with one fine-tuning epoch timed just
+before or after it (the order alternating), and the pairs' ratios give the median and range, so a slow
+spell of a shared machine hits both sides of a ratio alike. Kept: a new process, with what the earlier
+runs kept on disk (+hessian+change's source step: `methods/_steps_on_disk`). Warm: the process remembers Newton steps
 (+hessian+change's source step is shared by every target of its source model, and the target step with
 +hessian): the weights right after the same method's weights for the other target that shares the source
 model (`--warm-shift`, by default the input shift's gaussian_noise for the output shift and the output
@@ -76,8 +78,8 @@ def kept_seconds(now: Callable[[], float], cfg: RunConfig, device: str) -> float
     return seconds(now, lambda: compute_weights(cfg, device=device), forget="memory")
 
 
-def epoch_seconds(cfg: RunConfig, repeats: int, device: torch.device) -> float:
-    """One full fine-tuning epoch (training + validation): runs of 3 and 0 epochs, the difference / 3."""
+def epoch_timer(cfg: RunConfig, device: torch.device) -> Callable[[], float]:
+    """A timer of one full fine-tuning epoch (training + validation): runs of 3 and 0 epochs, the difference / 3."""
     setup, data = load_task(cfg)
 
     def timed(epochs: int) -> float:
@@ -87,7 +89,7 @@ def epoch_seconds(cfg: RunConfig, repeats: int, device: torch.device) -> float:
                                                        replace(cfg.recipe, epochs=epochs), cfg.seed, device))
 
     timed(1)  # warm-up: first-call costs (cuDNN's autotuning of every shape on CUDA) are not an epoch's
-    return statistics.median((timed(3) - timed(0)) / 3 for _ in range(repeats))
+    return lambda: (timed(3) - timed(0)) / 3
 
 
 def main() -> None:
@@ -126,19 +128,22 @@ def main() -> None:
                                         ("input:gaussian_noise" if args.shift == "output" else "output")).partition(":")
     other = resolve(RunConfig(setup=args.setup, shift=other_shift, corruption=other_corruption or None))
     other = replace(other, recipe=base.recipe)
-    epoch = epoch_seconds(base, args.repeats, device)
+    one_epoch = epoch_timer(base, device)
     print(f"{args.setup} / {args.shift}, {base.recipe.shots} shots, {args.epochs}-epoch runs, {where}, "
-          f"{args.repeats} repeats: one fine-tuning epoch = {epoch:.3f} s")
+          f"{args.repeats} repeats; cold: each weights paired with an epoch, alternated, median [range] of the "
+          "pairs' ratios; kept and warm: over the median of those epochs")
     print(f"warm: after the weights for {other.shift}{':' + other.corruption if other.corruption else ''}"
           + (f"; parameters {params}" if params else ""))
     print("weights in epochs: cold (first use), kept (a new process, what earlier runs kept on disk), warm")
-    print(f"{'method':<26} {'weights s':>9} {'cold':>6} {'kept':>6} {'warm':>6}  {'run / full run [range]':<24} "
-          "verdict")
+    print(f"{'method':<26} {'weights s':>9} {'epoch s':>7} {'cold [range]':<17} {'kept':>6} {'warm':>6}  "
+          f"{'run / full run [range]':<24} verdict")
     for name in names:
         cfg = resolve(replace(base, method=name, params=params))
         compute_weights(cfg, device=args.device)  # warm-up: first-call costs (kernel set-up) are not the method's
-        weights = statistics.median(seconds(now, lambda: compute_weights(cfg, device=args.device))
-                                    for _ in range(args.repeats))
+        paired = alternate(name, one_epoch, lambda: seconds(now, lambda: compute_weights(cfg, device=args.device)),
+                           args.repeats)
+        cold = [1 / r for r in paired.ratios]  # weights / epoch, pair by pair
+        weights, epoch, cold_mid = (statistics.median(v) for v in (paired.project, paired.baseline, cold))
         kept = statistics.median(kept_seconds(now, cfg, args.device) for _ in range(args.repeats))
         warm = statistics.median(warm_seconds(now, cfg, replace(other, method=name, params=params), args.device)
                                  for _ in range(args.repeats))
@@ -150,13 +155,14 @@ def main() -> None:
         notes = []
         if name == "cross-validation":
             notes.append("weights exempt (fine-tunes each block)")
-        elif weights / epoch > WEIGHTS_TARGET_EPOCHS:
+        elif cold_mid > WEIGHTS_TARGET_EPOCHS:
             met = [how for how, t in (("kept", kept), ("warm", warm)) if t / epoch <= WEIGHTS_TARGET_EPOCHS]
-            notes.append(f"weights miss by {weights / epoch - WEIGHTS_TARGET_EPOCHS:.2f} epochs cold"
+            notes.append(f"weights miss by {cold_mid - WEIGHTS_TARGET_EPOCHS:.2f} epochs cold"
                          + (f", meet {' and '.join(met)}" if met else ""))
         if name == "auto-rgn" and mid > RGN_RUN_TARGET:
             notes.append(f"run misses {RGN_RUN_TARGET}x by {mid - RGN_RUN_TARGET:.2f}")
-        print(f"{name:<26} {weights:>9.3f} {weights / epoch:>6.2f} {kept / epoch:>6.2f} {warm / epoch:>6.2f}  "
+        spread = f"{cold_mid:.2f} [{min(cold):.2f}-{max(cold):.2f}]"
+        print(f"{name:<26} {weights:>9.3f} {epoch:>7.3f} {spread:<17} {kept / epoch:>6.2f} {warm / epoch:>6.2f}  "
               f"{mid:5.2f}x [{min(run):.2f}-{max(run):.2f}]{'':<9} {'; '.join(notes) or 'meets'}", flush=True)
         if args.profile:
             profiled(device, f"{name}, whole run", lambda: seconds(now, lambda: compute_run(cfg, device=args.device)))
