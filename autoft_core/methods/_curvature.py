@@ -43,7 +43,7 @@ layer), and outside a recorded graph computes only the weight gradients of the l
 runs: two convolutions per convolution above l and two for its own, the least an exact product
 takes. Same kernels, so the same bits (gradients and products of the digits ResNet and WRN-28-10 equal
 bit for bit); `python bench/curvature.py` (2026-11-27, one thread, CPU time, 15 alternated pairs):
-digits products 1.40× faster [IQR 1.37–1.41], one whole Newton solve 1.28× [1.25–1.32]; WRN-28-10
+digits products 1.43× faster [IQR 1.35–1.47], one whole Newton solve 1.31× [1.28–1.38]; WRN-28-10
 (8 examples, 1 pair) products 1.61×, a solve 1.42×.
 """
 from __future__ import annotations
