@@ -4,9 +4,9 @@ relative to full fine-tuning's. Weights are timed three ways. Cold: nothing reme
 disk (a source model's first use); each cold computation is paired with one fine-tuning epoch timed just
 before or after it (the order alternating), and the pairs' ratios give the median and range, so a slow
 spell of a shared machine hits both sides of a ratio alike. Kept: a new process, with what the earlier
-runs kept on disk (+hessian+change's source step: `methods/_steps_on_disk`). Warm: the process remembers Newton steps
-(+hessian+change's source step is shared by every target of its source model, and the target step with
-+hessian): the weights right after the same method's weights for the other target that shares the source
+runs kept on disk (+hessian+change's source step: `methods/_steps_on_disk`). Warm: the process remembers
+Newton steps (+hessian+change's source step is shared by every target of its source model, and the
+target step with +hessian): the weights right after the same method's weights for the other target that shares the source
 model (`--warm-shift`, by default the input shift's gaussian_noise for the output shift and the output
 shift otherwise), as in a sweep or the dashboard. The task is the digits
 setup's by default; on a GPU, `--setup python:bench.wrn_synthetic:setup` gives the CIFAR-10-C setup's

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from autoft_core.core.data import Split
@@ -73,36 +74,27 @@ def test_products_equal_pytorchs_own_double_backward(monkeypatch, kind):
 
 def test_products_match_central_differences_of_the_layer_gradient():
     net = _net().double()
-    moved = copy.deepcopy(net)  # moved by the differences, apart from the graphs the products keep
     groups, sample = _groups(net), _sample(torch.float64)
     with probe_mode(net):
         curvature = BlockCurvature(net, groups, sample, "hessian")
         for l, v in enumerate(_vectors(groups, torch.float64)):
             v = v / v.norm()
             eps = 1e-6
-            group = _groups(moved)[l]
-            differences = (_shifted_gradient(moved, group, sample, eps * v)
-                           - _shifted_gradient(moved, group, sample, -eps * v)) / (2 * eps)
+            differences = (_shifted_gradient(net, l, sample, eps * v)
+                           - _shifted_gradient(net, l, sample, -eps * v)) / (2 * eps)
             product = curvature.product(l, v)
             assert float((product - differences).norm() / differences.norm()) < 1e-6, l
 
 
-def _shifted_gradient(net: nn.Module, group: list[nn.Parameter], sample: Split, shift: torch.Tensor) -> torch.Tensor:
-    """The flat gradient of the mean loss in `group` with `group` moved by `shift` (plain autograd)."""
+def _shifted_gradient(net: nn.Module, layer: int, sample: Split, shift: torch.Tensor) -> torch.Tensor:
+    """The flat gradient of the mean loss in layer `layer`, on a copy of `net` with that layer moved by
+    `shift` (plain autograd; the original keeps the weights the products' graphs saved)."""
+    moved = copy.deepcopy(net)
+    group = _groups(moved)[layer]
     with torch.no_grad():
-        start = 0
-        for p in group:
-            p.add_(shift[start:start + p.numel()].view_as(p))
-            start += p.numel()
-    try:
-        loss = F.cross_entropy(net(sample.x), sample.y)
-        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, group)])
-    finally:
-        with torch.no_grad():
-            start = 0
-            for p in group:
-                p.sub_(shift[start:start + p.numel()].view_as(p))
-                start += p.numel()
+        vector_to_parameters(parameters_to_vector(group) + shift, group)
+    loss = F.cross_entropy(moved(sample.x), sample.y)
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, group)])
 
 
 class _CountConvolutions(TorchDispatchMode):
