@@ -195,14 +195,14 @@ class _ConvWeightGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d,
                 grads: _WeightGradients) -> torch.Tensor:
-        ctx.save_for_backward(g, x, weight)
+        ctx.save_for_backward(g, x)  # the weight only gives the forward its shape
         ctx.conv, ctx.grads = conv, grads
         return torch.ops.aten.convolution_backward(g, x, weight, None, *_geometry(conv), [False, True, False])[1]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, ggw: torch.Tensor):
-        g, x, _ = ctx.saved_tensors
+        g, x = ctx.saved_tensors
         conv = ctx.conv
         gg = gx = None
         if ctx.needs_input_grad[0]:
