@@ -211,12 +211,23 @@ def _results_by_config(path: Path) -> dict[str, dict]:
 
 
 def test_ray_stores_the_same_rows_as_the_local_backend(killed_then_resumed, tmp_path, capsys):
+    pytest.importorskip("ray")  # in requirements.txt (CI has it); a machine without it gets the next test's line
     path = tmp_path / "results.sqlite"
     argv = [*SMALL_SWEEP, "--seeds", "0", "--store", str(path), "--backend", "ray", "--max-parallel", "2"]
     assert main(argv) == 0, capsys.readouterr().err
     assert "2 runs, 0 from the store, 2 ran" in capsys.readouterr().out
     reference, ours = _results_by_config(killed_then_resumed["path"]), _results_by_config(path)
     assert len(ours) == 2 and all(ours[c] == reference[c] for c in ours)
+
+
+def test_the_ray_backend_without_ray_installed_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    argv = [*SMALL_SWEEP, "--seeds", "0", "--store", str(tmp_path / "results.sqlite"), "--backend", "ray"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ray" in err and "--backend local" in err and "Traceback" not in err
+    assert not (tmp_path / "results.sqlite").exists() or sqlite3.connect(tmp_path / "results.sqlite").execute(
+        "select count(*) from runs").fetchone()[0] == 0
 
 
 # ----------------------------------------------------------------------------- Table 1

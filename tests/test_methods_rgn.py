@@ -124,7 +124,7 @@ def test_reweighter_rescores_during_fine_tuning(method, every, hook):
 
     counted.every = reweighter.every
     cfg = Recipe(epochs=2, lr=0.05, batch_size=BATCH_SIZE)
-    result = finetune(ctx.model, ctx.layers, initial.weights, data, cfg, reweighter=counted)
+    result = finetune(ctx.model, ctx.layers, initial.weights, data, cfg, device=ctx.device, reweighter=counted)
     steps = 2 * (len(data.train) // BATCH_SIZE)
     assert calls == {"epoch": [True] * 2, "gradient": [True] * steps, "step": [False] * steps}[hook]
     first, second = (h["multipliers"] for h in result.history)
@@ -156,7 +156,7 @@ def test_each_step_trains_at_the_relative_norms_of_its_own_gradient():
     expected = [r / max(rgn) for r in rgn]
     lr = 1e-3
     cfg = Recipe(epochs=1, lr=lr, batch_size=len(data.train))
-    result = finetune(model, layers, [1.0] * len(layers), data, cfg,
+    result = finetune(model, layers, [1.0] * len(layers), data, cfg, device=ctx.device,
                       reweighter=method.reweighter(ctx, method.weights(ctx)))
     assert result.history[0]["multipliers"] == pytest.approx(expected, rel=1e-5)
     for layer, alpha in zip(layers, expected):

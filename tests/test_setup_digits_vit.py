@@ -7,13 +7,17 @@ import json
 import math
 
 import pytest
+import torch
+from torch import nn
 
 from autoft_core.cli import main
-from autoft_core.core.recipe import TaskSpec
+from autoft_core.core.data import Split
+from autoft_core.core.recipe import Recipe, TaskSpec
 from autoft_core.evaluation import accuracy
 from autoft_core.layers import partition
 from autoft_core.methods import method_names
 from autoft_core.setups import get_setup
+from autoft_core.setups import source_training
 from autoft_core.setups.source_training import holdout_task
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("vit")]  # one worker pretrains the ViT
@@ -35,6 +39,48 @@ def test_it_classifies_95_percent_of_the_source_images_held_out_of_its_pretraini
     data = vit_setup.task(TaskSpec("output"))
     held_out = holdout_task(data.source, data.num_classes).test  # fit_on_source's validation share, never trained on
     assert len(held_out) == 1000 and accuracy(vit_setup.source_model("output"), held_out) >= 0.95
+
+
+class _Trained(Exception):
+    """Raised by the training spy: where and on how many threads the source model would be trained."""
+
+
+def _spied_training(monkeypatch) -> list:
+    """Source training intercepted: a CUDA device claimed present, nothing cached, each `finetune` recorded
+    (its device, the thread count, the cache key) and stopped."""
+    seen, keys = [], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # resolve_device(None) picks CUDA now
+
+    def spy(model, layers, multipliers, task, recipe, seed, device):
+        seen.append((device, torch.get_num_threads(), keys[-1]))
+        raise _Trained
+
+    monkeypatch.setattr(source_training, "finetune", spy)
+    monkeypatch.setattr(source_training, "cached_model", lambda name, key, build, train: keys.append(key) or train(build()))
+    return seen
+
+
+def test_the_vit_is_trained_on_one_cpu_thread_even_where_cuda_is_present(vit_setup, monkeypatch):
+    """Its weights must not depend on the machine (on an H200 its bf16 training reached 94.0 %, not 95.8 %)."""
+    seen = _spied_training(monkeypatch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(_Trained):
+            vit_setup.source_model("output")
+    finally:
+        torch.set_num_threads(threads)
+    (device, count, key), = seen
+    assert device == torch.device("cpu") and count == 1 and key["device"] == "cpu" and key["threads"] == 1
+
+
+def test_a_source_model_trained_where_cuda_is_present_says_so_in_its_cache_key(monkeypatch):
+    seen = _spied_training(monkeypatch)
+    source = Split(torch.rand(20, 3), torch.randint(0, 2, (20,)))
+    with pytest.raises(_Trained):
+        source_training.trained_source_model("tiny", {}, lambda: nn.Linear(3, 2), source, 2, (Recipe(epochs=1),))
+    (device, _, key), = seen
+    assert device == torch.device("cuda") and key["device"] == "cuda"
 
 
 def test_arch_picks_the_setup_and_unknown_archs_are_refused(capsys):

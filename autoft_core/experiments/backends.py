@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import ENGINE_ROOT, RunConfig, code_version
 from ..cores import cpu_count
+from ..errors import AutoFTError
 from ..paths import DataPaths, cache_dir
 from ..store import ResultStore
 
@@ -111,8 +112,11 @@ class RayBackend:
                  cpus_per_run: float, gpus_per_run: float) -> None:
         import logging
 
-        import ray
-
+        try:
+            import ray
+        except ImportError as exc:
+            raise AutoFTError("the ray backend needs the ray package, which is not installed here: install it "
+                              "(pip install -r requirements.txt) or use --backend local") from exc
         self.ray, self.paths, self.device = ray, paths, device
         self.started = not ray.is_initialized()
         sigterm = signal.getsignal(signal.SIGTERM)

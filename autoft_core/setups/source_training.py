@@ -14,6 +14,7 @@ from torch import nn
 
 from ..core.data import Split, TaskData
 from ..core.recipe import Recipe
+from ..device import resolve_device
 from ..finetune import finetune
 from ..layers import Layer
 from ..models.weights_cache import cached_model
@@ -39,16 +40,17 @@ def holdout_task(source: Split, num_classes: int, seed: int = 0, share: float = 
 
 
 def fit_on_source(model: nn.Module, source: Split, num_classes: int, phases: Sequence[Recipe],
-                  only: str | None = None, seed: int = 0) -> None:
+                  only: str | None = None, seed: int = 0, device: torch.device | None = None) -> None:
     """Train `model` in place on the source split (HOLDOUT held out), one `finetune` per phase (e.g. a
-    lower learning rate to finish): every parameter, or only those under the module named `only`."""
+    lower learning rate to finish) on `device` (None: CUDA when present): every parameter, or only those
+    under the module named `only`."""
     names = [n for n, _ in model.named_parameters()]
     trained = tuple(n for n in names if only is None or n == only or n.startswith(f"{only}."))
     frozen = tuple(n for n in names if n not in trained)
     layers = [Layer("trained", (), trained)] + ([Layer("frozen", (), frozen)] if frozen else [])
     task = holdout_task(source, num_classes, seed)
     for recipe in phases:
-        finetune(model, layers, [1.0, 0.0][:len(layers)], task, recipe, seed)
+        finetune(model, layers, [1.0, 0.0][:len(layers)], task, recipe, seed, device)
 
 
 def _seeded(build: Callable[[], nn.Module]) -> nn.Module:
@@ -59,10 +61,13 @@ def _seeded(build: Callable[[], nn.Module]) -> nn.Module:
 
 
 def trained_source_model(name: str, identity: dict, build: Callable[[], nn.Module], source: Split,
-                         num_classes: int, phases: Sequence[Recipe], only: str | None = None) -> nn.Module:
-    """`build()` trained by `fit_on_source` (cached under `name` and a hash of `identity`, the source
-    split's digest and the phases' recipes), in eval mode."""
+                         num_classes: int, phases: Sequence[Recipe], only: str | None = None,
+                         device: str | None = None) -> nn.Module:
+    """`build()` trained by `fit_on_source` on `device` (None: CUDA when present), cached under `name` and a
+    hash of `identity`, the source split's digest, the phases' recipes and the device's type (bf16 autocast
+    on CUDA trains other weights than the CPU's fp32); in eval mode."""
+    where = resolve_device(device)
     key = {**identity, "source": split_digest(source), "classes": num_classes, "only": only, "holdout": HOLDOUT,
-           "phases": [recipe.to_dict() for recipe in phases]}
+           "phases": [recipe.to_dict() for recipe in phases], "device": where.type}
     return cached_model(name, key, lambda: _seeded(build),
-                        lambda m: fit_on_source(m, source, num_classes, phases, only))
+                        lambda m: fit_on_source(m, source, num_classes, phases, only, device=where))
