@@ -16,8 +16,7 @@ from autoft_core.core.recipe import Recipe, TaskSpec
 from autoft_core.evaluation import accuracy
 from autoft_core.layers import partition
 from autoft_core.methods import method_names
-from autoft_core.setups import get_setup
-from autoft_core.setups import source_training
+from autoft_core.setups import get_setup, source_training
 from autoft_core.setups.source_training import holdout_task
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.xdist_group("vit")]  # one worker pretrains the ViT

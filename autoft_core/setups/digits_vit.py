@@ -55,14 +55,12 @@ class DigitsVitSetup(DigitsSetup):
     def source_model(self, shift: str) -> "nn.Module":
         """A fresh copy of the ViT trained on this shift's source split (eval mode, CPU)."""
         from ..models.vit import CONFIGS, vit
-        from ..threads import fixed_cpu_threads
         from .source_training import trained_source_model
 
         if shift not in self.shifts:
             raise BadArgumentError(f"shift for setup {self.name}", shift, self.shifts)
         data = self.task(TaskSpec("feature" if shift == "feature" else "output"))
         size = data.source.x.shape[-1]
-        identity = {"arch": CONFIG, "config": CONFIGS[CONFIG], "size": size, "threads": THREADS}
-        with fixed_cpu_threads(THREADS):
-            return trained_source_model(self.name, identity, lambda: vit(CONFIG, data.num_classes, size),
-                                        data.source, data.num_classes, PRETRAIN, device="cpu")
+        return trained_source_model(self.name, {"arch": CONFIG, "config": CONFIGS[CONFIG], "size": size},
+                                    lambda: vit(CONFIG, data.num_classes, size), data.source, data.num_classes,
+                                    PRETRAIN, device="cpu", threads=THREADS)

@@ -18,6 +18,7 @@ from ..device import resolve_device
 from ..finetune import finetune
 from ..layers import Layer
 from ..models.weights_cache import cached_model
+from ..threads import fixed_cpu_threads
 
 HOLDOUT = 0.1  # share of the source split held out to validate on
 
@@ -62,12 +63,18 @@ def _seeded(build: Callable[[], nn.Module]) -> nn.Module:
 
 def trained_source_model(name: str, identity: dict, build: Callable[[], nn.Module], source: Split,
                          num_classes: int, phases: Sequence[Recipe], only: str | None = None,
-                         device: str | None = None) -> nn.Module:
-    """`build()` trained by `fit_on_source` on `device` (None: CUDA when present), cached under `name` and a
-    hash of `identity`, the source split's digest, the phases' recipes and the device's type (bf16 autocast
-    on CUDA trains other weights than the CPU's fp32); in eval mode."""
+                         device: str | None = None, threads: int | None = None) -> nn.Module:
+    """`build()` trained by `fit_on_source` on `device` (None: CUDA when present), on `threads` CPU threads
+    when given (the count changes a CPU model's weights), cached under `name` and a hash of `identity`, the
+    source split's digest, the phases' recipes, the device's type (bf16 autocast on CUDA trains other weights
+    than the CPU's fp32) and the thread count; in eval mode."""
     where = resolve_device(device)
     key = {**identity, "source": split_digest(source), "classes": num_classes, "only": only, "holdout": HOLDOUT,
-           "phases": [recipe.to_dict() for recipe in phases], "device": where.type}
-    return cached_model(name, key, lambda: _seeded(build),
-                        lambda m: fit_on_source(m, source, num_classes, phases, only, device=where))
+           "phases": [recipe.to_dict() for recipe in phases], "device": where.type,
+           **({"threads": threads} if threads is not None else {})}
+
+    def train(model: nn.Module) -> None:
+        with fixed_cpu_threads(threads):
+            fit_on_source(model, source, num_classes, phases, only, device=where)
+
+    return cached_model(name, key, lambda: _seeded(build), train)
