@@ -63,7 +63,7 @@ def test_products_equal_pytorchs_own_double_backward(monkeypatch, kind):
     with probe_mode(net):
         masked = BlockCurvature(net, groups, sample, kind)
         with monkeypatch.context() as patch:
-            patch.setattr(_curvature, "masked_conv_backward", lambda model, grads: nullcontext())
+            patch.setattr(_curvature, "masked_conv_backward", lambda model, grads, example: nullcontext())
             native = BlockCurvature(net, groups, sample, kind)
         assert not any("forward" in vars(m) for m in net.modules())  # every convolution's own forward is back
         for ours, theirs in zip(masked.grads, native.grads):
@@ -125,3 +125,62 @@ def test_a_product_runs_two_convolutions_per_convolution_above_its_layer_and_two
             # above: the tangent's way up and back; own: the tangent of its output and the weight gradient
             # that is the product. No weight gradient above, no gradient of the layer's input (nor the image's)
             assert counted.count == 2 * (len(groups) - 1 - l) + 2, l
+
+
+class _ReadTwice(nn.Module):
+    """A convolution whose output a BatchNorm and a residual sum both read, and a BatchNorm reading that sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.after = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3), nn.BatchNorm2d(3)
+        self.head = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.head(self.after(self.bn(y) + y).mean((2, 3)))
+
+
+def _plain_convs(net: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in net.modules() if type(m) is nn.Conv2d]
+
+
+def test_each_batchnorm_that_alone_reads_a_convolutions_output_is_folded_into_it():
+    net, sample = _net(), _sample(torch.float32)
+    with probe_mode(net):
+        assert _curvature._conv_batchnorm_pairs(net, _plain_convs(net), sample.x[:1]) == {net.conv1: net.bn1,
+                                                                                          net.conv3: net.bn3}
+        other = _ReadTwice().eval()
+        assert _curvature._conv_batchnorm_pairs(other, _plain_convs(other), sample.x[:1]) == {}
+
+
+@pytest.mark.parametrize("make", [_net, lambda: _ReadTwice().eval()])
+def test_the_folded_network_computes_the_same_function_without_batchnorm_and_puts_every_forward_back(
+        monkeypatch, make):
+    net, sample = make(), _sample(torch.float32)
+    with torch.no_grad():
+        for bn in (m for m in net.modules() if isinstance(m, nn.BatchNorm2d)):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.2, 0.2)
+    expected = net(sample.x)
+    calls = []
+    native = F.batch_norm
+    monkeypatch.setattr(F, "batch_norm", lambda *a, **k: calls.append(1) or native(*a, **k))
+    with probe_mode(net), _curvature.masked_conv_backward(net, _curvature._WeightGradients(), sample.x[:1]):
+        calls.clear()  # the pass that finds the pairs runs BatchNorm's own forward
+        folded = net(sample.x)
+    torch.testing.assert_close(folded, expected, rtol=1e-5, atol=1e-6)
+    assert len(calls) == (0 if make is _net else 2)  # folded away, or (read twice / a sum) left as they were
+    assert not any("forward" in vars(m) for m in net.modules())
+
+
+def test_products_through_a_batchnorm_left_unfolded_equal_pytorchs_own(monkeypatch):
+    net = _ReadTwice().eval()
+    groups, sample = [list(net.conv.parameters()) + list(net.bn.parameters()), list(net.head.parameters())], \
+        _sample(torch.float32)
+    with probe_mode(net):
+        masked = BlockCurvature(net, groups, sample, "hessian")
+        with monkeypatch.context() as patch:
+            patch.setattr(_curvature, "masked_conv_backward", lambda model, grads, example: nullcontext())
+            native = BlockCurvature(net, groups, sample, "hessian")
+        for l, v in enumerate(_vectors(groups, torch.float32)):
+            torch.testing.assert_close(masked.product(l, v), native.product(l, v), rtol=1e-5, atol=1e-6)

@@ -37,14 +37,26 @@ Each plain Conv2d runs as `_Conv2d` as well (`masked_conv_backward`). PyTorch's 
 ignores what the autograd engine asks of it: in a product for layer l it computes a weight gradient for
 every convolution above l (from the perturbed input gradient, as a convolution over the batch with
 transposed copies) and the gradient of layer l's own input (the image's, for the stem). `_Conv2d`'s
-backward records the input gradient as conv_transpose2d (whose backward honours the engine's mask) and
-the weight gradient as `_ConvWeightGrad` (its input's gradient only when that input depends on the
-layer), and outside a recorded graph computes only the weight gradients of the layer whose product
-runs: two convolutions per convolution above l and two for its own, the least an exact product
-takes. Same kernels, so the same bits (gradients and products of the digits ResNet and WRN-28-10 equal
-bit for bit); `python bench/curvature.py` (2026-11-27, one thread, CPU time, 15 alternated pairs):
-digits products 1.43× faster [IQR 1.35–1.47], one whole Newton solve 1.31× [1.28–1.38]; WRN-28-10
-(8 examples, 1 pair) products 1.61×, a solve 1.42×.
+backward computes the input gradient as conv_transpose2d (recorded, its backward honours the engine's
+mask; the same kernel as convolution_backward's, the same bits, and on oneDNN up to a third faster
+for strided convolutions) and records the weight gradient as `_ConvWeightGrad` (its input's
+gradient only when that input depends on the layer), and outside a recorded graph computes only the
+weight gradients of the layer whose product runs: two convolutions per convolution above l and two
+for its own, the least an exact product takes. `python bench/curvature.py` (2026-11-27, one thread,
+CPU time, 15 alternated pairs): digits products 1.43× faster [IQR 1.35–1.47] than PyTorch's double
+backward, one whole Newton solve 1.31× [1.28–1.38]; WRN-28-10 (8 examples, 1 pair) products 1.61×, a
+solve 1.42×, the same bits (before the folding below).
+
+An eval-mode BatchNorm that alone reads a convolution's output (found in the autograd graph of one
+forward pass on one example, `_conv_batchnorm_pairs`) is folded into that convolution: it runs with
+weight W·γ/√(σ²+ε) and bias (b − μ)γ/√(σ²+ε) + β, the same function, so neither the graph nor its
+double backward has a BatchNorm op on activations, only weight-sized ones (the digits ResNet's ten
+BatchNorms all fold; of WRN-28-10's 25 pre-activation ones the 13 a convolution feeds fold, the others
+stay affine maps). The rounding differs, not the accuracy: against a float64 solve the digits steps
+are off by 4e-7–2.0e-5 per layer before and 4e-7–1.5e-5 after. Digits, 64 examples, one thread, CPU
+time, 21 alternated pairs (2026-11-27): one Newton solve 1.14× faster [IQR 1.06–1.19] with the folding
+and the conv_transpose2d input gradient above than without both. (WRN-28-10 with random weights and
+data, 8 examples: its steps moved by up to 2e-3, relative; that random net is far worse conditioned.)
 """
 from __future__ import annotations
 
@@ -142,15 +154,15 @@ class _WeightGradients:
         self._wanted: frozenset[int] | None = None
         self._reached: dict[object, frozenset[int]] = {}  # autograd node -> ids of the leaves it reaches
 
-    def want(self, key: int) -> bool:
-        """Whether the gradient of the parameter whose id() is `key` is needed now."""
-        return self._wanted is None or key in self._wanted
+    def want(self, keys: tuple[int, ...]) -> bool:
+        """Whether a gradient computed from the parameters whose id()s are `keys` is needed now."""
+        return self._wanted is None or not self._wanted.isdisjoint(keys)
 
     def depends(self, x: torch.Tensor) -> bool:
         """Whether x depends on a wanted parameter (its autograd graph reaches one): only then is its
         gradient needed."""
         if x.grad_fn is None:
-            return x.requires_grad and self.want(id(x))
+            return x.requires_grad and self.want((id(x),))
         return self._wanted is None or not self._reaches(x.grad_fn).isdisjoint(self._wanted)
 
     def _reaches(self, root: object) -> frozenset[int]:
@@ -212,16 +224,26 @@ class _ConvWeightGrad(torch.autograd.Function):
         return gg, gx, None, None, None
 
 
+def _input_gradient(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """The gradient of `conv`'s input x at output gradient g, as conv_transpose2d: the same kernel as
+    convolution_backward's (the same bits), faster for strided convolutions on oneDNN (module doc), and
+    recorded with create_graph its own backward computes the weight's gradient only when asked."""
+    size = [(g.shape[i + 2] - 1) * conv.stride[i] - 2 * conv.padding[i]
+            + conv.dilation[i] * (weight.shape[i + 2] - 1) + 1 for i in range(len(conv.stride))]
+    extra = [x.shape[i + 2] - size[i] for i in range(len(size))]
+    return F.conv_transpose2d(g, weight, None, conv.stride, conv.padding, extra, conv.groups, conv.dilation)
+
+
 class _Conv2d(torch.autograd.Function):
     """F.conv2d whose backward computes only the wanted weights' gradients and, recorded with create_graph,
     the input gradient as conv_transpose2d, whose own backward skips the weight's gradient when no product
-    needs it (module doc)."""
+    needs it (module doc). `keys`: the id()s of the parameters the weight and the bias are computed from."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d,
-                grads: _WeightGradients) -> torch.Tensor:
+                grads: _WeightGradients, keys: tuple[tuple[int, ...], tuple[int, ...]]) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.conv, ctx.grads, ctx.keys = conv, grads, (id(weight), id(bias))
+        ctx.conv, ctx.grads, ctx.keys = conv, grads, keys
         return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
     @staticmethod
@@ -230,39 +252,95 @@ class _Conv2d(torch.autograd.Function):
         conv = ctx.conv
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and ctx.grads.want(ctx.keys[0])
         gb = g.sum((0, 2, 3)) if ctx.needs_input_grad[2] and ctx.grads.want(ctx.keys[1]) else None
-        if not torch.is_grad_enabled():  # not recorded: what the engine needs now, in one call
-            gx, gw, _ = torch.ops.aten.convolution_backward(
-                g, x, weight, None, *_geometry(conv), [need_x and ctx.grads.depends(x), need_w, False])
-            return gx, gw, gb, None, None
-        gx = gw = None  # recorded (create_graph): ops whose own backward computes only what a product needs
-        if need_x:
-            size = [(g.shape[i + 2] - 1) * conv.stride[i] - 2 * conv.padding[i]
-                    + conv.dilation[i] * (weight.shape[i + 2] - 1) + 1 for i in range(len(conv.stride))]
-            extra = [x.shape[i + 2] - size[i] for i in range(len(size))]
-            gx = F.conv_transpose2d(g, weight, None, conv.stride, conv.padding, extra, conv.groups, conv.dilation)
-        if need_w:
+        recorded = torch.is_grad_enabled()  # with create_graph: ops whose own backward computes only what a product needs
+        gx = _input_gradient(g, x, weight, conv) if need_x and (recorded or ctx.grads.depends(x)) else None
+        gw = None
+        if need_w and recorded:
             gw = _ConvWeightGrad.apply(g, x, weight.detach(), conv, ctx.grads)
-        return gx, gw, gb, None, None
+        elif need_w:
+            gw = torch.ops.aten.convolution_backward(g, x, weight, None, *_geometry(conv), [False, True, False])[1]
+        return gx, gw, gb, None, None, None
 
 
 def _masked_forward(conv: nn.Conv2d, grads: _WeightGradients, x: torch.Tensor) -> torch.Tensor:
     """`conv`'s forward as `_Conv2d`."""
-    return _Conv2d.apply(x, conv.weight, conv.bias, conv, grads)
+    return _Conv2d.apply(x, conv.weight, conv.bias, conv, grads, ((id(conv.weight),), (id(conv.bias),)))
+
+
+def _folded_forward(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm, grads: _WeightGradients,
+                    x: torch.Tensor) -> torch.Tensor:
+    """bn(conv(x)) for an eval-mode BatchNorm, as one `_Conv2d` with the BatchNorm's scale folded into the
+    weight and its shift into the bias (module doc): the same function, no activation-sized BatchNorm op."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias
+    weight = conv.weight * scale.view(-1, *(1,) * (conv.weight.dim() - 1))
+    keys = ((id(conv.weight), id(bn.weight)), (id(conv.bias), id(bn.weight), id(bn.bias)))
+    return _Conv2d.apply(x, weight, shift, conv, grads, keys)
+
+
+def _unchanged(x: torch.Tensor) -> torch.Tensor:
+    """The forward of a BatchNorm folded into the convolution before it."""
+    return x
+
+
+def _conv_batchnorm_pairs(model: nn.Module, convs: Sequence[nn.Conv2d],
+                          example: torch.Tensor) -> dict[nn.Conv2d, nn.modules.batchnorm._BatchNorm]:
+    """The convolutions whose output only an eval-mode BatchNorm reads (each called once): found in the
+    autograd graph of one forward pass on `example`, so any model's order of modules is read as it runs."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and not m.training and m.running_var is not None and "forward" not in vars(m)]
+    if not convs or not norms:
+        return {}
+    made: dict[nn.Module, list[object]] = {m: [] for m in convs}  # grad_fn of each call's output
+    read: dict[nn.Module, list[object]] = {m: [] for m in norms}  # grad_fn of each call's input
+    hooks = [m.register_forward_hook(lambda m, args, out: made[m].append(out.grad_fn)) for m in convs]
+    hooks += [m.register_forward_pre_hook(lambda m, args: read[m].append(args[0].grad_fn)) for m in norms]
+    try:
+        with torch.enable_grad():
+            out = model(example)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    readers: dict[object, int] = {}  # autograd node -> how many nodes read its output
+    stack, seen = [out.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for child, _ in node.next_functions:
+            if child is not None:
+                readers[child] = readers.get(child, 0) + 1
+                stack.append(child)
+    by_output = {calls[0]: conv for conv, calls in made.items() if len(calls) == 1 and calls[0] is not None}
+    return {by_output[calls[0]]: bn for bn, calls in read.items()
+            if len(calls) == 1 and calls[0] in by_output and readers.get(calls[0]) == 1}
 
 
 @contextmanager
-def masked_conv_backward(model: nn.Module, grads: _WeightGradients) -> Iterator[None]:
-    """Every plain Conv2d (zero padding given as numbers) computes as `_Conv2d` (module doc: no wasted
-    convolution in a product); their own forward is back afterwards."""
-    patched = [m for m in model.modules() if type(m) is nn.Conv2d and m.padding_mode == "zeros"
-               and not isinstance(m.padding, str) and "forward" not in vars(m)]
-    for conv in patched:
-        conv.forward = partial(_masked_forward, conv, grads)
+def masked_conv_backward(model: nn.Module, grads: _WeightGradients, example: torch.Tensor) -> Iterator[None]:
+    """Every plain Conv2d (zero padding given as numbers) computes as `_Conv2d`, with the eval-mode
+    BatchNorm that alone reads its output folded in (module doc: no wasted convolution in a product, no
+    BatchNorm op on activations); their own forward is back afterwards. `example`: an input of the model."""
+    convs = [m for m in model.modules() if type(m) is nn.Conv2d and m.padding_mode == "zeros"
+             and not isinstance(m.padding, str) and "forward" not in vars(m)]
+    pairs = _conv_batchnorm_pairs(model, convs, example)
+    for conv in convs:
+        conv.forward = (partial(_folded_forward, conv, pairs[conv], grads) if conv in pairs
+                        else partial(_masked_forward, conv, grads))
+    for bn in pairs.values():
+        bn.forward = _unchanged
     try:
         yield
     finally:
-        for conv in patched:
-            del conv.forward
+        for module in [*convs, *pairs.values()]:
+            del module.forward
 
 
 class BlockCurvature:
@@ -277,9 +355,9 @@ class BlockCurvature:
         self._graphs: list = []
         self._weight_grads = _WeightGradients()
         total: list[torch.Tensor] | None = None
-        for x, y in _chunks(sample):
-            with affine_batchnorm(model), masked_conv_backward(model, self._weight_grads):
-                logits = model(x)
+        with masked_conv_backward(model, self._weight_grads, sample.x[:1]), affine_batchnorm(model):
+            chunks = [(model(x), y) for x, y in _chunks(sample)]
+        for logits, y in chunks:
             loss = F.cross_entropy(logits, y, reduction="sum")
             if kind == "hessian":
                 grads = torch.autograd.grad(loss, flat_params, create_graph=True, allow_unused=True,
