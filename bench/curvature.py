@@ -4,10 +4,11 @@ weight gradient for every convolution above the product's layer and the input gr
 own convolution whatever the autograd engine asks for.
 
 For the digits setup's source model and a probe sample of the method's size (or WRN-28-10 with random
-weights and data, `--model wrn`), it checks that both give the same gradients and products (bit for bit
-where the kernels agree), then times, alternated: the products alone (every layer, `--iterations` each)
-and one whole damped Newton solve (graph, Lanczos, step), each as baseline = PyTorch's double backward
-and project = ours. One thread and CPU time on the CPU, synchronised wall time on CUDA.
+weights and data, `--model wrn`), it checks that both give the same gradients and products (to fp32
+rounding: ours also folds each BatchNorm that alone reads a convolution into it), then times,
+alternated: the products alone (every layer, `--iterations` each) and one whole damped Newton solve
+(graph, Lanczos, step), each as baseline = PyTorch's double backward and project = ours. One thread
+and CPU time on the CPU, synchronised wall time on CUDA.
 
     python bench/curvature.py [--repeats 15] [--kind hessian]
     python bench/curvature.py --model wrn --device cuda --examples 64
