@@ -119,24 +119,36 @@ def mean_gradients(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], s
     return [flat(group) / len(sample) for group in _by_layer(total, params)]
 
 
-def _affine_forward(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
-    """An eval-mode BatchNorm as the affine map it is (running statistics, optional γ and β)."""
+def _affine_map(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) per channel of an eval-mode BatchNorm, the affine map it is: x·scale + shift
+    (running statistics, optional γ and β)."""
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.weight is not None:
         scale = scale * bn.weight
     shift = -bn.running_mean * scale
     if bn.bias is not None:
         shift = shift + bn.bias
+    return scale, shift
+
+
+def _affine_forward(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """An eval-mode BatchNorm computed as its affine map."""
+    scale, shift = _affine_map(bn)
     shape = (1, -1) + (1,) * (x.dim() - 2)
     return x * scale.view(shape) + shift.view(shape)
+
+
+def _eval_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The model's eval-mode BatchNorms with running statistics whose forward is not patched yet."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            and not m.training and m.running_var is not None and "forward" not in vars(m)]
 
 
 @contextmanager
 def affine_batchnorm(model: nn.Module) -> Iterator[None]:
     """Every eval-mode BatchNorm with running statistics computes as its affine map (module doc: a
     cheaper double backward); their own forward is back afterwards."""
-    patched = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-               and not m.training and m.running_var is not None and "forward" not in vars(m)]
+    patched = _eval_batchnorms(model)
     for bn in patched:
         bn.forward = MethodType(_affine_forward, bn)
     try:
@@ -271,14 +283,9 @@ def _folded_forward(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm, grads:
                     x: torch.Tensor) -> torch.Tensor:
     """bn(conv(x)) for an eval-mode BatchNorm, as one `_Conv2d` with the BatchNorm's scale folded into the
     weight and its shift into the bias (module doc): the same function, no activation-sized BatchNorm op."""
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight
-    shift = -bn.running_mean * scale
+    scale, shift = _affine_map(bn)
     if conv.bias is not None:
         shift = shift + conv.bias * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias
     weight = conv.weight * scale.view(-1, *(1,) * (conv.weight.dim() - 1))
     keys = ((id(conv.weight), id(bn.weight)), (id(conv.bias), id(bn.weight), id(bn.bias)))
     return _Conv2d.apply(x, weight, shift, conv, grads, keys)
@@ -293,8 +300,7 @@ def _conv_batchnorm_pairs(model: nn.Module, convs: Sequence[nn.Conv2d],
                           example: torch.Tensor) -> dict[nn.Conv2d, nn.modules.batchnorm._BatchNorm]:
     """The convolutions whose output only an eval-mode BatchNorm reads (each called once): found in the
     autograd graph of one forward pass on `example`, so any model's order of modules is read as it runs."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-             and not m.training and m.running_var is not None and "forward" not in vars(m)]
+    norms = _eval_batchnorms(model)
     if not convs or not norms:
         return {}
     made: dict[nn.Module, list[object]] = {m: [] for m in convs}  # grad_fn of each call's output
