@@ -184,3 +184,41 @@ def test_products_through_a_batchnorm_left_unfolded_equal_pytorchs_own(monkeypat
             native = BlockCurvature(net, groups, sample, "hessian")
         for l, v in enumerate(_vectors(groups, torch.float32)):
             torch.testing.assert_close(masked.product(l, v), native.product(l, v), rtol=1e-5, atol=1e-6)
+
+
+class _Calls(nn.Module):
+    """A folding pair (conv1 → bn1) and a BatchNorm reading a sum (bn2), called by position or, as a model
+    may call them, by torch's keyword `input`."""
+
+    def __init__(self, by_keyword: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.by_keyword = by_keyword
+        self.conv1, self.bn1 = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 3)
+
+    def _call(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return module(input=x) if self.by_keyword else module(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._call(self.bn1, self._call(self.conv1, x)).relu()
+        return self.head(self._call(self.bn2, self._call(self.conv2, y) + y).relu().mean((2, 3)))
+
+
+def test_modules_called_by_keyword_fold_and_give_the_same_products_as_called_by_position():
+    sample, products, pairs = _sample(torch.float32), [], []
+    for by_keyword in (False, True):
+        net = _Calls(by_keyword).eval()
+        groups = [list(net.conv1.parameters()) + list(net.bn1.parameters()),
+                  list(net.conv2.parameters()) + list(net.bn2.parameters()) + list(net.head.parameters())]
+        with probe_mode(net):
+            names = {m: name for name, m in net.named_modules()}
+            found = _curvature._conv_batchnorm_pairs(net, _plain_convs(net), sample.x[:1])
+            pairs.append({names[conv]: names[bn] for conv, bn in found.items()})
+            curvature = BlockCurvature(net, groups, sample, "hessian")
+            products.append([curvature.product(l, v) for l, v in enumerate(_vectors(groups, torch.float32))])
+        assert not any("forward" in vars(m) for m in net.modules())
+    assert pairs[0] == pairs[1] == {"conv1": "bn1"}  # bn2 reads a sum: an affine map, unfolded
+    for by_position, by_keyword in zip(*products):
+        assert torch.equal(by_position, by_keyword)

@@ -131,11 +131,12 @@ def _affine_map(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torc
     return scale, shift
 
 
-def _affine_forward(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:
-    """An eval-mode BatchNorm computed as its affine map."""
+def _affine_forward(bn: nn.modules.batchnorm._BatchNorm, input: torch.Tensor) -> torch.Tensor:
+    """An eval-mode BatchNorm computed as its affine map (its input named as torch names it, so a model may
+    call it by keyword)."""
     scale, shift = _affine_map(bn)
-    shape = (1, -1) + (1,) * (x.dim() - 2)
-    return x * scale.view(shape) + shift.view(shape)
+    shape = (1, -1) + (1,) * (input.dim() - 2)
+    return input * scale.view(shape) + shift.view(shape)
 
 
 def _eval_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -274,26 +275,31 @@ class _Conv2d(torch.autograd.Function):
         return gx, gw, gb, None, None, None
 
 
-def _masked_forward(conv: nn.Conv2d, grads: _WeightGradients, x: torch.Tensor) -> torch.Tensor:
-    """`conv`'s forward as `_Conv2d`."""
-    return _Conv2d.apply(x, conv.weight, conv.bias, conv, grads, ((id(conv.weight),), (id(conv.bias),)))
+def _masked_forward(conv: nn.Conv2d, grads: _WeightGradients, input: torch.Tensor) -> torch.Tensor:
+    """`conv`'s forward as `_Conv2d` (its input named as torch names it, so a model may call it by keyword)."""
+    return _Conv2d.apply(input, conv.weight, conv.bias, conv, grads, ((id(conv.weight),), (id(conv.bias),)))
 
 
 def _folded_forward(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm, grads: _WeightGradients,
-                    x: torch.Tensor) -> torch.Tensor:
-    """bn(conv(x)) for an eval-mode BatchNorm, as one `_Conv2d` with the BatchNorm's scale folded into the
+                    input: torch.Tensor) -> torch.Tensor:
+    """bn(conv(input)) for an eval-mode BatchNorm, as one `_Conv2d` with the BatchNorm's scale folded into the
     weight and its shift into the bias (module doc): the same function, no activation-sized BatchNorm op."""
     scale, shift = _affine_map(bn)
     if conv.bias is not None:
         shift = shift + conv.bias * scale
     weight = conv.weight * scale.view(-1, *(1,) * (conv.weight.dim() - 1))
     keys = ((id(conv.weight), id(bn.weight)), (id(conv.bias), id(bn.weight), id(bn.bias)))
-    return _Conv2d.apply(x, weight, shift, conv, grads, keys)
+    return _Conv2d.apply(input, weight, shift, conv, grads, keys)
 
 
-def _unchanged(x: torch.Tensor) -> torch.Tensor:
+def _unchanged(input: torch.Tensor) -> torch.Tensor:
     """The forward of a BatchNorm folded into the convolution before it."""
-    return x
+    return input
+
+
+def _first_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    """A module call's input, given by position or by torch's keyword `input`."""
+    return args[0] if args else kwargs["input"]
 
 
 def _conv_batchnorm_pairs(model: nn.Module, convs: Sequence[nn.Conv2d],
@@ -306,7 +312,8 @@ def _conv_batchnorm_pairs(model: nn.Module, convs: Sequence[nn.Conv2d],
     made: dict[nn.Module, list[object]] = {m: [] for m in convs}  # grad_fn of each call's output
     read: dict[nn.Module, list[object]] = {m: [] for m in norms}  # grad_fn of each call's input
     hooks = [m.register_forward_hook(lambda m, args, out: made[m].append(out.grad_fn)) for m in convs]
-    hooks += [m.register_forward_pre_hook(lambda m, args: read[m].append(args[0].grad_fn)) for m in norms]
+    hooks += [m.register_forward_pre_hook(lambda m, args, kwargs: read[m].append(_first_input(args, kwargs).grad_fn),
+                                          with_kwargs=True) for m in norms]
     try:
         with torch.enable_grad():
             out = model(example)
