@@ -4,13 +4,17 @@
 # under torch.compile, one embedded-default run through the CLI on CUDA, each step case split into a fixed
 # cost per run and a cost per epoch (bench/phases.py; its steady-state MFU at batch 256, eager and compiled),
 # the epoch built up piece by piece against the plain loop (bench/loop_variants.py), and a process's first
-# CIFAR-10-C-sized run against its later ones (bench/first_run.py). Each part has its
+# CIFAR-10-C-sized run against its later ones (bench/first_run.py), the curvature products against PyTorch's
+# double backward on WRN-28-10 (bench/curvature.py), and the test suite on CUDA. Each part has its
 # own time limit and writes its output to $OUT/<part>.txt (default folder: bench-gpu-out), so a part that
 # runs over still leaves the others' figures. The last part profiles (torch.profiler, top operators by
 # device time) all layers trained and 9 of 29 layers frozen against the plain loop, and auto-rgn's whole
 # run against full fine-tuning's. PARTS picks parts (comma-separated; default all). The parts' limits add
 # up to about 20 minutes (on the H200 of 2026-11-27, phases, profile and five methods' costs took 7.9
-# minutes together), so split the set over calls of at most 10 minutes.
+# minutes together), so split the set over calls of at most 10 minutes. A session lent 15 minutes of device time
+# in all (start-up included) runs what is open first (README, "Where the targets stand"):
+#
+#     PARTS=throughput,curvature,tests THROUGHPUT_CASES=all THROUGHPUT_REPEATS=15 bash bench/gpu.sh
 #
 #     bash bench/gpu.sh
 #     PARTS=profile bash bench/gpu.sh
@@ -28,7 +32,7 @@ if [ -d .whl ] && ! python3 -c "import robustbench" 2>/dev/null; then
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 
-parts=",${PARTS:-throughput,methods,compile,digits,phases,variants,first,profile},"
+parts=",${PARTS:-throughput,methods,compile,digits,phases,variants,first,curvature,tests,profile},"
 part() {  # part NAME SECONDS COMMAND...: run one benchmark with a time limit, its output kept in $out/NAME.txt
     local name=$1 limit=$2
     shift 2
@@ -39,7 +43,8 @@ part() {  # part NAME SECONDS COMMAND...: run one benchmark with a time limit, i
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
-part throughput "${THROUGHPUT_S:-180}" python3 bench/throughput.py --model wrn --device cuda --repeats 7
+part throughput "${THROUGHPUT_S:-180}" python3 bench/throughput.py --model wrn --device cuda \
+    --cases "${THROUGHPUT_CASES:-all,frozen3,frozen9,run,evalthread,figures}" --repeats "${THROUGHPUT_REPEATS:-7}"
 part methods "${METHODS_S:-180}" python3 bench/methods.py --setup python:bench.wrn_synthetic:setup --device cuda \
     --epochs 5 --repeats 1 --methods "${METHOD_LIST:-all}"
 part compile "${COMPILE_S:-120}" python3 bench/throughput.py --model wrn --device cuda --repeats 5 \
@@ -53,6 +58,9 @@ part phases_compiled "${PHASES_S:-120}" env AUTOFT_COMPILE=1 python3 bench/phase
     --cases all --batch 256 --images 2048 --repeats 3
 part variants "${VARIANTS_S:-90}" python3 bench/loop_variants.py --device cuda --repeats 5
 part first_run "${FIRST_S:-60}" python3 bench/first_run.py --device cuda --runs 2
+part curvature "${CURVATURE_S:-90}" python3 bench/curvature.py --model wrn --device cuda --repeats 5
+part tests "${TESTS_S:-300}" python3 -m pytest -q -p no:cacheprovider -rfE --tb=line -W ignore \
+    --ignore tests/test_dashboard_apptest.py --ignore tests/test_dashboard_browser.py --ignore tests/test_ui_export.py
 part profile_steps "${PROFILE_S:-90}" python3 bench/throughput.py --model wrn --device cuda --cases all,frozen3 \
     --repeats 1 --profile
 part profile_methods "${PROFILE_S:-90}" python3 bench/methods.py --setup python:bench.wrn_synthetic:setup \
