@@ -20,7 +20,7 @@ from autoft_core.errors import BadArgumentError
 from autoft_core.experiment import resolve
 from autoft_core.experiments import backends
 from autoft_core.core.recipe import Recipe, field_names
-from autoft_core.experiments.plan import grid_configs, shots_configs, sweep_configs
+from autoft_core.experiments.plan import grid_configs, shot_capacity, shots_configs, sweep_configs
 from autoft_core.experiments.runner import SweepFailed, plan_jobs, run_sweep
 from autoft_core.methods import method_names
 from autoft_core.paths import REPO_ROOT
@@ -86,6 +86,17 @@ def test_shots_over_all_corruptions_use_each_and_the_smallest_class_of_any():
     listed, _ = shots_configs("digits", "input", "frost,snow", 5, "full", "1", "0", Recipe(),
                               capacity=lambda *a: (10, 30))
     assert [c.corruption for c in listed] == ["frost", "snow"]
+
+
+@pytest.mark.parametrize("shift, corruption", [("input", "zoom_blur"), ("feature", None), ("output", None)])
+def test_the_digits_shot_capacity_it_declares_is_what_its_tasks_hold(monkeypatch, shift, corruption):
+    setup_class = type(get_setup("digits"))
+    declared = shot_capacity("digits", shift, corruption, 5, [0, 1], None)
+    monkeypatch.setattr(setup_class, "shot_capacity", lambda self, spec: None)  # the planner counts in built tasks
+    assert shot_capacity("digits", shift, corruption, 5, [0, 1], None) == declared
+    monkeypatch.undo()
+    monkeypatch.setattr(setup_class, "task", lambda self, spec: pytest.fail("a task was built to plan shots"))
+    assert shot_capacity("digits", shift, corruption, 5, [0, 1], None) == declared
 
 
 def test_grid_is_a_product_and_params_are_validated_before_any_run(store):

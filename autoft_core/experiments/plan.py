@@ -75,11 +75,16 @@ def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, meth
 def shot_capacity(setup: str, shift: str, corruption: str | None, severity: int, seeds: Sequence[int],
                   paths: DataPaths | None) -> tuple[int, int]:
     """(class count, smallest per-class count of the target training pool over `seeds`): a K above it
-    cannot be balanced. Builds the tasks, since the Setup interface exposes neither number directly."""
+    cannot be balanced. From the setup where it declares them (`Setup.shot_capacity`), else counted in the
+    tasks, built."""
+    chosen = get_setup(setup, paths)
+    specs = [chosen.check(TaskSpec(shift, corruption, severity, MAX_SHOTS, seed)) for seed in seeds]
+    declared = [chosen.shot_capacity(spec) for spec in specs]
+    if None not in declared:
+        return declared[0][0], min(smallest for _, smallest in declared)
     import torch
 
-    chosen = get_setup(setup, paths)
-    tasks = [chosen.task(chosen.check(TaskSpec(shift, corruption, severity, MAX_SHOTS, seed))) for seed in seeds]
+    tasks = [chosen.task(spec) for spec in specs]
     smallest = min(int(torch.bincount(t.train.y, minlength=t.num_classes).min()) for t in tasks)
     return tasks[0].num_classes, smallest
 

@@ -42,6 +42,11 @@ class Setup(ABC):
     def source_model(self, shift: str) -> "nn.Module":
         """A fresh copy of the pretrained source model for this shift, in eval mode, on CPU."""
 
+    def shot_capacity(self, spec: TaskSpec) -> tuple[int, int] | None:
+        """(classes, images of the training pool's smallest class) of `spec`'s task when known without building
+        it, so planning a shot curve builds no task; None: the planner builds the task and counts."""
+        return None
+
     def check(self, spec: TaskSpec) -> TaskSpec:
         """Validate a spec against this setup (corruption and severity only on the input shift)."""
         if spec.shift not in self.shifts:
