@@ -88,7 +88,7 @@ def test_shots_over_all_corruptions_use_each_and_the_smallest_class_of_any():
     assert [c.corruption for c in listed] == ["frost", "snow"]
 
 
-@pytest.mark.parametrize("shift, corruption", [("input", "zoom_blur"), ("feature", None), ("output", None)])
+@pytest.mark.parametrize("shift, corruption", [("input", "gaussian_noise"), ("feature", None), ("output", None)])
 def test_the_digits_shot_capacity_it_declares_is_what_its_tasks_hold(monkeypatch, shift, corruption):
     setup_class = type(get_setup("digits"))
     declared = shot_capacity("digits", shift, corruption, 5, [0, 1], None)
