@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
+from .core.recipe import MAX_SHOTS
 from .paths import DataPaths
 from .runs import lookup, resolve
 from .setups import Setup, get_setup
@@ -35,6 +37,20 @@ def load_task(cfg: RunConfig, paths: DataPaths | None = None) -> tuple[Setup, Ta
     """The setup and its task data for a resolved config (kept in memory between runs)."""
     setup = get_setup(cfg.setup, paths)
     return setup, _cached_task(cfg.setup, setup.paths, cfg.task_spec())
+
+
+def pool_counts(cfg: RunConfig, paths: DataPaths | None = None) -> list[int]:
+    """Images per class of the training pool a resolved config's task draws its shots from: as the setup
+    declares them (`Setup.pool_counts`), else counted in the task built with every shot (and kept)."""
+    cfg = replace(cfg, recipe=replace(cfg.recipe, shots=MAX_SHOTS))
+    setup = get_setup(cfg.setup, paths)
+    declared = setup.pool_counts(setup.check(cfg.task_spec()))
+    if declared is not None:
+        return declared
+    import torch
+
+    data = load_task(cfg, paths)[1]
+    return torch.bincount(data.train.y, minlength=data.num_classes).tolist()
 
 
 def _context(cfg: RunConfig, paths: DataPaths | None, device: str | None, progress: Progress | None,

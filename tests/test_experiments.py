@@ -17,7 +17,7 @@ import pytest
 from autoft_core.cli import main
 from autoft_core.config import RunConfig, code_version
 from autoft_core.errors import BadArgumentError
-from autoft_core.experiment import resolve
+from autoft_core.experiment import pool_counts, resolve
 from autoft_core.experiments import backends
 from autoft_core.core.recipe import Recipe, field_names
 from autoft_core.experiments.plan import grid_configs, shot_capacity, shots_configs, sweep_configs
@@ -89,14 +89,15 @@ def test_shots_over_all_corruptions_use_each_and_the_smallest_class_of_any():
 
 
 @pytest.mark.parametrize("shift, corruption", [("input", "gaussian_noise"), ("feature", None), ("output", None)])
-def test_the_digits_shot_capacity_it_declares_is_what_its_tasks_hold(monkeypatch, shift, corruption):
+def test_the_digits_pool_counts_it_declares_are_what_its_tasks_hold(monkeypatch, shift, corruption):
     setup_class = type(get_setup("digits"))
-    declared = shot_capacity("digits", shift, corruption, 5, [0, 1], None)
-    monkeypatch.setattr(setup_class, "shot_capacity", lambda self, spec: None)  # the planner counts in built tasks
-    assert shot_capacity("digits", shift, corruption, 5, [0, 1], None) == declared
+    cfgs = [resolve(RunConfig(setup="digits", shift=shift, corruption=corruption, seed=seed)) for seed in (0, 1)]
+    declared = [pool_counts(cfg) for cfg in cfgs]
+    monkeypatch.setattr(setup_class, "pool_counts", lambda self, spec: None)  # counted in the tasks, built
+    assert [pool_counts(cfg) for cfg in cfgs] == declared
     monkeypatch.undo()
-    monkeypatch.setattr(setup_class, "task", lambda self, spec: pytest.fail("a task was built to plan shots"))
-    assert shot_capacity("digits", shift, corruption, 5, [0, 1], None) == declared
+    monkeypatch.setattr(setup_class, "task", lambda self, spec: pytest.fail("a task was built to count its pool"))
+    assert shot_capacity("digits", shift, corruption, 5, [0, 1], None) == (len(declared[0]), min(map(min, declared)))
 
 
 def test_grid_is_a_product_and_params_are_validated_before_any_run(store):

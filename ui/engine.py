@@ -217,13 +217,10 @@ def _task_data(task: Task, seed: int, paths: DataPaths, shots: int = MAX_SHOTS) 
 
 def pool_counts(task: Task, seeds: Sequence[int], paths: DataPaths) -> list[list[int]]:
     """Per seed, the examples per class in the target training pool (what any shots value draws from)."""
-    import torch
+    from autoft_core.experiment import pool_counts, resolve
 
-    out = []
-    for seed in seeds or (0,):
-        data = _task_data(task, seed, paths)
-        out.append(torch.bincount(data.train.y, minlength=data.num_classes).tolist())
-    return out
+    recipe = get_setup(task.setup, paths).recipe
+    return [pool_counts(resolve(run_config(task, "full", {}, recipe, seed), paths), paths) for seed in seeds or (0,)]
 
 
 def _uint8(x: Any, scale: int) -> list[Any]:

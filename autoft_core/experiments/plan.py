@@ -15,7 +15,7 @@ from ..core.recipe import MAX_SHOTS, SEED_BOUNDS, Recipe
 from ..core.values import Bounds
 from ..errors import AutoFTError, BadArgumentError
 from ..paths import DataPaths
-from ..setups import TaskSpec, get_setup
+from ..setups import get_setup
 
 ALL = "all"
 DEFAULT_CORRUPTION = "gaussian_noise"  # shots / grid on the input shift without --corruption
@@ -75,18 +75,12 @@ def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, meth
 def shot_capacity(setup: str, shift: str, corruption: str | None, severity: int, seeds: Sequence[int],
                   paths: DataPaths | None) -> tuple[int, int]:
     """(class count, smallest per-class count of the target training pool over `seeds`): a K above it
-    cannot be balanced. From the setup where it declares them (`Setup.shot_capacity`), else counted in the
-    tasks, built."""
-    chosen = get_setup(setup, paths)
-    specs = [chosen.check(TaskSpec(shift, corruption, severity, MAX_SHOTS, seed)) for seed in seeds]
-    declared = [chosen.shot_capacity(spec) for spec in specs]
-    if None not in declared:
-        return declared[0][0], min(smallest for _, smallest in declared)
-    import torch
+    cannot be balanced (`experiment.pool_counts`: builds no task where the setup declares its pools)."""
+    from ..experiment import pool_counts, resolve
 
-    tasks = [chosen.task(spec) for spec in specs]
-    smallest = min(int(torch.bincount(t.train.y, minlength=t.num_classes).min()) for t in tasks)
-    return tasks[0].num_classes, smallest
+    counts = [pool_counts(resolve(RunConfig(setup=setup, shift=shift, corruption=corruption, severity=severity,
+                                            seed=seed), paths), paths) for seed in seeds]
+    return len(counts[0]), min(min(c) for c in counts)
 
 
 def shots_configs(setup: str, shift: str, corruption: str | None, severity: int, methods: str, shots: str,

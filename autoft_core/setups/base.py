@@ -42,9 +42,9 @@ class Setup(ABC):
     def source_model(self, shift: str) -> "nn.Module":
         """A fresh copy of the pretrained source model for this shift, in eval mode, on CPU."""
 
-    def shot_capacity(self, spec: TaskSpec) -> tuple[int, int] | None:
-        """(classes, images of the training pool's smallest class) of `spec`'s task when known without building
-        it, so planning a shot curve builds no task; None: the planner builds the task and counts."""
+    def pool_counts(self, spec: TaskSpec) -> list[int] | None:
+        """Images per class of `spec`'s training pool (what any shots value draws from) when known without
+        building the task, so shot curves and the dashboard's shots bound need none; None: build it and count."""
         return None
 
     def check(self, spec: TaskSpec) -> TaskSpec:

@@ -51,10 +51,10 @@ class DigitsSetup(Setup):
         classes, (_, _, most) = CLASSES[_family(spec.shift)], PER_CLASS[_family(spec.shift)]
         return replace(spec, shots=min(max(1, spec.shots // classes), most) * classes)
 
-    def shot_capacity(self, spec: TaskSpec) -> tuple[int, int]:
+    def pool_counts(self, spec: TaskSpec) -> list[int]:
         """Every class of every digits pool holds the same number of training candidates (`PER_CLASS`)."""
         family = _family(self.check(spec).shift)
-        return CLASSES[family], PER_CLASS[family][2]
+        return [PER_CLASS[family][2]] * CLASSES[family]
 
     def task(self, spec: TaskSpec) -> "TaskData":
         from ..data import digits_tasks
