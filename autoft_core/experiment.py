@@ -39,17 +39,19 @@ def load_task(cfg: RunConfig, paths: DataPaths | None = None) -> tuple[Setup, Ta
     return setup, _cached_task(cfg.setup, setup.paths, cfg.task_spec())
 
 
-def pool_counts(cfg: RunConfig, paths: DataPaths | None = None) -> list[int]:
+def pool_counts(cfg: RunConfig, paths: DataPaths | None = None, keep: bool = True) -> list[int]:
     """Images per class of the training pool a resolved config's task draws its shots from: as the setup
-    declares them (`Setup.pool_counts`), else counted in the task built with every shot (and kept)."""
+    declares them (`Setup.pool_counts`), else counted in the task built with every shot, kept for the runs
+    as `load_task` keeps it unless `keep` is False (a planner counting many tasks holds none of them)."""
     cfg = replace(cfg, recipe=replace(cfg.recipe, shots=MAX_SHOTS))
     setup = get_setup(cfg.setup, paths)
-    declared = setup.pool_counts(setup.check(cfg.task_spec()))
+    spec = setup.check(cfg.task_spec())
+    declared = setup.pool_counts(spec)
     if declared is not None:
         return declared
     import torch
 
-    data = load_task(cfg, paths)[1]
+    data = load_task(cfg, paths)[1] if keep else setup.task(spec)
     return torch.bincount(data.train.y, minlength=data.num_classes).tolist()
 
 

@@ -17,6 +17,7 @@ import pytest
 from autoft_core.cli import main
 from autoft_core.config import RunConfig, code_version
 from autoft_core.errors import BadArgumentError
+from autoft_core import experiment
 from autoft_core.experiment import pool_counts, resolve
 from autoft_core.experiments import backends
 from autoft_core.core.recipe import Recipe, field_names
@@ -94,7 +95,11 @@ def test_the_digits_pool_counts_it_declares_are_what_its_tasks_hold(monkeypatch,
     cfgs = [resolve(RunConfig(setup="digits", shift=shift, corruption=corruption, seed=seed)) for seed in (0, 1)]
     declared = [pool_counts(cfg) for cfg in cfgs]
     monkeypatch.setattr(setup_class, "pool_counts", lambda self, spec: None)  # counted in the tasks, built
+    experiment._cached_task.cache_clear()
+    assert shot_capacity("digits", shift, corruption, 5, [0, 1], None) == (len(declared[0]), min(map(min, declared)))
+    assert experiment._cached_task.cache_info().currsize == 0  # the planner keeps none of the tasks it counts
     assert [pool_counts(cfg) for cfg in cfgs] == declared
+    assert experiment._cached_task.cache_info().currsize == 2  # the dashboard's count keeps them for its runs
     monkeypatch.undo()
     monkeypatch.setattr(setup_class, "task", lambda self, spec: pytest.fail("a task was built to count its pool"))
     assert shot_capacity("digits", shift, corruption, 5, [0, 1], None) == (len(declared[0]), min(map(min, declared)))

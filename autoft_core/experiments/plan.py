@@ -75,11 +75,12 @@ def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, meth
 def shot_capacity(setup: str, shift: str, corruption: str | None, severity: int, seeds: Sequence[int],
                   paths: DataPaths | None) -> tuple[int, int]:
     """(class count, smallest per-class count of the target training pool over `seeds`): a K above it
-    cannot be balanced (`experiment.pool_counts`: builds no task where the setup declares its pools)."""
+    cannot be balanced (`experiment.pool_counts`: builds no task where the setup declares its pools, and
+    keeps none it builds: a sweep's workers build their own)."""
     from ..experiment import pool_counts, resolve
 
     counts = [pool_counts(resolve(RunConfig(setup=setup, shift=shift, corruption=corruption, severity=severity,
-                                            seed=seed), paths), paths) for seed in seeds]
+                                            seed=seed), paths), paths, keep=False) for seed in seeds]
     return len(counts[0]), min(min(c) for c in counts)
 
 
