@@ -207,20 +207,26 @@ def plan_runs(task: Task, methods: dict[str, dict[str, Any]], settings: Settings
 
 # ----------------------------------------------------------------------------- the target pool and images
 
-def _task_data(task: Task, seed: int, paths: DataPaths, shots: int = MAX_SHOTS) -> Any:
-    """The task's data (source sample, target splits) for one seed, through the engine's task cache."""
-    from autoft_core.experiment import load_task, resolve
+def _task_config(task: Task, seed: int, paths: DataPaths, shots: int = MAX_SHOTS) -> RunConfig:
+    """A resolved config of the task for one seed, the setup's recipe at `shots` (what the task is keyed by)."""
+    from autoft_core.experiment import resolve
 
     recipe = replace(get_setup(task.setup, paths).recipe, shots=shots)
-    return load_task(resolve(run_config(task, "full", {}, recipe, seed), paths), paths)[1]
+    return resolve(run_config(task, "full", {}, recipe, seed), paths)
+
+
+def _task_data(task: Task, seed: int, paths: DataPaths, shots: int = MAX_SHOTS) -> Any:
+    """The task's data (source sample, target splits) for one seed, through the engine's task cache."""
+    from autoft_core.experiment import load_task
+
+    return load_task(_task_config(task, seed, paths, shots), paths)[1]
 
 
 def pool_counts(task: Task, seeds: Sequence[int], paths: DataPaths) -> list[list[int]]:
     """Per seed, the examples per class in the target training pool (what any shots value draws from)."""
-    from autoft_core.experiment import pool_counts, resolve
+    from autoft_core.experiment import pool_counts
 
-    recipe = get_setup(task.setup, paths).recipe
-    return [pool_counts(resolve(run_config(task, "full", {}, recipe, seed), paths), paths) for seed in seeds or (0,)]
+    return [pool_counts(_task_config(task, seed, paths), paths) for seed in seeds or (0,)]
 
 
 def _uint8(x: Any, scale: int) -> list[Any]:
