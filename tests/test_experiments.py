@@ -136,7 +136,7 @@ def _kill_then_resume(path: Path) -> dict:
 @pytest.fixture(scope="module")
 def killed_then_resumed(tmp_path_factory) -> dict:
     """`_kill_then_resume`, again if engine files changed meanwhile (others edit this tree while tests run;
-    a run's key includes the hash of every engine file, so such a change is a different sweep)."""
+    a run's key includes the hash of the engine's code, so such a change is a different sweep)."""
     for _ in range(3):
         code_version.cache_clear()
         out = _kill_then_resume(tmp_path_factory.mktemp("kill") / "results.sqlite")

@@ -26,10 +26,11 @@ Choices made here:
   so the process remembers it (`_gradients.layer_newton_steps`, with the target step +hessian solves
   too) and keeps it on disk (`_steps_on_disk`): a source model pays it once per seed, for the 15
   digits targets that share it, in every process. Weights (`bench/methods.py`, 1 thread, CPU time,
-  2026-11-27, with `_curvature`'s own convolution backward and its BatchNorms folded into the
-  convolutions): 1.82 [1.54-1.94] and 1.84 [1.62-2.17] epochs for a source model's first target in runs
-  of it alone, 2.02 [1.59-2.03] late in the all-methods run (the target is 2; one solve is about 0.9
-  epochs; 1.8-2.1 alone before the folding), 0.9-1.2 for every later one,
+  with `_curvature`'s own convolution backward and its BatchNorms folded into the convolutions),
+  median [range] of alternated pairs: 1.69 [1.60-2.12], 1.79 [1.63-2.26] and 1.79 [1.49-2.07] epochs
+  for a source model's first target in runs of it alone (2026-11-27, night), 1.99 [1.77-2.20] late in an
+  all-methods run (the target is 2; one solve is about 0.9 epochs; 1.8-2.1 alone before the folding),
+  0.9-1.2 for every later one,
   in this or a new process (from the kept step); 2.5 / 1.2 with PyTorch's backward. Cheaper
   settings measured against the default on digits (2026-11-27, PyTorch's backward; weights 2.69-2.82
   epochs cold; test accuracy %, seeds 0-5 on the feature level / label flip, 0-2 on the input level's
