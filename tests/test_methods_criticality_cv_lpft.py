@@ -18,6 +18,8 @@ from autoft_core.experiment import load_task, resolve
 from autoft_core.core.recipe import Recipe
 from autoft_core.layers import partition
 from autoft_core.methods import MethodContext, get_method
+from autoft_core.methods._scale import scaled
+from autoft_core.methods.criticality import _finite, top_k
 from autoft_core.methods.cross_validation import final_val_acc
 from autoft_core.methods.surgical import block_of_layers
 
@@ -90,6 +92,26 @@ def test_identity_criticality_is_zero_for_an_identity_layer_and_model_is_restore
     assert ctx.model.training and not ctx.model.head.weight.requires_grad
     assert out.scores[1] == 0.0 and out.scores[2] == 0.0
     assert out.scores[0] != 0.0 and out.extras["losses"][1] == out.extras["base_loss"]
+
+
+def test_criticality_probes_ignore_a_surrounding_autocast():
+    """The probes are fp32 whatever the caller's autocast (on a GPU the run's own is bf16)."""
+    ctx = _tiny_ctx("criticality-identity")
+    plain = get_method("criticality-identity").weights(ctx)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = get_method("criticality-identity").weights(ctx)
+    assert inside.scores == plain.scores and inside.extras["base_loss"] == plain.extras["base_loss"]
+
+
+@pytest.mark.parametrize("scale", ["mean", "max"])
+def test_layers_whose_loss_blew_up_share_the_budget_instead_of_freezing_the_network(scale):
+    scores = _finite([math.inf, math.nan, 0.5, 0.2])
+    weights, fallback = scaled(top_k(scores, 0), scale, "criticality-identity")
+    assert all(math.isfinite(s) for s in scores) and not fallback
+    assert weights[0] == weights[1] > 0 and all(math.isfinite(w) for w in weights)
+    assert weights[2] / weights[0] == pytest.approx(0.5 / scores[0], abs=1e-300)
+    if scale == "mean":
+        assert sum(weights) == pytest.approx(len(weights))  # the multipliers still average 1
 
 
 def test_random_criticality_is_positive_for_trained_layers_top_k_keeps_k_and_restores():

@@ -7,6 +7,7 @@ import copy
 import warnings
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,10 +16,11 @@ from torch.func import functional_call
 
 from autoft_core.core.data import Split, TaskData
 from autoft_core.core.recipe import Recipe
+from autoft_core.errors import AutoFTError
 from autoft_core.layers import Layer, partition
 from autoft_core.methods import MethodContext, get_method
 from autoft_core.methods._common import probe_mode
-from autoft_core.methods._curvature import BlockCurvature, affine_batchnorm
+from autoft_core.methods._curvature import MIN_DAMPING, BlockCurvature, affine_batchnorm, damped_step
 from autoft_core.methods import _gradients, _steps_on_disk
 from autoft_core.methods._gradients import clear_newton_steps, layer_newton_steps
 
@@ -133,6 +135,20 @@ def test_truncated_solve_reports_its_true_residual_and_every_layer_gets_the_same
         assert steps.diagnostics[l]["residual"] == pytest.approx(float(residual.norm() / grad.norm()), rel=1e-3, abs=1e-6)
         assert steps.diagnostics[l]["curvature_along_grad"] == pytest.approx(
             float(grad @ curvature @ grad / (grad @ grad)), rel=1e-4)
+
+
+def test_undamped_step_on_positive_definite_curvature_is_the_newton_step_and_zero_damping_is_refused():
+    rng = np.random.default_rng(0)
+    alpha, beta = rng.uniform(2.0, 3.0, 4), np.append(rng.uniform(0.1, 0.5, 3), 0.2)
+    tri = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)  # diagonally dominant: definite
+    step = damped_step(alpha, beta, 1.5, 0.0)
+    assert step.diagnostics["damping"] == 0.0
+    np.testing.assert_allclose(step.coefficients, np.linalg.solve(tri, [1.5, 0, 0, 0]), rtol=1e-12)
+    assert damped_step(np.zeros(3), np.zeros(3), 1.5, 0.1).coefficients is None  # no curvature: the gradient
+    for method in ("auto-rgn+hessian", "auto-rgn+hessian+change"):
+        with pytest.raises(AutoFTError, match="damping"):
+            get_method(method).resolve_params({"damping": 0})
+        assert get_method(method).resolve_params({"damping": MIN_DAMPING})["damping"] == MIN_DAMPING
 
 
 def test_gradients_ignore_a_surrounding_autocast():

@@ -6,11 +6,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..core.data import Split
-from ..device import autocast
 from ..evaluation import clone_state, load_state
 from ..layers import Layer
 
@@ -20,12 +18,6 @@ def seeded_sample(split: Split, n: int, seed: int) -> Split:
     or too big); equal splits and seeds give equal samples, and a larger n extends a smaller one's."""
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed)).to(split.x.device)
     return split.subset(order[:n] if n > 0 else order)
-
-
-def mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of `model` on one batch, under the device's autocast."""
-    with autocast(x.device):
-        return F.cross_entropy(model(x), y)
 
 
 @contextmanager

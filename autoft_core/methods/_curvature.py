@@ -18,8 +18,9 @@ damping relative to the layer's own curvature:
     λ_l = damping · max|θ| + max(0, −min θ),      s_l = ‖g_l‖ Q_l (T_l + λ_l I)⁻¹ e_1,
 
 i.e. exactly k steps of conjugate gradient on (C_l + λ_l I) s = g_l (the Krylov spaces of C_l and
-C_l + λI from g_l coincide); the shift max(0, −min θ) makes T_l + λ_l I positive definite when the
-exact Hessian is indefinite, so the step is always defined. Per-layer diagnostics: the iterations
+C_l + λI from g_l coincide); the shift max(0, −min θ) makes T_l + λ_l I positive semi-definite when the
+exact Hessian is indefinite, and damping > 0 (at least MIN_DAMPING) definite, so the step is always
+defined (a block with no curvature at all, every θ = 0, steps along the gradient itself). Per-layer diagnostics: the iterations
 run (and the Krylov dimension reached: fewer when the space became invariant, where the step is
 exact), the curvature along the gradient gᵀC_l g/‖g‖² (= T_l[0, 0]), the extreme Ritz values, the
 damping λ_l and the relative residual ‖(C_l + λ_l I)s_l − g_l‖/‖g_l‖ (= β_k |y_k| / ‖g_l‖). One host
@@ -76,6 +77,7 @@ from ..core.data import Split
 from ..errors import AutoFTError
 
 CURVATURES = ("hessian", "gauss-newton")
+MIN_DAMPING = 1e-6  # the least relative damping: keeps T + λI invertible (condition number ≤ 1e6) when shifted
 GRAD_CHUNK = 512  # examples per forward/backward: bounds the memory of one graph
 
 
@@ -467,7 +469,8 @@ class DampedStep:
 
 
 def damped_step(alpha: np.ndarray, beta: np.ndarray, grad_norm: float, damping: float) -> DampedStep:
-    """y = (T + λI)⁻¹ ‖g‖e_1 with λ = damping·max|θ| + max(0, −min θ), θ the Ritz values of T (float64)."""
+    """y = (T + λI)⁻¹ ‖g‖e_1 with λ = damping·max|θ| + max(0, −min θ), θ the Ritz values of T (float64);
+    damping > 0 keeps T + λI invertible (0 only where T is known to be positive definite)."""
     k = len(alpha)
     live = np.flatnonzero((alpha != 0) | (beta != 0))
     info = {"iterations": k, "krylov_dim": int(live[-1]) + 1 if len(live) else 0, "grad_norm": grad_norm,
@@ -480,7 +483,7 @@ def damped_step(alpha: np.ndarray, beta: np.ndarray, grad_norm: float, damping: 
     rhs = np.zeros(k)
     rhs[0] = grad_norm
     info.update(ritz_min=float(ritz.min()), ritz_max=float(ritz.max()), damping=lam)
-    if lam == 0:
+    if not ritz.any():  # no curvature anywhere in the Krylov space
         return DampedStep(None, {**info, "residual": 0.0})
     y = np.linalg.solve(tri + lam * np.eye(k), rhs)
     return DampedStep(y, {**info, "residual": float(beta[-1] * abs(y[-1]) / grad_norm)})

@@ -32,7 +32,7 @@ from ..layers import Layer, layer_parameters
 from ..memo import Remembered
 from . import _steps_on_disk
 from ._common import full_precision, probe_mode, seeded_sample
-from ._curvature import CURVATURES, NewtonSteps, mean_gradients, newton_steps
+from ._curvature import MIN_DAMPING, CURVATURES, NewtonSteps, mean_gradients, newton_steps
 from ._scale import scale_param, scaled, scaled_tensor
 from .base import LayerWeights, Method, MethodContext, Param
 
@@ -149,7 +149,8 @@ def newton_params(curvature: str, iterations: int, damping: float) -> dict[str, 
                                           "(positive semi-definite, = Fisher)", CURVATURES),
             "iterations": Param(iterations, "Lanczos / conjugate-gradient steps per layer", minimum=1),
             "damping": Param(damping, "Levenberg-Marquardt damping, relative to the layer's largest "
-                                      "curvature", minimum=0.0)}
+                                      "curvature (> 0: undamped, an indefinite block's shifted "
+                                      "curvature is singular)", minimum=MIN_DAMPING)}
 
 
 class RelativeNormMethod(Method):

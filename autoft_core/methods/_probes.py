@@ -4,7 +4,8 @@ Probing (module criticality): `LayerProbe` runs the unchanged network once over 
 keeping the input of every stage of its forward chain (`stages.model_stages`; a model without one
 is a single stage). A probe of layer l edits only l's modules in place, runs the stages from the
 first one holding l's parameters, then puts back just those modules' parameters and buffers (no
-copy of the whole model). Losses stay on the device and are read back with one host sync. Chaining
+copy of the whole model). Every pass is fp32 without autocast (`_common.full_precision`, as the
+gradient probes): under bf16 a small loss increase would drown in rounding. Losses stay on the device and are read back with one host sync. Chaining
 (cross-validation, LP-FT): one progress bar over all the runs' epochs.
 """
 from __future__ import annotations
@@ -12,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..core.data import Split
-from ..device import autocast
 from ..evaluation import EVAL_BATCH
 from ..finetune import Progress
 from ..layers import Layer, layer_parameters
 from ..stages import model_stages
-from ._common import mean_loss, seeded_sample
+from ._common import full_precision, seeded_sample
 
 Edit = Callable[[list[nn.Module]], None]  # edits one layer's modules in place
 
@@ -38,7 +39,7 @@ class LayerProbe:
         self.stages = model_stages(model) or [model]
         owner = {id(p): k for k, stage in enumerate(self.stages) for p in stage.parameters()}
         self.first_stage = [min(owner[id(p)] for p in group) for group in layer_parameters(model, layers)]
-        with torch.no_grad(), autocast(sample.x.device):
+        with torch.no_grad(), full_precision():
             self.inputs = [sample.x]
             for stage in self.stages[:-1]:
                 stage.eval()
@@ -50,8 +51,9 @@ class LayerProbe:
         """Mean cross-entropy of the stages from `first` on, from their cached input (stays on the device)."""
         rest = nn.Sequential(*self.stages[first:]).eval()
         total = torch.zeros((), device=self.sample.x.device)
-        for x, y in zip(self.inputs[first].split(EVAL_BATCH), self.sample.y.split(EVAL_BATCH)):
-            total += mean_loss(rest, x, y).float() * len(y)
+        with full_precision():
+            for x, y in zip(self.inputs[first].split(EVAL_BATCH), self.sample.y.split(EVAL_BATCH)):
+                total += F.cross_entropy(rest(x), y) * len(y)
         return total / max(len(self.sample), 1)
 
     @torch.no_grad()

@@ -6,8 +6,13 @@ A layer is critical when taking it out hurts: for each layer l,
     s_l = L(θ with layer l replaced) − L(θ),
     alpha_l from max(s_l, 0) by `scale` (default mean) for the K layers with the largest s_l, 0 for the others,
 
-where L is the mean cross-entropy on a fixed sample and the scores s_l are reported raw. Choices the
-paper leaves open (it studies re-initialisation to θ⁰ and interpolations towards it):
+where L is the mean cross-entropy on a fixed sample and the scores s_l are reported raw. The score is
+the seed paper's I_V(f_l → f), the loss increase; its Algorithms 3 and 4 write w_l ← L(f', D_src) and
+alpha_l ← alpha · w_l, the loss itself. Both rank the layers alike (the same top K); they differ in the
+multipliers (the increase leaves out the shared L(θ), so `mean` spreads the budget by what each layer
+adds) and in a layer whose removal changes nothing, which scores 0 here (so is frozen even with
+`topk` all) and L(θ) > 0 there. Choices the paper leaves open (Chatterji et al. study
+re-initialisation to θ⁰ and interpolations towards it), and where this departs from the algorithms:
 
 - replacement, two methods: `criticality-identity` turns every module of the layer into an identity
   map (conv: `dirac_`, the identity on the channels both sides share, so c_in ≠ c_out and strides
@@ -19,21 +24,24 @@ paper leaves open (it studies re-initialisation to θ⁰ and interpolations towa
   attention or MLP, `Layer.residual`) is skipped: all its parameters 0, so x + f(x) = x.
   `criticality-random` re-draws the layer's conv / linear weights from He et al.'s (2015) Kaiming
   normal, N(0, 2 / fan_in) (the paper's "Kaiming Initialization"; a fresh draw stands in for the
-  unknown θ⁰), biases 0, while its BatchNorm parameters and running statistics stay as pretrained;
+  unknown θ⁰, and fan_in serves every model: a model's own initialiser, e.g. torchvision ResNets'
+  fan_out, is not recorded with its weights), biases 0, while its BatchNorm parameters and running statistics stay as pretrained;
   s_l is the mean over `draws` (default 3) draws, every random number from a local
   torch.Generator seeded by (run seed, layer index), never the global RNG;
 - loss sample: `samples` examples (default 512; 0: all) of one seeded sample, all probes in eval mode
-  (BatchNorm uses running statistics) and without gradients; the unchanged prefix of the network
+  (BatchNorm uses running statistics), fp32 without autocast (on a GPU too) and without gradients; the unchanged prefix of the network
   runs once and each probe only from the stage holding the layer (`_probes.LayerProbe`);
 - Algorithm 3 (`partial_epochs` = 0): the sample is drawn from the SOURCE data;
 - Algorithm 4 (`partial_epochs` = e > 0): first all layers are fine-tuned for e epochs on the target
-  with the run's recipe, then the probes measure the loss on the TARGET training split (the data the
-  partially fine-tuned model now fits; its source loss would mostly track forgetting), then the
-  fine-tuning is rolled back;
+  with the run's recipe, then the probes measure the loss on the TARGET training split, then the
+  fine-tuning is rolled back. This departs from the algorithm's text, which measures L(f', D_src)
+  after the partial fine-tuning too: the algorithm is "Module Criticality on Target Set", and on the
+  source data the partially fine-tuned model's loss would mostly track what it forgot;
 - top K (`topk`, 0 = all layers): the K largest s_l (ties: the earlier layer) keep their scaled
   weight, so at most K multipliers are non-zero (a kept layer with s_l ≤ 0 still gets 0; when no
   kept layer has s_l > 0 every multiplier is 1, full fine-tuning); a non-finite s_l (the loss blew up)
-  counts as the largest possible increase; K beyond the layer count keeps all;
+  counts as the largest increase that keeps the scores' sum finite (the largest double over the layer
+  count), so such layers share the budget; K beyond the layer count keeps all;
 - `scale`: default `mean` (the multipliers average 1; with top K the budget goes to the K kept
   layers). Measured on digits (test accuracy %, seeds 0-2, `bench/method_checks.py scales`): identity
   on the label flip max 60.2 / raw 89.9 / mean 86.5 (full 85.7), on frost 5 with 100 shots max 89.9 /
@@ -78,8 +86,9 @@ def top_k(scores: list[float], k: int) -> list[float]:
 
 
 def _finite(values: list[float]) -> list[float]:
-    """Non-finite loss increases become the largest double (the most critical layer)."""
-    big = torch.finfo(torch.float64).max
+    """Non-finite loss increases become the largest double over the layer count (the most critical layers:
+    any sum or mean of the scores, as `scale` takes, stays finite however many layers blew up)."""
+    big = torch.finfo(torch.float64).max / max(len(values), 1)
     return torch.nan_to_num(torch.tensor(values, dtype=torch.float64), nan=big, posinf=big, neginf=-big).tolist()
 
 

@@ -12,7 +12,10 @@ statistic every method reports. Choices the paper leaves open:
 
 - val_acc is the candidate's validation accuracy after its last epoch (the model whose test accuracy
   is reported; epoch 0, the pretrained model, when the recipe has no epochs);
-- ties go to the earlier block, "all" comes last (so it wins only when strictly better);
+- ties go to the earlier block, "all" comes last (so it wins only when strictly better). "all" is a
+  candidate beyond the paper's definition ("a small, contiguous subset of layers", Sec. 4.1): a shift
+  that needs every layer is one cross-validation should be able to see, so it never loses to full
+  fine-tuning on validation;
 - scores: each layer's block's val_acc; `extras["candidates"]` keeps every candidate's numbers (val_acc,
   best_val_acc, test_acc, best_val_test_acc, best_val_epoch).
 `run` leaves the model as the winner's fine-tuned model and returns the winner's result; `weights`

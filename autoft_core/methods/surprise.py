@@ -18,7 +18,7 @@ Choices (the paper left them open; `_activations` has the details):
   (images unshifted) score / floor 0.43-0.55 in every conv layer, 0.58-0.68 at the head;
   gaussian_noise severity 5: the stem 514-523 (9-11x its floor), but the first block's output larger
   (stage1.conv2 1331-1372, 25-27x), and the largest score is never the stem's. The paper found the
-  same (Sec. 5: "Counter to our expectations, Layerwise Surprise gives higher weight to the later
+  same (Sec. 6.2.1: "Counter to our expectations, Layerwise Surprise gives higher weight to the later
   layers of the network"); the binnings tried are in README (Methods);
 - `scale` default `mean`, measured on digits (test accuracy %, seeds 0-2): label flip max 77.0 /
   raw 10.4 / mean 82.9 (full 85.7), frost 5 with 100 shots max 92.5 / raw 10.1 / mean 93.7 (full
