@@ -13,7 +13,7 @@ from typing import Any
 
 from .cpu_isa import cap_cpu_isa
 
-cap_cpu_isa()  # before any torch kernel runs: the same numbers on every x86-64 CPU (cpu_isa.py)
+cap_cpu_isa()  # before any torch kernel runs: the same kernels on every x86-64 CPU (cpu_isa.py)
 
 _TYPES = {"Split": "core.data", "TaskData": "core.data", "TaskSpec": "core.recipe", "Recipe": "core.recipe",
           "CustomSetup": "setups.python_entry", "folder_setup": "setups.folder"}

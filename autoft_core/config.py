@@ -44,12 +44,10 @@ def _numeric_files() -> list[tuple[str, bytes]]:
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """A hash of the code (`code_digest`) of the engine files that compute results, and of the CPU kernels'
-    tag where they are not the capped x86-64 ones (cpu_isa.py): numbers from other code or other kernels
-    are never reused. Parsing the files takes about 0.1 s, so the version is remembered in the cache
+    """A hash of the code (`code_digest`) of the engine files that compute results, and of the CPU and its
+    kernels (`cpu_isa.kernel_tag`): numbers from other code or another CPU are never reused. Parsing the files takes about 0.1 s, so the version is remembered in the cache
     folder against the files' bytes: a cache hit on the command line still answers in milliseconds."""
-    files, tag = _numeric_files(), kernel_tag()
-    kernels = f"cpu kernels: {tag}".encode() if tag else b""
+    files, kernels = _numeric_files(), f"cpu kernels: {kernel_tag()}".encode()
     raw = hashlib.sha256(b"".join(name.encode() + b"\0" + text + b"\0" for name, text in files) + kernels).hexdigest()
     memo = cache_dir() / MEMO_NAME
     try:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
 from .core.recipe import MAX_SHOTS
+from .cpu_isa import cpu_model
 from .paths import DataPaths
 from .runs import lookup, resolve
 from .setups import Setup, get_setup
@@ -115,7 +116,8 @@ def compute_run(cfg: RunConfig, paths: DataPaths | None = None, device: str | No
             "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
             **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device),
             "effective_shots": len(ctx.data.train), "cpu_threads": threads,
-            "cpu_kernels": torch.backends.cpu.get_cpu_capability()}  # capped at AVX2 on x86-64 (cpu_isa.py)
+            "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # capped at AVX2 on x86-64 (cpu_isa.py)
+            "cpu": cpu_model()}
 
 
 def run_experiment(cfg: RunConfig, store: ResultStore | None = None, paths: DataPaths | None = None,

@@ -10,7 +10,7 @@
 # runs over still leaves the others' figures. The last part profiles (torch.profiler, top operators by
 # device time) all layers trained and 9 of 29 layers frozen against the plain loop, and auto-rgn's whole
 # run against full fine-tuning's. PARTS picks parts (comma-separated; default all). The parts' limits add
-# up to about 20 minutes (on the H200 of 2026-11-27, phases, profile and five methods' costs took 7.9
+# up to 27 minutes (on the H200 of 2026-11-27, phases, profile and five methods' costs took 7.9
 # minutes together), so split the set over calls of at most 10 minutes. A session lent 15 minutes of device time
 # in all (start-up included) runs what is open first (README, "Where the targets stand"):
 #

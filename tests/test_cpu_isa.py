@@ -1,4 +1,4 @@
-"""The engine caps torch's CPU kernels at AVX2 (cpu_isa.py), so numbers match across x86-64 machines."""
+"""The engine caps torch's CPU kernels at AVX2 and names the CPU in every key (cpu_isa.py)."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from autoft_core.cpu_isa import CAPS, is_x86_64
+from autoft_core.cpu_isa import CAPS, cpu_model, is_x86_64
 
 pytestmark = pytest.mark.skipif(not is_x86_64(), reason="the caps are x86-64 instruction sets")
 
@@ -76,10 +76,29 @@ def test_kernel_tag_names_each_cap_set_otherwise(monkeypatch):
 
     for name, value in CAPS.items():
         monkeypatch.setenv(name, value)
-    assert kernel_tag() == ""
+    cpu = f"cpu={cpu_model()}"
+    assert kernel_tag() == cpu
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
-    assert kernel_tag() == "ATEN_CPU_CAPABILITY=default,ONEDNN_MAX_CPU_ISA=ALL"
+    assert kernel_tag() == f"{cpu},ATEN_CPU_CAPABILITY=default,ONEDNN_MAX_CPU_ISA=ALL"
+
+
+def test_the_cpu_model_is_read_from_cpuinfo_and_names_the_key(monkeypatch, tmp_path):
+    from autoft_core import cpu_isa
+    from autoft_core.models.weights_cache import cached_path
+
+    first = next(block for block in open("/proc/cpuinfo").read().split("\n\n") if block.strip())
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    assert cpu_isa.cpu_model() == f"{fields['vendor_id']}-{fields['cpu family']}-{fields['model']}"
+    monkeypatch.setenv("AUTOFT_CACHE", str(tmp_path))
+    here = cached_path("digits-standard", {"epochs": 5})
+    monkeypatch.setattr(cpu_isa, "cpu_model", lambda: "AuthenticAMD-25-17")
+    assert cached_path("digits-standard", {"epochs": 5}) != here
+    assert _key({}) != subprocess.run(  # another CPU: another store key, in a fresh process
+        [sys.executable, "-c", "from autoft_core import cpu_isa; cpu_isa.cpu_model = lambda: 'AuthenticAMD-25-17'; "
+         "from autoft_core.config import RunConfig; print(RunConfig().key())"],
+        env={**{k: v for k, v in os.environ.items() if k not in CAPS}, "AUTOFT_CACHE": str(tmp_path / "other")},
+        capture_output=True, text=True, timeout=120, check=True).stdout.strip()
 
 
 def test_a_model_trained_on_other_kernels_is_cached_under_another_name(monkeypatch, tmp_path):

@@ -64,12 +64,27 @@ def test_a_function_of_the_spec_gets_the_shift_and_seed(tmp_path, monkeypatch):
     ("python:{module}:nothing_here", "has no function nothing_here"),
     ("python:{module}:wrong_type", "returned a dict"),
     ("python:{module}:bad_layers", "do not partition the model"),
+    ("python:{module}:needs_an_argument", "needs_an_argument() raised TypeError"),
+    ("python:{module}:raises", "raises() raised ValueError: no data here"),
+    ("python:{module}:exits", "exits() exited (status 3)"),
 ])
 def test_broken_entry_points_give_one_clear_line_and_exit_2(case, phrase, tmp_path, monkeypatch, capsys):
     module = _module(tmp_path, monkeypatch, f"broken_{abs(hash(case)) % 10**8}", _readme_example() + '''
 
 def wrong_type():
     return {"model": None}
+
+
+def needs_an_argument(path):
+    return make_setup()
+
+
+def raises():
+    raise ValueError("no data here\\nsecond line")
+
+
+def exits():
+    raise SystemExit(3)
 
 
 def bad_layers():

@@ -421,7 +421,7 @@ def _images_garbage(folder: Path) -> None:
     (_labels_as_text, "labels.npy", "holds <U1 values; labels.npy holds whole-number class labels"),
     (_labels_folder, "labels.npy", "is a folder; it should be a file"),
     (_images_folder, "gaussian_noise.npy", "is a folder; it should be a file"),
-    (_images_garbage, "gaussian_noise.npy", "is not a NumPy array file"),
+    (_images_garbage, "gaussian_noise.npy", "is not a plain NumPy array file"),
 ])
 def test_bad_cifar10c_files_are_one_error_naming_them(fault, file, needle, tmp_path, trust_tiny_clean, no_network):
     paths = DataPaths(cifar10_dir=write_clean(tmp_path / "cifar10"), cifar10c_dir=write_corrupted(tmp_path / "c"))

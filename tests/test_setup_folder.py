@@ -180,16 +180,21 @@ def _broken(own: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[str], 
         "no checkpoint given": (_argv(own, "resnet18")[:6], "needs --checkpoint"),
         "folder option without folder": (["--setup", "digits", "--source-dir", str(own["source"])],
                                          "only with --setup folder"),
+        "folder as checkpoint": (_argv(own, "resnet18", checkpoint=empty), "is a folder"),
+        "non-finite mean": (_argv(own, "resnet18") + ["--mean", "nan,0,0"], "three comma-separated finite numbers"),
+        "non-finite std": (_argv(own, "resnet18") + ["--std", "inf,1,1"], "three comma-separated finite numbers"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing source", "no class folders", "empty class folder", "other classes",
                                   "too few target images", "unreadable image", "missing checkpoint",
                                   "garbage checkpoint", "not a state dict", "another architecture",
-                                  "unknown architecture", "no checkpoint given", "folder option without folder"])
+                                  "unknown architecture", "no checkpoint given", "folder option without folder",
+                                  "folder as checkpoint", "non-finite mean", "non-finite std"])
 def test_broken_folders_and_checkpoints_give_one_clear_line_and_exit_2(own, tmp_path, capsys, case):
     argv, phrase = _broken(own, tmp_path)[case]
     code = _main(["finetune", *argv, "--shift", "feature", "--method", "full", "--epochs", "1",
                   "--store", str(tmp_path / "r.sqlite")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and phrase in err, err
+    assert "weights_only" not in err  # torch's advice to unpickle with code execution is never passed on

@@ -31,6 +31,8 @@ CHECKPOINT_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, Ke
 
 def require_checkpoint(path: Path) -> None:
     """A clear error when the checkpoint file is not there."""
+    if path.is_dir():
+        raise AutoFTError(f"checkpoint {path} is a folder; give --checkpoint FILE, the weights file itself: {HOW}")
     if not path.is_file():
         raise MissingFileError("checkpoint", path, f"Give --checkpoint FILE: {HOW}.")
 
@@ -50,8 +52,9 @@ def read_state_dict(path: Path) -> "dict[str, torch.Tensor]":
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except (SafetensorError, *CHECKPOINT_ERRORS) as exc:  # garbage fails wherever the unpickler's parser stops
-        raise AutoFTError(f"could not read checkpoint {path} as weights ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}); {HOW}") from exc
+        # The library's own text is left out: torch's suggests weights_only=False, which would run the file's code.
+        raise AutoFTError(f"could not read checkpoint {path} as weights ({type(exc).__name__}: not a safetensors "
+                          f"file, nor tensors saved by torch.save); {HOW}") from exc
     while isinstance(state, dict) and len(state) == 1 and next(iter(state)) in NESTED:
         state = next(iter(state.values()))
     if not isinstance(state, dict) or not state or not all(

@@ -1,5 +1,5 @@
-"""Pretrained source models cached as safetensors, keyed by a hash of their training recipe (and of the
-CPU kernels, where they are not the capped x86-64 ones: `cpu_isa.kernel_tag`).
+"""Pretrained source models cached as safetensors, keyed by a hash of their training recipe and of the
+CPU that trains them (`cpu_isa.kernel_tag`: its model and any kernel cap set otherwise).
 
 A changed recipe (data, architecture, epochs, lr, seed...) gives a new hash and so a retrain; the file
 is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint. A
@@ -29,9 +29,8 @@ def recipe_hash(recipe: dict) -> str:
 
 
 def cached_path(name: str, recipe: dict) -> Path:
-    """Where the model `recipe` trains is cached; other CPU kernels than the capped ones train another."""
-    tag = kernel_tag()
-    keyed = {**recipe, "cpu_kernels": tag} if tag else recipe
+    """Where the model `recipe` trains is cached; another CPU, or other kernels, train another model."""
+    keyed = {**recipe, "cpu_kernels": kernel_tag()}
     return cache_dir() / "models" / f"{name}-{recipe_hash(keyed)}.safetensors"
 
 

@@ -209,7 +209,8 @@ def _severity_count(path: Path, severity: int) -> int:
     try:
         images = np.load(path, mmap_mode="r")  # reads the header only; pickled arrays are refused
     except (ValueError, OSError, EOFError) as exc:
-        raise AutoFTError(f"{path} is not a NumPy array file ({exc}); CIFAR-10-C files hold uint8 images of "
+        raise AutoFTError(f"{path} is not a plain NumPy array file ({type(exc).__name__}: damaged, or pickled "
+                          "objects, which are never loaded); CIFAR-10-C files hold uint8 images of "
                           f"shape (N, 32, 32, 3). {GET_CORRUPTED}") from None
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
         raise AutoFTError(f"{path} holds a {images.dtype} array of shape {images.shape}; CIFAR-10-C files hold "
@@ -226,7 +227,8 @@ def _check_labels(path: Path, count: int) -> None:
     try:
         labels = np.load(path)
     except (ValueError, OSError, EOFError) as exc:
-        raise AutoFTError(f"{path} is not a NumPy array file ({exc}); labels.npy holds whole-number class labels "
+        raise AutoFTError(f"{path} is not a plain NumPy array file ({type(exc).__name__}: damaged, or pickled "
+                          "objects, which are never loaded); labels.npy holds whole-number class labels "
                           f"0..{NUM_CLASSES - 1}. {GET_CORRUPTED}") from None
     if not np.issubdtype(labels.dtype, np.integer):
         raise AutoFTError(f"{path} holds {labels.dtype} values; labels.npy holds whole-number class labels "

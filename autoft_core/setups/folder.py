@@ -24,6 +24,8 @@ options once: the CLI flags and the dashboard's fields are made from it.
 """
 from __future__ import annotations
 
+import math
+
 import logging
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
@@ -93,8 +95,8 @@ def _floats(name: str, text: str | tuple[float, ...]) -> tuple[float, float, flo
         values = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
     except ValueError:
         values = ()
-    if len(values) != 3 or (name == "std" and min(values) <= 0):
-        raise BadArgumentError(name, text, "three comma-separated numbers (R,G,B)" + (", > 0" if name == "std" else ""))
+    if len(values) != 3 or not all(math.isfinite(v) for v in values) or (name == "std" and min(values) <= 0):
+        raise BadArgumentError(name, text, "three comma-separated finite numbers (R,G,B)" + (", > 0" if name == "std" else ""))
     return values  # type: ignore[return-value]
 
 

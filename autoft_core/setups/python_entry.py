@@ -77,7 +77,15 @@ def _entry(module: str, function: str) -> CustomSetup:
                           "that folder to PYTHONPATH") from exc
     except AttributeError as exc:
         raise AutoFTError(f"setup {where}: module {module} has no function {function}") from exc
-    made = make()
+    try:
+        made = make()
+    except SystemExit as exc:
+        raise AutoFTError(f"setup {where}: {function}() exited (status {exc.code}) instead of returning "
+                          "autoft_core.CustomSetup(model=..., tasks={...})") from exc
+    except Exception as exc:  # the user's own code: one line naming it, not its traceback
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise AutoFTError(f"setup {where}: {function}() raised {type(exc).__name__}: {first}; it must take no "
+                          "arguments and return autoft_core.CustomSetup(model=..., tasks={...})") from exc
     if not isinstance(made, CustomSetup):
         raise AutoFTError(f"setup {where}: {function}() returned a {type(made).__name__}; return "
                           "autoft_core.CustomSetup(model=..., tasks={...})")
