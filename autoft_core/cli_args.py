@@ -3,12 +3,14 @@ data paths), so every subcommand offers the same flags with the same defaults an
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
 from .core.recipe import DEFAULT_SEVERITY, SEED_BOUNDS, SEVERITY_BOUNDS, Recipe, field_info
 from .core.values import Bounds
-from .paths import DataPaths
+from .errors import AutoFTError
+from .paths import DataPaths, write_atomic
 from .setups import get_setup, setup_names
 
 
@@ -29,6 +31,39 @@ def key_value(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     key, value = text.split("=", 1)
     return key.strip(), value.strip()
+
+
+def output_file(text: str) -> Path:
+    """An argparse type for a file to write: a name, not a folder, in a folder that exists."""
+    path = Path(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a file name")
+    try:
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name in it")
+        if not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"the folder {path.parent} does not exist; create it or write elsewhere")
+        path.stat()  # a name the file system refuses (too long, ...) fails here; a missing file is fine
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot use {text[:80]}: {exc.strerror}") from None
+    return path
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write `text` whole (a reader sees the old file or the new one), or raise one AutoFTError line."""
+    try:
+        write_atomic(path, lambda tmp: tmp.write_text(text))
+    except OSError as exc:
+        raise AutoFTError(f"cannot write {path}: {exc.strerror}; choose another file") from None
+
+
+def store_file(text: str) -> str:
+    """An argparse type for --store: a non-empty file name (the store itself is checked when opened)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a file name (leave --store out for cache/results.sqlite)")
+    return text
 
 
 POSITIVE_INT = bounded("count", Bounds(int, 1))
@@ -53,7 +88,7 @@ def add_recipe(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
         else:
             p.add_argument(flag, type=bounded(name, bounds), default=None,
                            help=f"{help_text}; {bounds.describe()} (default: the setup's)")
-    p.add_argument("--store", default=None, help="result store file (default cache/results.sqlite)")
+    p.add_argument("--store", type=store_file, default=None, help="result store file (default cache/results.sqlite)")
 
 
 def add_setup_options(p: argparse.ArgumentParser) -> None:
@@ -105,13 +140,25 @@ def paths_from(args: argparse.Namespace) -> DataPaths:
 
 
 def recipe_from(args: argparse.Namespace, setup: str, **override: Any) -> Recipe:
-    """The setup's default recipe with the flags given (and `override`) applied."""
+    """The setup's default recipe with the flags given (and `override`) applied; a flag the recipe would
+    ignore is refused."""
     given = {name: getattr(args, name, None) for name, *_ in field_info()}
-    return get_setup(setup, paths_from(args)).recipe.with_values(**{**given, **override})
+    recipe = get_setup(setup, paths_from(args)).recipe.with_values(**{**given, **override})
+    if given.get("momentum") is not None and recipe.optimizer != "sgd":
+        raise AutoFTError("--momentum applies to --optimizer sgd only; add --optimizer sgd or leave --momentum out")
+    return recipe
+
+
+def check_corruption(shift: str, corruption: str | None) -> None:
+    """A corruption is refused for any shift but the input shift, which alone would use it."""
+    if corruption is not None and shift != "input":
+        raise AutoFTError(f"--corruption applies to the input shift only, not {shift}: add --shift input or "
+                          "leave --corruption out")
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the task and recipe flags ask for."""
+    check_corruption(args.shift, args.corruption)
     return RunConfig(setup=args.setup, shift=args.shift, corruption=args.corruption, severity=args.severity,
                      method=args.method, params=dict(args.param), recipe=recipe_from(args, args.setup),
                      seed=args.seed)

@@ -13,7 +13,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from .cli_args import SEED, SEVERITY, add_paths, paths_from
+from .cli_args import SEED, SEVERITY, add_paths, add_setup_options, paths_from
 from .core.recipe import DEFAULT_SEVERITY
 from .paths import DataPaths
 from .setups import Setup, TaskSpec, get_setup
@@ -55,6 +55,7 @@ def add_subcommand(sub: argparse._SubParsersAction) -> None:
     """Register `shifts` on the CLI's subparsers."""
     p = sub.add_parser("shifts", help="the size of each shift: the source model's zero-shot accuracy per target")
     p.add_argument("--setup", default="digits")
+    add_setup_options(p)
     p.add_argument("--severity", type=SEVERITY, default=DEFAULT_SEVERITY, help="input-level shift: 1-5")
     p.add_argument("--seed", type=SEED, default=0, help="which target split (default 0)")
     p.add_argument("--device", default=None, help="auto (default), cpu or cuda")

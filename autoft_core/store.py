@@ -35,6 +35,7 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS aliases (request TEXT PRIMARY KEY, key TEXT NOT NULL REFERENCES runs(key))",
 )
 _COLUMNS = ("setup", "shift", "corruption", "severity", "method", "seed", "shots")
+_STORED_COLUMNS = ("key", *_COLUMNS, "config", "result", "created")  # every store has them (status came later)
 _FILTERS = {**{c: c for c in _COLUMNS}, "code_version": "json_extract(config, '$.code_version')"}
 STATUSES = ("ok", "diverged", "failed")
 _LOCK_WAIT_S = 60  # how long a statement waits for another process's lock
@@ -79,6 +80,7 @@ class ResultStore:
         while True:
             try:
                 with self._connect() as conn:
+                    self._refuse_foreign(conn)
                     conn.execute("PRAGMA journal_mode=WAL")
                     self._create_tables(conn)
                 return
@@ -86,6 +88,19 @@ class ResultStore:
                 if "database is locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
+        """StoreError, before anything is changed, when the file is another program's SQLite database:
+        tables of its own, or a `runs` table without this store's columns."""
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                  if not row[0].startswith("sqlite_")}
+        other = sorted(tables - {"runs", "aliases"})
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+        missing = sorted(set(_STORED_COLUMNS) - columns) if "runs" in tables else []
+        if other or missing:
+            what = f"tables {', '.join(other[:3])}" if other else f"a runs table without {', '.join(missing[:3])}"
+            raise StoreError(f"{self.path} is another program's SQLite database ({what}); it was left as it is: "
+                             "choose another store file (--store, or AUTOFT_STORE for the dashboard)")
 
     @staticmethod
     def _create_tables(conn: sqlite3.Connection) -> None:

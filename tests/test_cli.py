@@ -53,6 +53,17 @@ def test_weights_json_has_the_contract_keys():
     (("weights", "--granularity", "neuron"), "valid: module, block"),
     (("finetune", "--setup", "cifar10", "--shift", "input", "--corruption", "frost",
       "--cifar10-dir", "/nonexistent/c10", "--cifar10c-dir", "/nonexistent/c10c"), "not found at /nonexistent/"),
+    (("weights", "--shift", "output", "--corruption", "frost"), "--corruption applies to the input shift only"),
+    (("shots", "--shift", "feature", "--corruption", "frost"), "--corruption applies to the input shift only"),
+    (("sweep", "--shifts", "output", "--corruptions", "frost"), "corruptions apply to the input shift only"),
+    (("finetune", "--optimizer", "adam", "--momentum", "0.5"), "--momentum applies to --optimizer sgd only"),
+    (("grid", "--method", "criticality-identity", "--values", "topk=1,,2"), "none empty"),
+    (("grid", "--method", "criticality-identity", "--values", "topk="), "none empty"),
+    (("finetune", "--store", ""), "--store: needs a file name"),
+    (("table", "--out", "/nonexistent/folder/t.md"), "does not exist"),
+    (("table", "--out", "x" * 300), "File name too long"),
+    (("export", "--out", ""), "needs a folder name"),
+    (("shifts", "--setup", "folder", "--source-dir", "/nonexistent"), "needs --target-dir"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_traceback(args, needle):
     out = cli(*args)

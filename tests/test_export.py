@@ -46,3 +46,31 @@ def test_exported_task_reproduces_auto_rgn_weights(tmp_path, capsys):
     np.testing.assert_allclose(engine["scores"], expected, rtol=1e-6)
     assert {k: task[k] for k in ("shift", "seed", "granularity")} == {"shift": "output", "seed": 1, "granularity": "module"}
     assert arrays["source_x"].shape[1:] == (3, 32, 32) and arrays["test_y"].dtype == np.int64
+
+
+def test_an_export_that_fails_midway_leaves_nothing_half_written(tmp_path, monkeypatch, capsys):
+    from autoft_core import export
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "task.json").write_text("the previous export's")
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("safetensors.torch.save_file", full_disk)
+    assert main(["export", "--setup", "digits", "--shift", "output", "--shots", "20", "--out", str(out)]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["task.json"] and (out / "task.json").read_text() == "the previous export's"
+
+
+@pytest.mark.parametrize("make, phrase", [
+    (lambda out: out.write_text("a file"), "is a file"),
+    (lambda out: (out / "task.json").mkdir(parents=True), "is a folder where the export writes a file"),
+])
+def test_export_refuses_an_out_it_cannot_fill_before_computing_anything(tmp_path, capsys, make, phrase):
+    out = tmp_path / "out"
+    make(out)
+    assert main(["export", "--setup", "digits", "--shift", "output", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert phrase in err and err.count("\n") == 1

@@ -80,6 +80,23 @@ def test_a_store_made_before_statuses_gets_the_column(tmp_path):
     assert store.get("old") == {"test_acc": 0.5} and list(store.frame()["status"]) == ["ok"]
 
 
+@pytest.mark.parametrize("schema, phrase", [
+    ("CREATE TABLE runs (name TEXT, value TEXT)", "a runs table without"),
+    ("CREATE TABLE notes (text TEXT)", "tables notes"),
+])
+def test_another_programs_sqlite_file_is_refused_and_left_byte_for_byte(tmp_path, schema, phrase):
+    path = tmp_path / "theirs.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(schema)
+        conn.execute(f"INSERT INTO {schema.split()[2]} VALUES ({', '.join('?' * schema.count(' TEXT'))})",
+                     ("precious",) * schema.count(" TEXT"))
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=phrase):
+        ResultStore(path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["theirs.sqlite"]
+
+
 def _writer(path: str, worker: int) -> None:
     s = ResultStore(path)
     for i in range(20):

@@ -12,11 +12,10 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..cli_args import (POSITIVE_INT, SEVERITY, add_paths, add_recipe, add_setup_options, bounded, key_value,
-                        paths_from, recipe_from)
+                        output_file, paths_from, recipe_from, write_output)
 from ..config import RunConfig
 from ..core.recipe import DEFAULT_SEVERITY, SEED_BOUNDS
 from ..core.values import Bounds
@@ -61,7 +60,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
 
     sweep = sub.add_parser("sweep", help="methods × shifts × corruptions × seeds, through the result store")
     sweep.add_argument("--shifts", default="all", help="comma-separated shifts or all (default)")
-    sweep.add_argument("--corruptions", default="all", help="input-level corruptions, comma-separated or all (default)")
+    sweep.add_argument("--corruptions", default=None, help="input-level corruptions, comma-separated or all (default)")
     sweep.add_argument("--methods", default="all", help="comma-separated methods or all registered (default)")
     sweep.add_argument("--param", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                        help="a method hyper-parameter for every run (repeatable; each method must have it)")
@@ -92,7 +91,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     table.add_argument("--setup", default="digits")
     add_setup_options(table)
     table.add_argument("--format", default="markdown", choices=("markdown", "csv"))
-    table.add_argument("--out", default=None, help="write to this file instead of stdout")
+    table.add_argument("--out", type=output_file, default=None, help="write to this file instead of stdout")
     table.add_argument("--metric", default="test_acc", choices=METRICS)
     table.add_argument("--severity", type=SEVERITY, default=DEFAULT_SEVERITY, help="input-level severity")
     table.add_argument("--corruptions", default="all", help="input-level corruptions averaged (default all)")
@@ -228,7 +227,7 @@ def _cmd_table(args: argparse.Namespace) -> None:
                           "with the same recipe flags first")
     text = to_markdown(table) if args.format == "markdown" else to_csv(table)
     if args.out:
-        Path(args.out).write_text(text)
+        write_output(args.out, text)
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

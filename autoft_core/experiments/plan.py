@@ -10,6 +10,7 @@ from dataclasses import replace
 from itertools import product
 from typing import Any
 
+from ..cli_args import check_corruption
 from ..config import RunConfig
 from ..core.recipe import MAX_SHOTS, SEED_BOUNDS, Recipe
 from ..core.values import Bounds
@@ -23,6 +24,7 @@ DEFAULT_CORRUPTION = "gaussian_noise"  # shots / grid on the input shift without
 
 def task_corruption(shift: str, corruption: str | None) -> str | None:
     """The corruption a single-task command uses: the given one, or DEFAULT_CORRUPTION on the input shift."""
+    check_corruption(shift, corruption)
     return corruption or (DEFAULT_CORRUPTION if shift == "input" else None)
 
 
@@ -58,13 +60,16 @@ def _corruptions(setup: str, text: str, paths: DataPaths | None) -> list[str]:
     return choose("corruption", text, get_setup(setup, paths).corruptions())
 
 
-def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, methods: str, seeds: str,
+def sweep_configs(setup: str, shifts: str, corruptions: str | None, severity: int, methods: str, seeds: str,
                   recipe: Recipe, paths: DataPaths | None = None,
                   params: dict[str, Any] | None = None) -> list[RunConfig]:
-    """Methods × shifts (× corruptions for the input shift) × seeds, grouped by task so data is reused;
-    `params` go to every method (each must have them)."""
+    """Methods × shifts (× corruptions for the input shift; None: all) × seeds, grouped by task so data is
+    reused; `params` go to every method (each must have them)."""
     shift_list = _shifts(setup, shifts, paths)
-    corruption_list = _corruptions(setup, corruptions, paths) if "input" in shift_list else []
+    if corruptions is not None and "input" not in shift_list:
+        raise AutoFTError(f"corruptions apply to the input shift only, and the shifts asked are {', '.join(shift_list)}: "
+                          "add input to --shifts or leave --corruptions out")
+    corruption_list = _corruptions(setup, corruptions or ALL, paths) if "input" in shift_list else []
     method_list, seed_list = _methods(methods), numbers("seed", seeds, SEED_BOUNDS)
     tasks = [(shift, c) for shift in shift_list for c in (corruption_list if shift == "input" else [None])]
     return [RunConfig(setup=setup, shift=shift, corruption=c, severity=severity, method=m, params=dict(params or {}),
@@ -135,5 +140,9 @@ def grid_values(method: str, given: dict[str, str]) -> dict[str, list[Any]]:
     for key, text in given.items():
         if key not in cls.params:
             raise BadArgumentError(f"parameter for method {method}", key, list(cls.params))
-        out[key] = list(dict.fromkeys(cls.params[key].parse(key, v) for v in text.split(",") if v.strip()))
+        items = [v.strip() for v in text.split(",")]
+        if not all(items):
+            raise BadArgumentError(f"--values for {key} (comma-separated values, none empty)", text,
+                                   cls.params[key].bounds.describe())
+        out[key] = list(dict.fromkeys(cls.params[key].parse(key, v) for v in items))
     return out
