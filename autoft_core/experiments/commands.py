@@ -158,9 +158,10 @@ def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]])
               file=sys.stderr)
         raise SystemExit(130) from None
     if report.other_versions:
-        print(f"autoft_core: warning: engine files changed during the {args.command}; some runs are stored under "
-              f"code version {', '.join(sorted(report.other_versions))}; re-run the command to complete it under "
-              "the current code", file=sys.stderr)
+        print(f"autoft_core: warning: some runs of the {args.command} were computed by other engine code (files "
+              "changed meanwhile) or on another CPU (a Ray worker) and are stored under code version "
+              f"{', '.join(sorted(report.other_versions))}; re-run the command here to complete it under this "
+              "code and CPU", file=sys.stderr)
     if report.diverged:
         print(f"autoft_core: warning: {len(report.diverged)} of {report.total} runs diverged "
               f"({', '.join(report.diverged[:3])}{', ...' if len(report.diverged) > 3 else ''}); they are stored "

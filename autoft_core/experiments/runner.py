@@ -145,10 +145,10 @@ def _finish(cfg: RunConfig, outcome: dict[str, Any] | BaseException, job: Job, s
     line = _line(cfg, record, cached=False)
     if outcome["key"] == cfg.key():
         store.put(cfg.key(), cfg.to_dict(), record, aliases=tuple(job.requests))
-    else:  # the worker hashed other engine files: keep its run, labelled with the code that made it
+    else:  # the worker hashed other engine files or runs on another CPU: keep its run, labelled as made
         store.put(outcome["key"], {**cfg.to_dict(), "code_version": outcome["code_version"]}, record)
         report.other_versions.add(outcome["code_version"])
-        line += f"  (stored under code version {outcome['code_version']}: engine files changed)"
+        line += f"  (stored under code version {outcome['code_version']}: engine files changed, or another CPU)"
     report.ran += 1
     _log(log, line)
     bar.write(line, file=sys.stderr)
