@@ -171,11 +171,17 @@ def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]])
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
-    from .plan import sweep_configs
+    from .plan import ALL, sweep_configs
 
-    _run(args, lambda paths: sweep_configs(args.setup, args.shifts, args.corruptions, args.severity,
-                                           args.methods, args.seeds, recipe_from(args, args.setup), paths,
-                                           dict(args.param)))
+    def plan(paths: DataPaths) -> list[RunConfig]:
+        configs = sweep_configs(args.setup, args.shifts, args.corruptions or ALL, args.severity, args.methods,
+                                args.seeds, recipe_from(args, args.setup), paths, dict(args.param))
+        if args.corruptions is not None and all(c.shift != "input" for c in configs):
+            raise AutoFTError("--corruptions applies to the input shift only, which --shifts leaves out: add input "
+                              "to --shifts or leave --corruptions out")
+        return configs
+
+    _run(args, plan)
 
 
 def _cmd_shots(args: argparse.Namespace) -> None:

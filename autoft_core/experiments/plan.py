@@ -60,16 +60,13 @@ def _corruptions(setup: str, text: str, paths: DataPaths | None) -> list[str]:
     return choose("corruption", text, get_setup(setup, paths).corruptions())
 
 
-def sweep_configs(setup: str, shifts: str, corruptions: str | None, severity: int, methods: str, seeds: str,
+def sweep_configs(setup: str, shifts: str, corruptions: str, severity: int, methods: str, seeds: str,
                   recipe: Recipe, paths: DataPaths | None = None,
                   params: dict[str, Any] | None = None) -> list[RunConfig]:
-    """Methods × shifts (× corruptions for the input shift; None: all) × seeds, grouped by task so data is
-    reused; `params` go to every method (each must have them)."""
+    """Methods × shifts (× corruptions for the input shift) × seeds, grouped by task so data is reused;
+    `params` go to every method (each must have them)."""
     shift_list = _shifts(setup, shifts, paths)
-    if corruptions is not None and "input" not in shift_list:
-        raise AutoFTError(f"corruptions apply to the input shift only, and the shifts asked are {', '.join(shift_list)}: "
-                          "add input to --shifts or leave --corruptions out")
-    corruption_list = _corruptions(setup, corruptions or ALL, paths) if "input" in shift_list else []
+    corruption_list = _corruptions(setup, corruptions, paths) if "input" in shift_list else []
     method_list, seed_list = _methods(methods), numbers("seed", seeds, SEED_BOUNDS)
     tasks = [(shift, c) for shift in shift_list for c in (corruption_list if shift == "input" else [None])]
     return [RunConfig(setup=setup, shift=shift, corruption=c, severity=severity, method=m, params=dict(params or {}),
