@@ -45,8 +45,9 @@ def _numeric_files() -> list[tuple[str, bytes]]:
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """A hash of the code (`code_digest`) of the engine files that compute results, and of the CPU and its
-    kernels (`cpu_isa.kernel_tag`): numbers from other code or another CPU are never reused. Parsing the files takes about 0.1 s, so the version is remembered in the cache
-    folder against the files' bytes: a cache hit on the command line still answers in milliseconds."""
+    kernels (`cpu_isa.kernel_tag`): numbers from other code or another CPU are never reused. Parsing the
+    files takes about 0.1 s, so the version is remembered in the cache folder against the files' bytes:
+    a cache hit on the command line still answers in milliseconds."""
     files, kernels = _numeric_files(), f"cpu kernels: {kernel_tag()}".encode()
     raw = hashlib.sha256(b"".join(name.encode() + b"\0" + text + b"\0" for name, text in files) + kernels).hexdigest()
     memo = cache_dir() / MEMO_NAME

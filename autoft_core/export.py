@@ -65,8 +65,8 @@ def check_out(out: Path) -> None:
 
 @contextmanager
 def _staged(out: Path) -> Iterator[Path]:
-    """A fresh folder beside `out` to write into; on success each file is renamed into `out` (so `out` never
-    holds a half-written file), and the staging folder is removed whatever happens."""
+    """A fresh hidden folder inside `out` to write into; on success each file is renamed into `out` (so `out`
+    never holds a half-written file), and the staging folder is removed whatever happens."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out))
