@@ -72,8 +72,9 @@ def _context(cfg: RunConfig, paths: DataPaths | None, device: str | None, progre
 
 
 def _threads(cfg: RunConfig, paths: DataPaths | None, ctx: MethodContext) -> contextlib.AbstractContextManager:
-    """The setup's fixed thread count when it promises the same numbers on every CPU (threads.py), else
-    the CPU thread policy (device.py: one thread for a small model, so a busy machine does not collapse)."""
+    """The setup's fixed thread count when it promises the same numbers whatever the core count
+    (threads.py), else the CPU thread policy (device.py: one thread for a small model, so a busy machine
+    does not collapse)."""
     from .device import thread_policy
     from .threads import fixed_cpu_threads
 

@@ -40,7 +40,7 @@ class DigitsSetup(Setup):
     name = "digits"
     description = "Embedded: scikit-learn digit glyphs rendered as CIFAR-like 32x32 colour images (no download)"
     recipe = Recipe(shots=500, epochs=6, lr=3e-3, batch_size=16)
-    cpu_threads = 1  # the same numbers on every CPU (a small net: threads gain little)
+    cpu_threads = 1  # the same numbers whatever the core count (a small net: threads gain little)
 
     def missing(self) -> list[str]:
         return []
