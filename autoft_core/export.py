@@ -60,7 +60,8 @@ def check_out(out: Path) -> None:
         raise AutoFTError(f"--out {out} is a file; give a folder (created if missing)")
     taken = [name for name in FILES if (out / name).is_dir()]
     if taken:
-        raise AutoFTError(f"{out / taken[0]} is a folder where the export writes a file; move it or choose another --out")
+        raise AutoFTError(f"{out / taken[0]} is a folder where the export writes a file; move it or choose "
+                          "another --out")
 
 
 @contextmanager

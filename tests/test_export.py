@@ -61,7 +61,8 @@ def test_an_export_that_fails_midway_leaves_nothing_half_written(tmp_path, monke
     monkeypatch.setattr("safetensors.torch.save_file", full_disk)
     assert main(["export", "--setup", "digits", "--shift", "output", "--shots", "20", "--out", str(out)]) == 2
     assert "No space left on device" in capsys.readouterr().err
-    assert [p.name for p in out.iterdir()] == ["task.json"] and (out / "task.json").read_text() == "the previous export's"
+    assert [p.name for p in out.iterdir()] == ["task.json"]
+    assert (out / "task.json").read_text() == "the previous export's"
 
 
 @pytest.mark.parametrize("make, phrase", [

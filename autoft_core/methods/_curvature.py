@@ -20,8 +20,8 @@ damping relative to the layer's own curvature:
 i.e. exactly k steps of conjugate gradient on (C_l + λ_l I) s = g_l (the Krylov spaces of C_l and
 C_l + λI from g_l coincide); the shift max(0, −min θ) makes T_l + λ_l I positive semi-definite when the
 exact Hessian is indefinite, and damping > 0 (at least MIN_DAMPING) definite, so the step is always
-defined (a block with no curvature at all, every θ = 0, steps along the gradient itself). Per-layer diagnostics: the iterations
-run (and the Krylov dimension reached: fewer when the space became invariant, where the step is
+defined (a block with no curvature at all, every θ = 0, steps along the gradient itself). Per-layer
+diagnostics: the iterations run (and the Krylov dimension reached: fewer when the space became invariant, where the step is
 exact), the curvature along the gradient gᵀC_l g/‖g‖² (= T_l[0, 0]), the extreme Ritz values, the
 damping λ_l and the relative residual ‖(C_l + λ_l I)s_l − g_l‖/‖g_l‖ (= β_k |y_k| / ‖g_l‖). One host
 sync per call: the Lanczos scalars stay on the device until all layers are done.

@@ -5,8 +5,9 @@ keeping the input of every stage of its forward chain (`stages.model_stages`; a 
 is a single stage). A probe of layer l edits only l's modules in place, runs the stages from the
 first one holding l's parameters, then puts back just those modules' parameters and buffers (no
 copy of the whole model). Every pass is fp32 without autocast (`_common.full_precision`, as the
-gradient probes): under bf16 a small loss increase would drown in rounding. Losses stay on the device and are read back with one host sync. Chaining
-(cross-validation, LP-FT): one progress bar over all the runs' epochs.
+gradient probes): under bf16 a small loss increase would drown in rounding. Losses stay on the
+device and are read back with one host sync. Chaining (cross-validation, LP-FT): one progress bar over
+all the runs' epochs.
 """
 from __future__ import annotations
 

@@ -25,12 +25,12 @@ re-initialisation to θ⁰ and interpolations towards it), and where this depart
   `criticality-random` re-draws the layer's conv / linear weights from He et al.'s (2015) Kaiming
   normal, N(0, 2 / fan_in) (the paper's "Kaiming Initialization"; a fresh draw stands in for the
   unknown θ⁰, and fan_in serves every model: a model's own initialiser, e.g. torchvision ResNets'
-  fan_out, is not recorded with its weights), biases 0, while its BatchNorm parameters and running statistics stay as pretrained;
-  s_l is the mean over `draws` (default 3) draws, every random number from a local
+  fan_out, is not recorded with its weights), biases 0, while its BatchNorm parameters and running
+  statistics stay as pretrained; s_l is the mean over `draws` (default 3) draws, every random number from a local
   torch.Generator seeded by (run seed, layer index), never the global RNG;
 - loss sample: `samples` examples (default 512; 0: all) of one seeded sample, all probes in eval mode
-  (BatchNorm uses running statistics), fp32 without autocast (on a GPU too) and without gradients; the unchanged prefix of the network
-  runs once and each probe only from the stage holding the layer (`_probes.LayerProbe`);
+  (BatchNorm uses running statistics), fp32 without autocast (on a GPU too) and without gradients;
+  the unchanged prefix of the network runs once and each probe only from the stage holding the layer (`_probes.LayerProbe`);
 - Algorithm 3 (`partial_epochs` = 0): the sample is drawn from the SOURCE data;
 - Algorithm 4 (`partial_epochs` = e > 0): first all layers are fine-tuned for e epochs on the target
   with the run's recipe, then the probes measure the loss on the TARGET training split, then the

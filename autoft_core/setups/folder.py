@@ -96,7 +96,8 @@ def _floats(name: str, text: str | tuple[float, ...]) -> tuple[float, float, flo
     except ValueError:
         values = ()
     if len(values) != 3 or not all(math.isfinite(v) for v in values) or (name == "std" and min(values) <= 0):
-        raise BadArgumentError(name, text, "three comma-separated finite numbers (R,G,B)" + (", > 0" if name == "std" else ""))
+        raise BadArgumentError(name, text, "three comma-separated finite numbers (R,G,B)"
+                               + (", > 0" if name == "std" else ""))
     return values  # type: ignore[return-value]
 
 
