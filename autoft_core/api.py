@@ -13,11 +13,12 @@ Keyword settings are recipe fields (shots, epochs, lr, ...; default: the setup's
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
 from .core.recipe import DEFAULT_SEVERITY, field_names
-from .errors import BadArgumentError
+from .errors import AutoFTError, BadArgumentError
 from .paths import DataPaths
 from .setups import get_setup
 
@@ -49,10 +50,12 @@ def config(setup: str = "digits", shift: str = "output", method: str = "full", *
            severity: int = DEFAULT_SEVERITY, params: dict[str, Any] | None = None, seed: int = 0,
            **settings: Any) -> tuple[RunConfig, DataPaths]:
     """The RunConfig (recipe: the setup's defaults with `settings` applied) and data paths of a request."""
-    recipe, paths = _split(settings)
+    values, paths = _split(settings)
+    recipe = get_setup(setup, paths).recipe.with_values(**values)
+    if values.get("momentum") is not None and recipe.optimizer != "sgd":
+        raise AutoFTError("momentum applies to optimizer='sgd' only; add optimizer='sgd' or leave momentum out")
     return RunConfig(setup=setup, shift=shift, corruption=corruption, severity=severity, method=method,
-                     params=dict(params or {}), recipe=get_setup(setup, paths).recipe.with_values(**recipe),
-                     seed=seed), paths
+                     params=dict(params or {}), recipe=recipe, seed=seed), paths
 
 
 def load_task(setup: str = "digits", shift: str = "output", corruption: str | None = None,
@@ -67,13 +70,20 @@ def load_task(setup: str = "digits", shift: str = "output", corruption: str | No
 def pretrained_model(setup: str = "digits", shift: str = "output", **paths: Any) -> "nn.Module":
     """A fresh copy of the setup's pretrained source model for `shift` (eval mode, CPU)."""
     _, data_paths = _split(paths)
-    return get_setup(setup, data_paths).source_model(shift)
+    chosen = get_setup(setup, data_paths)
+    if shift not in chosen.shifts:
+        raise BadArgumentError(f"shift of setup {setup}", shift, chosen.shifts)
+    return chosen.source_model(shift)
 
 
 def layer_partition(model: "nn.Module", granularity: str = "module") -> list["Layer"]:
     """The layers each getting one multiplier, input to output (`.name`, `.param_names` as in named_parameters)."""
+    from torch import nn
+
     from .layers import partition
 
+    if not isinstance(model, nn.Module):
+        raise BadArgumentError("model", type(model).__name__, "a torch.nn.Module, e.g. aft.pretrained_model(...)")
     return partition(model, granularity)
 
 
@@ -92,7 +102,7 @@ def compute_weights(setup: str = "digits", shift: str = "output", method: str = 
 
 def run(setup: str = "digits", shift: str = "output", method: str = "full", *, corruption: str | None = None,
         severity: int = DEFAULT_SEVERITY, params: dict[str, Any] | None = None, seed: int = 0,
-        device: str | None = None, store: "ResultStore | None" = None, progress: "Progress | None" = None,
+        device: str | None = None, store: "ResultStore | str | Path | None" = None, progress: "Progress | None" = None,
         status: Any = None, **settings: Any) -> dict[str, Any]:
     """Weights, fine-tuning and evaluation through the result store: the record `finetune --json` prints."""
     cfg, paths = config(setup, shift, method, corruption=corruption, severity=severity, params=params, seed=seed,
@@ -101,10 +111,14 @@ def run(setup: str = "digits", shift: str = "output", method: str = "full", *, c
 
 
 def run_config(cfg: RunConfig, paths: DataPaths | None = None, device: str | None = None,
-               store: "ResultStore | None" = None, progress: "Progress | None" = None,
+               store: "ResultStore | str | Path | None" = None, progress: "Progress | None" = None,
                status: Any = None) -> dict[str, Any]:
-    """`run` for a RunConfig already built (the CLI's and the dashboard's entry)."""
+    """`run` for a RunConfig already built (the CLI's and the dashboard's entry); `store`: a ResultStore or the
+    path of its file (default: cache/results.sqlite)."""
     from .experiment import run_experiment
+    from .store import ResultStore
 
+    if isinstance(store, (str, Path)):
+        store = ResultStore(store)
     out = run_experiment(cfg, store, paths, device, progress, status)
     return {k: out[k] for k in RUN_KEYS}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -158,4 +159,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autoft_core: interrupted; nothing of the unfinished run was stored", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+        _silence_stdout()
+        return 0
+    except OSError as exc:  # output that cannot be written (a full disk, /dev/full) or a file the OS refuses
+        where = f" ({exc.filename})" if exc.filename else " (the output)"
+        print(f"autoft_core: error: {exc.strerror or exc}{where}; check the free space and permissions there, "
+              "or write elsewhere", file=sys.stderr)
+        return 2
     return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of a closed pipe raises nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

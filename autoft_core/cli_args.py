@@ -3,6 +3,7 @@ data paths), so every subcommand offers the same flags with the same defaults an
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,14 @@ def store_file(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("needs a file name (leave --store out for cache/results.sqlite)")
     return text
+
+
+def device_name(text: str) -> str:
+    """An argparse type for --device: auto, cpu, cuda or cuda:N (whether a GPU is there is checked when a run
+    needs it: a stored run answers without one)."""
+    if text in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", text):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}; valid: auto, cpu, cuda, cuda:N")
 
 
 POSITIVE_INT = bounded("count", Bounds(int, 1))
@@ -128,7 +137,7 @@ def add_task(p: argparse.ArgumentParser, recipe: bool = True) -> None:
     p.add_argument("--param", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    help="a method hyper-parameter (repeatable)")
     p.add_argument("--seed", type=SEED, default=0)
-    p.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    p.add_argument("--device", type=device_name, default=None, help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     if recipe:
         add_recipe(p)

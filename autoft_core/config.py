@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .core.recipe import DEFAULT_SEED, DEFAULT_SEVERITY, SEED_BOUNDS, Recipe, TaskSpec, field_names
+from .core.recipe import DEFAULT_SEED, DEFAULT_SEVERITY, SEED_BOUNDS, SEVERITY_BOUNDS, Recipe, TaskSpec, field_names
 from .core.values import Bounds
 from .cpu_isa import kernel_tag
 from .paths import cache_dir, write_atomic
@@ -86,7 +86,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         """Seed and severity in range before they can reach a run or the store (the recipe checks itself)."""
         object.__setattr__(self, "seed", SEED_BOUNDS.parse("seed", self.seed))
-        object.__setattr__(self, "severity", Bounds(int, 0, 5).parse("severity", self.severity))
+        # 0 stands for "no corruption": the other shifts' severity
+        bounds = SEVERITY_BOUNDS if self.shift == "input" else Bounds(int, 0, SEVERITY_BOUNDS.maximum)
+        object.__setattr__(self, "severity", bounds.parse("severity", self.severity))
 
     def task_spec(self) -> TaskSpec:
         """The target task this run fine-tunes on (needs a recipe: the shots are part of the task)."""

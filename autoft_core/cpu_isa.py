@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import platform
+from functools import cache
 
 CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 X86_64 = ("x86_64", "amd64")
@@ -31,6 +32,7 @@ def is_x86_64() -> bool:
     return platform.machine().lower() in X86_64
 
 
+@cache
 def cpu_model() -> str:
     """The CPU as vendor-family-model (x86-64 Linux: /proc/cpuinfo's first processor), else the
     platform's own description of it (the architecture when it has none)."""

@@ -9,13 +9,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+from .errors import AutoFTError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cache_dir() -> Path:
     """The cache folder (pretrained defaults, result store); AUTOFT_CACHE overrides `<repo>/cache`."""
     path = Path(os.environ.get("AUTOFT_CACHE", REPO_ROOT / "cache"))
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is a file" if path.is_file() else exc.strerror or str(exc)
+        raise AutoFTError(f"cannot use {path} as the cache folder ({why}); set AUTOFT_CACHE to a writable "
+                          "folder") from exc
     return path
 
 

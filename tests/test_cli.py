@@ -15,6 +15,12 @@ from autoft_core.setups import get_setup
 REPO = Path(__file__).resolve().parent.parent
 
 
+def torch_sees_a_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "autoft_core", *args], cwd=REPO, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=600)
@@ -64,6 +70,8 @@ def test_weights_json_has_the_contract_keys():
     (("table", "--out", "x" * 300), "File name too long"),
     (("export", "--out", ""), "needs a folder name"),
     (("shifts", "--setup", "folder", "--source-dir", "/nonexistent"), "needs --target-dir"),
+    (("finetune", "--device", "tpu"), "unknown device 'tpu'; valid: auto, cpu, cuda, cuda:N"),
+    (("sweep", "--methods", "full", "--shifts", "output", "--device", "cuda1"), "unknown device 'cuda1'"),
 ])
 def test_bad_input_exits_2_with_one_line_and_no_traceback(args, needle):
     out = cli(*args)
@@ -88,3 +96,33 @@ def test_methods_lists_names_and_parameters():
     rows = {row["method"]: row for row in json.loads(out.stdout)}
     assert {"full", "linear-probe"} <= set(rows)
     assert all(row["summary"] for row in rows.values())
+
+
+@pytest.mark.skipif(torch_sees_a_gpu(), reason="a GPU is visible here")
+def test_a_sweep_asking_for_a_missing_gpu_stops_before_any_run(tmp_path):
+    store = tmp_path / "r.sqlite"
+    out = cli("sweep", "--methods", "full", "--shifts", "output", "--seeds", "8", "--epochs", "1", "--device", "cuda",
+              "--store", str(store))
+    assert out.returncode == 2 and "no CUDA GPU is visible" in out.stderr and "FAILED" not in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_closed_pipe_ends_quietly_and_a_full_disk_with_one_line():
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone, as after `| head -1`
+    closed = subprocess.run([sys.executable, "-m", "autoft_core", "methods"], cwd=REPO, stdout=write,
+                            stderr=subprocess.PIPE, text=True, timeout=600)
+    os.close(write)
+    assert closed.returncode == 0 and closed.stderr == "", closed.stderr
+    with open("/dev/full", "w") as full:
+        out = subprocess.run([sys.executable, "-m", "autoft_core", "methods", "--json"], cwd=REPO, stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=600)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "No space left on device" in out.stderr, out.stderr
+
+
+def test_a_cache_folder_that_cannot_be_one_is_named_in_one_line(tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    out = cli("methods", env={"AUTOFT_CACHE": str(not_a_folder)})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert f"cannot use {not_a_folder} as the cache folder (it is a file); set AUTOFT_CACHE" in out.stderr

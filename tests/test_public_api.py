@@ -9,7 +9,7 @@ import pytest
 
 import autoft_core
 from autoft_core import store as store_module
-from autoft_core.errors import BadArgumentError
+from autoft_core.errors import AutoFTError, BadArgumentError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -52,3 +52,23 @@ def test_bad_settings_are_refused_by_name():
         autoft_core.run("digits", "output", "full", lr=-1.0)
     with pytest.raises(BadArgumentError, match="setting"):
         autoft_core.load_task("digits", "output", epochz=3)
+
+
+def test_mistakes_the_cli_refuses_are_refused_by_the_api_too(monkeypatch, tmp_path):
+    with pytest.raises(AutoFTError, match="momentum applies to optimizer='sgd' only"):
+        autoft_core.run("digits", "output", "full", epochs=1, momentum=0.5)
+    with pytest.raises(BadArgumentError, match="setup None"):
+        autoft_core.load_task(None)
+    with pytest.raises(BadArgumentError, match="shift of setup digits 'nope'"):
+        autoft_core.pretrained_model("digits", "nope")
+    with pytest.raises(BadArgumentError, match="a torch.nn.Module"):
+        autoft_core.layer_partition("digits")
+    with pytest.raises(BadArgumentError, match="from 1 to 5"):
+        autoft_core.run("digits", "input", "full", corruption="frost", severity=9)
+
+
+def test_a_store_may_be_given_as_the_path_of_its_file(tmp_path):
+    path = tmp_path / "mine.sqlite"
+    first = autoft_core.run("digits", "output", "linear-probe", epochs=1, shots=50, store=str(path))
+    again = autoft_core.run("digits", "output", "linear-probe", epochs=1, shots=50, store=path)
+    assert first["cached"] is False and again["cached"] is True and path.is_file()

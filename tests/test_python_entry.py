@@ -67,6 +67,10 @@ def test_a_function_of_the_spec_gets_the_shift_and_seed(tmp_path, monkeypatch):
     ("python:{module}:needs_an_argument", "needs_an_argument() raised TypeError"),
     ("python:{module}:raises", "raises() raised ValueError: no data here"),
     ("python:{module}:exits", "exits() exited (status 3)"),
+    ("python:{module}:labels_out_of_range", "train labels run from 5 to 6, outside 0 to num_classes - 1 = 1"),
+    ("python:{module}:float_labels", "train labels are torch.float32; make them integers"),
+    ("python:{module}:wrong_inputs", "the model rejects the feature task's inputs of shape (8,) (RuntimeError: "),
+    ("python:{module}:wrong_outputs", "the model gives (2, 3) for 2 examples of the feature task, not (2, 2)"),
 ])
 def test_broken_entry_points_give_one_clear_line_and_exit_2(case, phrase, tmp_path, monkeypatch, capsys):
     module = _module(tmp_path, monkeypatch, f"broken_{abs(hash(case)) % 10**8}", _readme_example() + '''
@@ -90,7 +94,43 @@ def exits():
 def bad_layers():
     made = make_setup()
     return aft.CustomSetup(model=made.model, tasks=made.tasks, layers=[("only_the_head", ["2"])])
+
+
+def _with(train=None, model=None):
+    made = make_setup()
+    task = made.tasks["feature"]
+    return aft.CustomSetup(model=model or made.model, tasks={"feature": aft.TaskData(
+        task.source, train or task.train, task.val, task.test, task.num_classes)})
+
+
+def labels_out_of_range():
+    train = make_setup().tasks["feature"].train
+    return _with(train=aft.Split(train.x, train.y + 5))
+
+
+def float_labels():
+    train = make_setup().tasks["feature"].train
+    return _with(train=aft.Split(train.x, train.y.float()))
+
+
+def wrong_inputs():
+    return _with(model=nn.Sequential(nn.Linear(5, 2)))
+
+
+def wrong_outputs():
+    return _with(model=nn.Sequential(nn.Linear(8, 3)))
 ''')
     code = _main(["weights", "--setup", case.format(module=module), "--shift", "feature", "--method", "full"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and phrase in err, err
+
+
+@pytest.mark.parametrize("body, phrase", [
+    ("def make_setup(:\n", "raised SyntaxError: "),
+    ("raise RuntimeError('no GPU here')\n", "raised RuntimeError: no GPU here; fix the module"),
+])
+def test_a_module_that_fails_to_import_gives_one_clear_line_and_exit_2(body, phrase, tmp_path, monkeypatch, capsys):
+    module = _module(tmp_path, monkeypatch, f"unimportable_{abs(hash(body)) % 10**8}", body)
+    code = _main(["weights", "--setup", f"python:{module}:make_setup", "--shift", "feature", "--method", "full"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"importing module {module} {phrase}" in err, err

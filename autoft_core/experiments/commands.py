@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from ..cli_args import (POSITIVE_INT, SEVERITY, add_paths, add_recipe, add_setup_options, bounded, key_value,
-                        output_file, paths_from, recipe_from, write_output)
+from ..cli_args import (POSITIVE_INT, SEVERITY, add_paths, add_recipe, add_setup_options, bounded, device_name,
+                        key_value, output_file, paths_from, recipe_from, write_output)
 from ..config import RunConfig
 from ..core.recipe import DEFAULT_SEVERITY, SEED_BOUNDS
 from ..core.values import Bounds
@@ -38,7 +38,8 @@ def _add_common(p: argparse.ArgumentParser, shots_help: str | None) -> None:
     p.add_argument("--severity", type=SEVERITY, default=DEFAULT_SEVERITY, help="input-level shift: 1-5")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     add_recipe(p, skip=() if shots_help else ("shots",))
-    p.add_argument("--device", default=None, help="auto (default), cpu or cuda, for every run")
+    p.add_argument("--device", type=device_name, default=None,
+                   help="auto (default), cpu, cuda or cuda:N, for every run")
     p.add_argument("--backend", default="local", choices=BACKENDS,
                    help="local: this process, or --max-parallel spawned processes; ray: Ray tasks")
     p.add_argument("--max-parallel", type=POSITIVE_INT, default=None,
@@ -118,9 +119,15 @@ def _backend_factory(args: argparse.Namespace, paths: DataPaths) -> Callable[[],
             if value is not None:
                 raise BadArgumentError("option for --backend local", flag, "use it with --backend ray")
         threads = int(args.cpus_per_run) if args.cpus_per_run else None
-        if (args.max_parallel or 1) == 1:
-            return lambda: LocalBackend(paths, args.device, threads)
-        return lambda: ProcessBackend(paths, args.device, args.max_parallel, threads)
+
+        def local() -> Backend:
+            from ..device import resolve_device  # torch: only once a run is missing
+
+            resolve_device(args.device)  # a GPU asked for and not here: one line before any run, not one per run
+            if (args.max_parallel or 1) == 1:
+                return LocalBackend(paths, args.device, threads)
+            return ProcessBackend(paths, args.device, args.max_parallel, threads)
+        return local
     return lambda: RayBackend(paths, args.device, args.ray_address, args.max_parallel,
                               args.cpus_per_run or 1.0, args.gpus_per_run or 0.0)
 

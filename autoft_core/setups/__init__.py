@@ -31,6 +31,8 @@ def setup_names() -> list[str]:
 
 def get_setup(name: str, paths: DataPaths | None = None) -> Setup:
     """The setup called `name`, reading real files from `paths` (default: AUTOFT_* variables)."""
+    if not isinstance(name, str):
+        raise BadArgumentError("setup", name, [*setup_names(), "python:package.module:function"])
     if name.startswith("python:"):
         from .python_entry import PythonSetup
 

@@ -33,6 +33,7 @@ from ..core.recipe import Recipe, TaskSpec
 from .base import Setup
 
 IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
+SHOTS_PER_CLASS = 50  # the default target training set: 50 images per superclass (850 and 1,500 in all)
 MOCO_PREFIX = "module.encoder_q."  # facebookresearch/moco main_lincls.py keeps these keys, minus fc
 IMAGENET_WHERE = ("BREEDS needs a local ImageNet (ILSVRC-2012, from image-net.org) laid out as "
                   "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (val sorted into class folders); "
@@ -309,7 +310,7 @@ class Living17Setup(BreedsSetup):
     name = "breeds-living17"
     description = "BREEDS Living-17 (ImageNet, 17 classes): unseen subclasses or flipped labels"
     breeds = LIVING17
-    recipe = replace(BreedsSetup.recipe, shots=17 * 50)
+    recipe = replace(BreedsSetup.recipe, shots=17 * SHOTS_PER_CLASS)
 
 
 class Entity30Setup(BreedsSetup):
@@ -318,4 +319,4 @@ class Entity30Setup(BreedsSetup):
     name = "breeds-entity30"
     description = "BREEDS Entity-30 (ImageNet, 30 classes): unseen subclasses or flipped labels"
     breeds = ENTITY30
-    recipe = replace(BreedsSetup.recipe, shots=30 * 50)
+    recipe = replace(BreedsSetup.recipe, shots=30 * SHOTS_PER_CLASS)

@@ -66,25 +66,33 @@ def _layer_spec(layers: Sequence[Any]) -> list[tuple[str, tuple[str, ...], bool]
     return spec
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+
+
 @lru_cache(maxsize=8)
 def _entry(module: str, function: str) -> CustomSetup:
     """Import the module, call the function once, check what it returns."""
     where = f"{PREFIX}{module}:{function}"
     try:
-        make = getattr(importlib.import_module(module), function)
+        imported = importlib.import_module(module)
     except ImportError as exc:
         raise AutoFTError(f"setup {where}: cannot import module {module} ({exc}); run from its folder or add "
                           "that folder to PYTHONPATH") from exc
-    except AttributeError as exc:
-        raise AutoFTError(f"setup {where}: module {module} has no function {function}") from exc
+    except Exception as exc:  # the module's own code failed (a syntax error, an exception at import)
+        raise AutoFTError(f"setup {where}: importing module {module} raised {_first_line(exc)}; fix the "
+                          "module so that `import` succeeds") from exc
+    make = getattr(imported, function, None)
+    if make is None:
+        raise AutoFTError(f"setup {where}: module {module} has no function {function}")
     try:
         made = make()
     except SystemExit as exc:
         raise AutoFTError(f"setup {where}: {function}() exited (status {exc.code}) instead of returning "
                           "autoft_core.CustomSetup(model=..., tasks={...})") from exc
     except Exception as exc:  # the user's own code: one line naming it, not its traceback
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise AutoFTError(f"setup {where}: {function}() raised {type(exc).__name__}: {first}; it must take no "
+        raise AutoFTError(f"setup {where}: {function}() raised {_first_line(exc)}; it must take no "
                           "arguments and return autoft_core.CustomSetup(model=..., tasks={...})") from exc
     if not isinstance(made, CustomSetup):
         raise AutoFTError(f"setup {where}: {function}() returned a {type(made).__name__}; return "
@@ -146,11 +154,48 @@ class PythonSetup(Setup):
         if not isinstance(data, TaskData):
             raise AutoFTError(f"setup {self.name}: the {spec.shift} task is a {type(data).__name__}, not a "
                               "autoft_core.TaskData")
+        self._check_labels(spec.shift, data)
+        self._check_outputs(spec.shift, data)
         if isinstance(tasks, Mapping):
             per_class = max(1, spec.shots // data.num_classes)
             chosen = balanced_indices(data.train.y, per_class, torch.Generator().manual_seed(spec.seed))
             data = TaskData(data.source, data.train.subset(chosen), data.val, data.test, data.num_classes)
         return data
+
+    def _check_labels(self, shift: str, data: "TaskData") -> None:
+        """Every split's labels are whole numbers from 0 to num_classes - 1 (what cross-entropy takes)."""
+        import torch
+
+        for name in ("source", "train", "val", "test"):
+            y = getattr(data, name).y
+            if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+                raise AutoFTError(f"setup {self.name}: the {shift} task's {name} labels are {y.dtype}; make them "
+                                  "integers (torch.long) from 0 to num_classes - 1")
+            if len(y) and (int(y.min()) < 0 or int(y.max()) >= data.num_classes):
+                raise AutoFTError(f"setup {self.name}: the {shift} task's {name} labels run from {int(y.min())} "
+                                  f"to {int(y.max())}, outside 0 to num_classes - 1 = {data.num_classes - 1}; "
+                                  "renumber them or raise num_classes")
+
+    def _check_outputs(self, shift: str, data: "TaskData") -> None:
+        """The model takes the task's inputs and gives num_classes logits per example (one forward on two test
+        examples, the model's own mode put back)."""
+        import torch
+
+        model, example = self.entry.model, data.test.x[:2]
+        training = model.training
+        try:
+            with torch.no_grad():
+                logits = model.eval()(example)
+        except Exception as exc:  # the user's model and data: one line naming the mismatch
+            raise AutoFTError(f"setup {self.name}: the model rejects the {shift} task's inputs of shape "
+                              f"{tuple(example.shape[1:])} ({_first_line(exc)}); make the task's x what the "
+                              "model takes") from exc
+        finally:
+            model.train(training)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] != data.num_classes:
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise AutoFTError(f"setup {self.name}: the model gives {shape} for 2 examples of the {shift} task, "
+                              f"not (2, {data.num_classes}) logits; give it a head of num_classes outputs")
 
     def source_model(self, shift: str) -> "nn.Module":
         """A copy of the function's model, with its layer partition declared when one was given."""
