@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 from collections import OrderedDict
@@ -15,7 +16,7 @@ from autoft_core.config import RunConfig
 from autoft_core.core.data import Split, TaskData
 from autoft_core.evaluation import accuracy, flat_layer_params
 from autoft_core.experiment import load_task, resolve
-from autoft_core.core.recipe import Recipe
+from autoft_core.core.recipe import Recipe, bounds
 from autoft_core.layers import partition
 from autoft_core.methods import MethodContext, get_method
 from autoft_core.methods._scale import scaled
@@ -181,6 +182,15 @@ def test_lp_ft_reports_original_zero_shot_and_both_phases():
     assert [(h["epoch"], h["phase"]) for h in result.history] == [(1, "lp"), (2, "lp"), (3, "ft")]
     assert chosen.weights == [1.0] * len(ctx.layers) and chosen.extras["lp"]["lr"] == pytest.approx(0.1)
     assert all(c > 0 for c in result.param_change)
+
+
+@pytest.mark.parametrize("factor, lr, end", [(1e-12, 1e-2, "minimum"), (1e6, 10.0, "maximum")])
+def test_lp_ft_probe_lr_stays_within_the_recipes_bounds_at_either_end_of_its_factor(factor, lr, end):
+    limit = getattr(bounds("lr"), end)
+    ctx = dataclasses.replace(_tiny_ctx("lp-ft", epochs=2, lp_share=0.5, lp_lr_factor=factor),
+                              recipe=Recipe(epochs=2, lr=lr, batch_size=16))
+    assert (factor * lr < limit) if end == "minimum" else (factor * lr > limit)  # the factor alone leaves them
+    assert get_method("lp-ft").weights(ctx).extras["lp"]["lr"] == limit
 
 
 def test_cli_topk_and_bad_topk(capsys):

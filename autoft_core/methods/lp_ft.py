@@ -46,11 +46,12 @@ class LinearProbeThenFineTune(Method):
 
     def _phases(self, ctx: MethodContext) -> tuple[Recipe, Recipe]:
         """(probe, fine-tune) recipes: the run's epochs split by `lp_share`; the probe's BatchNorm frozen and
-        its lr capped at the recipe's largest."""
+        its lr kept within the recipe's lr bounds (a factor may take it past either end)."""
         params = self.resolve_params(ctx.params)
         run = ctx.recipe
         lp_epochs = math.floor(params["lp_share"] * run.epochs)
-        lp_lr = min(params["lp_lr_factor"] * run.lr, bounds("lr").maximum)
+        lr = bounds("lr")
+        lp_lr = min(max(params["lp_lr_factor"] * run.lr, lr.minimum), lr.maximum)
         return (replace(run, epochs=lp_epochs, lr=lp_lr, train_bn_stats=False),
                 replace(run, epochs=run.epochs - lp_epochs))
 
