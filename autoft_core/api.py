@@ -72,7 +72,7 @@ def pretrained_model(setup: str = "digits", shift: str = "output", **paths: Any)
     _, data_paths = _split(paths)
     chosen = get_setup(setup, data_paths)
     if shift not in chosen.shifts:
-        raise BadArgumentError(f"shift of setup {setup}", shift, chosen.shifts)
+        raise BadArgumentError(f"shift for setup {chosen.name}", shift, chosen.shifts)  # as Setup.check says it
     return chosen.source_model(shift)
 
 

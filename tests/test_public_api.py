@@ -59,7 +59,7 @@ def test_mistakes_the_cli_refuses_are_refused_by_the_api_too(monkeypatch, tmp_pa
         autoft_core.run("digits", "output", "full", epochs=1, momentum=0.5)
     with pytest.raises(BadArgumentError, match="setup None"):
         autoft_core.load_task(None)
-    with pytest.raises(BadArgumentError, match="shift of setup digits 'nope'"):
+    with pytest.raises(BadArgumentError, match="shift for setup digits 'nope'"):
         autoft_core.pretrained_model("digits", "nope")
     with pytest.raises(BadArgumentError, match="a torch.nn.Module"):
         autoft_core.layer_partition("digits")
