@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
 from .core.recipe import DEFAULT_SEVERITY, field_names
-from .errors import AutoFTError, BadArgumentError
+from .errors import BadArgumentError
 from .paths import DataPaths
 from .setups import get_setup
 
@@ -52,8 +52,6 @@ def config(setup: str = "digits", shift: str = "output", method: str = "full", *
     """The RunConfig (recipe: the setup's defaults with `settings` applied) and data paths of a request."""
     values, paths = _split(settings)
     recipe = get_setup(setup, paths).recipe.with_values(**values)
-    if values.get("momentum") is not None and recipe.optimizer != "sgd":
-        raise AutoFTError("momentum applies to optimizer='sgd' only; add optimizer='sgd' or leave momentum out")
     return RunConfig(setup=setup, shift=shift, corruption=corruption, severity=severity, method=method,
                      params=dict(params or {}), recipe=recipe, seed=seed), paths
 
@@ -70,10 +68,7 @@ def load_task(setup: str = "digits", shift: str = "output", corruption: str | No
 def pretrained_model(setup: str = "digits", shift: str = "output", **paths: Any) -> "nn.Module":
     """A fresh copy of the setup's pretrained source model for `shift` (eval mode, CPU)."""
     _, data_paths = _split(paths)
-    chosen = get_setup(setup, data_paths)
-    if shift not in chosen.shifts:
-        raise BadArgumentError(f"shift for setup {chosen.name}", shift, chosen.shifts)  # as Setup.check says it
-    return chosen.source_model(shift)
+    return get_setup(setup, data_paths).source_model(shift)
 
 
 def layer_partition(model: "nn.Module", granularity: str = "module") -> list["Layer"]:

@@ -152,10 +152,7 @@ def recipe_from(args: argparse.Namespace, setup: str, **override: Any) -> Recipe
     """The setup's default recipe with the flags given (and `override`) applied; a flag the recipe would
     ignore is refused."""
     given = {name: getattr(args, name, None) for name, *_ in field_info()}
-    recipe = get_setup(setup, paths_from(args)).recipe.with_values(**{**given, **override})
-    if given.get("momentum") is not None and recipe.optimizer != "sgd":
-        raise AutoFTError("--momentum applies to --optimizer sgd only; add --optimizer sgd or leave --momentum out")
-    return recipe
+    return get_setup(setup, paths_from(args)).recipe.with_values(**{**given, **override})
 
 
 def check_corruption(shift: str, corruption: str | None) -> None:

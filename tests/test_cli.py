@@ -62,7 +62,7 @@ def test_weights_json_has_the_contract_keys():
     (("weights", "--shift", "output", "--corruption", "frost"), "--corruption applies to the input shift only"),
     (("shots", "--shift", "feature", "--corruption", "frost"), "--corruption applies to the input shift only"),
     (("sweep", "--shifts", "output", "--corruptions", "frost"), "--corruptions applies to the input shift only"),
-    (("finetune", "--optimizer", "adam", "--momentum", "0.5"), "--momentum applies to --optimizer sgd only"),
+    (("finetune", "--optimizer", "adam", "--momentum", "0.5"), "momentum applies to optimizer sgd only, not adam"),
     (("grid", "--method", "criticality-identity", "--values", "topk=1,,2"), "none empty"),
     (("grid", "--method", "criticality-identity", "--values", "topk="), "none empty"),
     (("finetune", "--store", ""), "--store: needs a file name"),

@@ -11,7 +11,7 @@ from autoft_core.cli_args import recipe_from
 from autoft_core.config import RunConfig
 from autoft_core.core.recipe import Recipe, field_info, field_names
 from autoft_core.core.values import Bounds
-from autoft_core.errors import BadArgumentError
+from autoft_core.errors import AutoFTError, BadArgumentError
 from autoft_core.experiments.tables import RECIPE_FIELDS
 from autoft_core.setups import get_setup, setup_names
 
@@ -67,3 +67,13 @@ def test_given_settings_override_and_unknown_ones_are_named():
     assert recipe.lr == 3e-3 and recipe.epochs == Recipe().epochs and recipe.train_bn_stats is True
     with pytest.raises(BadArgumentError, match="recipe setting 'epochz'"):
         Recipe().with_values(epochz=2)
+
+
+def test_a_momentum_given_for_an_optimizer_that_ignores_it_is_refused_where_every_recipe_is_built():
+    assert Recipe().with_values(epochs=2).momentum == Recipe().momentum  # the default momentum is not "given"
+    assert Recipe().with_values(optimizer="sgd", momentum="0.5").momentum == 0.5
+    assert Recipe(optimizer="sgd").with_values(momentum=0.0).momentum == 0.0
+    with pytest.raises(AutoFTError, match="momentum applies to optimizer sgd only, not adam"):
+        Recipe().with_values(momentum=0.5)
+    with pytest.raises(AutoFTError, match="momentum applies to optimizer sgd only"):
+        Recipe(optimizer="sgd").with_values(optimizer="adam", momentum=0.5)

@@ -9,7 +9,10 @@ import pytest
 
 import autoft_core
 from autoft_core import store as store_module
+from autoft_core.core.recipe import TaskSpec
 from autoft_core.errors import AutoFTError, BadArgumentError
+from autoft_core.paths import DataPaths
+from autoft_core.setups import get_setup, setup_names
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -55,7 +58,7 @@ def test_bad_settings_are_refused_by_name():
 
 
 def test_mistakes_the_cli_refuses_are_refused_by_the_api_too(monkeypatch, tmp_path):
-    with pytest.raises(AutoFTError, match="momentum applies to optimizer='sgd' only"):
+    with pytest.raises(AutoFTError, match="momentum applies to optimizer sgd only"):
         autoft_core.run("digits", "output", "full", epochs=1, momentum=0.5)
     with pytest.raises(BadArgumentError, match="setup None"):
         autoft_core.load_task(None)
@@ -65,6 +68,16 @@ def test_mistakes_the_cli_refuses_are_refused_by_the_api_too(monkeypatch, tmp_pa
         autoft_core.layer_partition("digits")
     with pytest.raises(BadArgumentError, match="from 1 to 5"):
         autoft_core.run("digits", "input", "full", corruption="frost", severity=9)
+
+
+@pytest.mark.parametrize("name", setup_names())
+def test_every_setup_refuses_a_shift_it_does_not_offer_before_building_a_model(name):
+    setup = get_setup(name, DataPaths())  # no data anywhere: the shift is checked first
+    offered = setup.shifts_help or ", ".join(setup.shifts)
+    with pytest.raises(BadArgumentError, match=re.escape(f"shift for setup {name} 'sideways'; valid: {offered}")):
+        setup.source_model("sideways")
+    with pytest.raises(BadArgumentError, match=re.escape(f"shift for setup {name} 'sideways'")):
+        setup.check(TaskSpec("sideways"))
 
 
 def test_a_store_may_be_given_as_the_path_of_its_file(tmp_path):

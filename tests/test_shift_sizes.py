@@ -39,7 +39,7 @@ class _TinySetup(Setup):
         split = Split(x, y)
         return TaskData(source=split, train=split, val=split, test=split, num_classes=4)
 
-    def source_model(self, shift: str) -> nn.Module:
+    def _source_model(self, shift: str) -> nn.Module:
         torch.manual_seed(1 if shift == "feature" else 0)
         return nn.Sequential(nn.Flatten(), nn.Linear(192, 4)).eval()
 

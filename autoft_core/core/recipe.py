@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..errors import BadArgumentError
+from ..errors import AutoFTError, BadArgumentError
 from .values import Bounds
 
 SHIFTS = ("input", "feature", "output")
@@ -62,12 +62,18 @@ class Recipe:
             object.__setattr__(self, f.name, f.metadata["bounds"].parse(f.name, getattr(self, f.name)))
 
     def with_values(self, **given: Any) -> "Recipe":
-        """A copy with the given settings (strings parsed; None keeps the current value); unknown names rejected."""
+        """A copy with the given settings (strings parsed; None keeps the current value); unknown names rejected,
+        and a momentum given for an optimizer other than sgd, which would ignore it (the CLI, the API and the
+        dashboard all build recipes here)."""
         names = field_names()
         for name in given:
             if name not in names:
                 raise BadArgumentError("recipe setting", name, names)
-        return replace(self, **{k: v for k, v in given.items() if v is not None})
+        recipe = replace(self, **{k: v for k, v in given.items() if v is not None})
+        if given.get("momentum") is not None and recipe.optimizer != "sgd":
+            raise AutoFTError(f"momentum applies to optimizer sgd only, not {recipe.optimizer}: set the optimizer "
+                              "to sgd (--optimizer sgd) or leave momentum out")
+        return recipe
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -20,6 +20,7 @@ class Setup(ABC):
     name: str
     description: str
     shifts: tuple[str, ...] = SHIFTS
+    shifts_help: str | None = None  # what an unknown shift's error offers instead of the bare list (a pointer elsewhere)
     recipe: Recipe = Recipe()  # this setup's default fine-tuning recipe
     cpu_threads: int | None = None  # torch intra-op threads its runs are pinned to (threads.py); None: any
 
@@ -38,9 +39,19 @@ class Setup(ABC):
     def task(self, spec: TaskSpec) -> "TaskData":
         """The source sample and target splits for one shift, fixed by `spec.seed`."""
 
-    @abstractmethod
     def source_model(self, shift: str) -> "nn.Module":
         """A fresh copy of the pretrained source model for this shift, in eval mode, on CPU."""
+        return self._source_model(self.check_shift(shift))
+
+    @abstractmethod
+    def _source_model(self, shift: str) -> "nn.Module":
+        """`source_model` for a shift this setup offers."""
+
+    def check_shift(self, shift: str) -> str:
+        """`shift`, if this setup offers it; else one clear error naming the ones it does."""
+        if shift not in self.shifts:
+            raise BadArgumentError(f"shift for setup {self.name}", shift, self.shifts_help or self.shifts)
+        return shift
 
     def pool_counts(self, spec: TaskSpec) -> list[int] | None:
         """Images per class of `spec`'s training pool (what any shots value draws from) when known without
@@ -49,8 +60,7 @@ class Setup(ABC):
 
     def check(self, spec: TaskSpec) -> TaskSpec:
         """Validate a spec against this setup (corruption and severity only on the input shift)."""
-        if spec.shift not in self.shifts:
-            raise BadArgumentError(f"shift for setup {self.name}", spec.shift, self.shifts)
+        self.check_shift(spec.shift)
         if spec.shift == "input":
             if spec.corruption not in self.corruptions():
                 raise BadArgumentError("corruption", spec.corruption, self.corruptions())

@@ -294,9 +294,8 @@ class BreedsSetup(Setup):
                         num_classes=len(self.superclasses))
         train_lp_ft(model, data, self.training)
 
-    def source_model(self, shift: str) -> nn.Module:
+    def _source_model(self, shift: str) -> nn.Module:
         """The LP-FT'd MoCo-v2 ResNet-50 (one for both shifts), from the cache after its first training."""
-        self.check(TaskSpec(shift))
         if problems := self._data_problems() + self._checkpoint_problems():
             raise problems[0]
         n = len(self.superclasses)

@@ -91,15 +91,14 @@ class Cifar10Setup(Setup):
     description = ("Real: CIFAR-10 -> CIFAR-10-C (input-level) and CIFAR-10F, labels y -> 9 - y (output-level); "
                    "RobustBench Standard WideResNet-28-10. No feature-level shift: use a breeds-* setup for that")
     shifts = ("input", "output")
+    shifts_help = VALID_SHIFTS
     # The seed paper's Sec. 5 for CIFAR-10-C and CIFAR-10F: 1,000 target images, 25 epochs, lr 1e-5 x alpha_l,
     # weight decay 1e-4. Adam and batch 64, which it leaves unsaid, are from Lee et al.'s code
     # (github.com/anniesch/surgical-finetuning), whose setup it reuses.
     recipe = Recipe(shots=1000, epochs=25, lr=1e-5, batch_size=64, weight_decay=1e-4)
 
     def check(self, spec: TaskSpec) -> TaskSpec:
-        """The base checks, plus a pointer to BREEDS for feature shift and at least one shot per class."""
-        if spec.shift == "feature":
-            raise BadArgumentError(f"shift for setup {self.name}", spec.shift, VALID_SHIFTS)
+        """The base checks, plus at least one shot per class."""
         spec = super().check(spec)
         if spec.shots < NUM_CLASSES:
             raise BadArgumentError("shots", spec.shots, f"at least {NUM_CLASSES} (one image per class)")
@@ -122,10 +121,8 @@ class Cifar10Setup(Setup):
         train, val, test = _target_splits(target, spec.shots, spec.seed)
         return TaskData(self._source_sample(spec.seed), train, val, test, NUM_CLASSES)
 
-    def source_model(self, shift: str) -> nn.Module:
+    def _source_model(self, shift: str) -> nn.Module:
         """RobustBench's Standard WRN-28-10 (same for both shifts); takes [0, 1] images, eval mode, CPU."""
-        if shift not in self.shifts:
-            raise BadArgumentError(f"shift for setup {self.name}", shift, VALID_SHIFTS)
         _require(self._model_needs())
         _check_safe_torch_load()
         import_robustbench()

@@ -64,7 +64,7 @@ class DigitsSetup(Setup):
         return digits_tasks.task(spec.shift, spec.corruption, spec.severity, PER_CLASS[family],
                                  spec.shots // CLASSES[family], spec.seed)
 
-    def source_model(self, shift: str) -> "nn.Module":
+    def _source_model(self, shift: str) -> "nn.Module":
         from ..models.digits_net import DigitsResNet
 
         family = _family(shift)

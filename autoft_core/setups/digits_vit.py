@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..core.recipe import Recipe, TaskSpec
-from ..errors import BadArgumentError
 from .digits import DigitsSetup
 
 if TYPE_CHECKING:
@@ -52,13 +51,11 @@ class DigitsVitSetup(DigitsSetup):
     # compares the methods at this recipe.
     recipe = DigitsSetup.recipe.with_values(lr=1e-3, warmup=1)
 
-    def source_model(self, shift: str) -> "nn.Module":
+    def _source_model(self, shift: str) -> "nn.Module":
         """A fresh copy of the ViT trained on this shift's source split (eval mode, CPU)."""
         from ..models.vit import CONFIGS, vit
         from .source_training import trained_source_model
 
-        if shift not in self.shifts:
-            raise BadArgumentError(f"shift for setup {self.name}", shift, self.shifts)
         data = self.task(TaskSpec("feature" if shift == "feature" else "output"))
         size = data.source.x.shape[-1]
         return trained_source_model(self.name, {"arch": CONFIG, "config": CONFIGS[CONFIG], "size": size},

@@ -221,11 +221,9 @@ class FolderSetup(Setup):
             splits = [Split(s.x, k - 1 - s.y) for s in splits]
         return TaskData(_source_split(options), *splits, num_classes=k)
 
-    def source_model(self, shift: str) -> "nn.Module":
+    def _source_model(self, shift: str) -> "nn.Module":
         """The architecture with the checkpoint's weights (a replaced head fitted on the source images),
         normalising its input; eval mode, CPU."""
-        if shift not in self.shifts:
-            raise BadArgumentError(f"shift for setup {self.name}", shift, self.shifts)
         return _source_model(self._verified()).eval()
 
     def notes(self) -> list[str]:

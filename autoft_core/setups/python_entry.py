@@ -197,7 +197,7 @@ class PythonSetup(Setup):
             raise AutoFTError(f"setup {self.name}: the model gives {shape} for 2 examples of the {shift} task, "
                               f"not (2, {data.num_classes}) logits; give it a head of num_classes outputs")
 
-    def source_model(self, shift: str) -> "nn.Module":
+    def _source_model(self, shift: str) -> "nn.Module":
         """A copy of the function's model, with its layer partition declared when one was given."""
         from ..layers import partition
 
