@@ -12,9 +12,11 @@
 # run against full fine-tuning's. PARTS picks parts (comma-separated; default all). The parts' limits add
 # up to 27 minutes (on the H200 of 2026-11-27, phases, profile and five methods' costs took 7.9
 # minutes together), so split the set over calls of at most 10 minutes. A session lent 15 minutes of device time
-# in all (start-up included) runs what is open first (README, "Where the targets stand"):
+# in all (start-up included) re-checks the GPU targets (README, "Where the targets stand") and the suite in one call of
+# about 5 minutes (2026-11-28, H200: 313 s), then the step at the recipe's size and the curvature products in one of 2:
 #
-#     PARTS=throughput,curvature,tests THROUGHPUT_CASES=all THROUGHPUT_REPEATS=15 bash bench/gpu.sh
+#     THROUGHPUT_S=150 VARIANTS_S=90 TESTS_S=230 PARTS=throughput,variants,tests THROUGHPUT_CASES=all,figures \
+#         THROUGHPUT_REPEATS=15 bash bench/gpu.sh
 #
 #     bash bench/gpu.sh
 #     PARTS=profile bash bench/gpu.sh
