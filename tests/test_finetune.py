@@ -19,6 +19,7 @@ from autoft_core.errors import AutoFTError, BadArgumentError
 from autoft_core.evaluation import Evaluator, clear_accuracy_cache, flat_layer_params
 from autoft_core.layers import partition
 from autoft_core.models.digits_net import DigitsResNet
+from autoft_core.optim import LayerwiseOptimizer
 from autoft_core.stages import prefix_cache_pays
 
 
@@ -73,6 +74,27 @@ def test_schedule_scales_the_rate_over_epochs_times_batches(schedule, factors):
     finetune(model, layers, [1.0] * len(layers), data, cfg)
     for a, b in zip(model.parameters(), reference.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("schedule", "warmup", "factors"), [
+    ("constant", 0, [1.0] * 12),
+    ("linear", 0, [1 - t / 12 for t in range(12)]),
+    ("stable-decay", 0, [1.0] * 8 + [1 - k / 4 for k in range(4)]),
+    ("linear", 1, [(t + 1) / 4 for t in range(4)] + [1 - k / 8 for k in range(8)]),
+    ("stable-decay", 1, [(t + 1) / 4 for t in range(4)] + [1.0] * 4 + [1 - k / 4 for k in range(4)]),
+])
+def test_each_steps_rate_factor_follows_the_schedule_over_epochs_times_batches(schedule, warmup, factors, monkeypatch):
+    """32 images in batches of 8 for 3 epochs: T = 12 steps, 4 an epoch. By the recipe's help: warm-up
+    (t+1)/W over W = warmup × 4 steps, linear 1 − t'/(T−W) after it, stable-decay constant until its last
+    epoch's 4 steps, 1 − k/4."""
+    seen = []
+    rate_factor = LayerwiseOptimizer.rate_factor
+    monkeypatch.setattr(LayerwiseOptimizer, "rate_factor", lambda self: seen.append(rate_factor(self)) or seen[-1])
+    model, data = _model(), _task()
+    layers = partition(model, "module")
+    finetune(model, layers, [1.0] * len(layers), data,
+             Recipe(epochs=3, lr=1e-3, batch_size=8, schedule=schedule, warmup=warmup))
+    assert seen == pytest.approx(factors, abs=1e-12)
 
 
 def test_frozen_layers_are_bit_for_bit_unchanged_and_get_no_gradient():

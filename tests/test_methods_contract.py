@@ -13,7 +13,8 @@ from autoft_core.config import RunConfig
 from autoft_core.core.recipe import Recipe
 from autoft_core.errors import BadArgumentError
 from autoft_core.experiment import _context, resolve, run_experiment
-from autoft_core.methods import get_method, method_class, method_names
+from autoft_core.methods import _steps_on_disk, get_method, method_class, method_names
+from autoft_core.methods._gradients import clear_newton_steps
 from autoft_core.setups.digits import DigitsSetup
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,7 +28,8 @@ def _cfg(method: str, **params: object) -> RunConfig:
 
 
 @pytest.mark.parametrize("method", method_names())
-def test_weights_are_valid_deterministic_and_leave_the_model_untouched(method):
+def test_weights_are_valid_deterministic_and_leave_the_model_untouched(method, monkeypatch, tmp_path):
+    monkeypatch.setattr(_steps_on_disk, "folder", lambda: tmp_path / "newton_steps")
     cfg = resolve(_cfg(method))
     ctx, layers = _context(cfg, None, "cpu", None, None)
     before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
@@ -36,6 +38,7 @@ def test_weights_are_valid_deterministic_and_leave_the_model_untouched(method):
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     assert len(first.weights) == len(first.scores) == len(layers)
     assert all(math.isfinite(w) and w >= 0 for w in first.weights) and max(first.weights) > 0
+    clear_newton_steps(on_disk=True)  # the Hessian variants solve again, not read back what they remembered
     again = get_method(method).weights(_context(cfg, None, "cpu", None, None)[0])
     assert again.weights == first.weights and again.scores == first.scores
 

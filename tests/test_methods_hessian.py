@@ -4,6 +4,8 @@ central differences of the per-layer gradient, the solver's diagnostics, and the
 from __future__ import annotations
 
 import copy
+import os
+import time
 import warnings
 from dataclasses import replace
 
@@ -266,14 +268,18 @@ def test_the_kept_folder_drops_its_oldest_files_beyond_its_bound(monkeypatch):
     model, sample = tiny_bn_net(), _sample()
     layers = partition(model)
     params = {"curvature": "hessian", "iterations": 2, "damping": DAMPING}
+    past = time.time() - 1000  # each file's write time set apart, so "oldest" never rests on a tie
     layer_newton_steps(model, layers, sample, params, keep_on_disk=True)
-    size = next(_steps_on_disk.folder().glob("*.safetensors")).stat().st_size
-    monkeypatch.setattr(_steps_on_disk, "KEPT_BYTES", 2 * size)
-    for damping in (0.2, 0.3, 0.4):
+    written = list(_steps_on_disk.folder().glob("*.safetensors"))
+    os.utime(written[0], (past, past))
+    monkeypatch.setattr(_steps_on_disk, "KEPT_BYTES", 2 * written[0].stat().st_size)
+    for k, damping in enumerate((0.2, 0.3, 0.4), start=1):
         before = set(_steps_on_disk.folder().glob("*.safetensors"))
         layer_newton_steps(model, layers, sample, {**params, "damping": damping}, keep_on_disk=True)
-        after = set(_steps_on_disk.folder().glob("*.safetensors"))
-        assert len(after - before) == 1 and len(after) == 2  # the new one kept, one older one gone
+        new, = set(_steps_on_disk.folder().glob("*.safetensors")) - before
+        assert set(_steps_on_disk.folder().glob("*.safetensors")) == {written[-1], new}  # the newest two stay
+        os.utime(new, (past + k, past + k))
+        written.append(new)
 
 
 def test_affine_batchnorm_computes_the_same_function_and_puts_batchnorm_back(monkeypatch):

@@ -2,6 +2,7 @@
 the CLI's."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 import autoft_core
 from autoft_core import store as store_module
+from autoft_core.cli import main
 from autoft_core.core.recipe import TaskSpec
 from autoft_core.errors import AutoFTError, BadArgumentError
 from autoft_core.paths import DataPaths
@@ -41,6 +43,18 @@ def test_run_record_is_stored_and_found_again(monkeypatch, tmp_path):
     assert first["cached"] is False and again["cached"] is True
     assert {k: v for k, v in again.items() if k not in ("cached", "seconds")} == \
            {k: v for k, v in first.items() if k not in ("cached", "seconds")}
+
+
+def test_the_api_s_record_is_the_cli_s(tmp_path, capsys):
+    store = tmp_path / "results.sqlite"
+    record = autoft_core.run("digits", "output", "linear-probe", epochs=1, shots=50, store=store)
+    capsys.readouterr()
+    assert main(["finetune", "--setup", "digits", "--shift", "output", "--method", "linear-probe", "--epochs", "1",
+                 "--shots", "50", "--store", str(store), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["cached"] is True and record["cached"] is False  # the CLI found the API's run
+    assert {k: v for k, v in printed.items() if k not in ("cached", "seconds")} == \
+           {k: v for k, v in record.items() if k not in ("cached", "seconds")}
 
 
 def test_partition_names_index_named_parameters():

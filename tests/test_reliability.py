@@ -356,9 +356,19 @@ def _save(obj: object) -> object:
     return lambda path: torch.save(obj, path)
 
 
+UNPICKLED: list[str] = []  # _record_unpickled's trace: stays empty unless a checkpoint is fully unpickled
+
+
+def _record_unpickled() -> list[str]:
+    UNPICKLED.append("ran")
+    return UNPICKLED
+
+
 class _Payload:
+    """Runs _record_unpickled when a full (unsafe) unpickler loads it."""
+
     def __reduce__(self) -> tuple:
-        return print, ("unpickled",)
+        return _record_unpickled, ()
 
 
 CHECKPOINT_FAULTS = {
@@ -383,7 +393,7 @@ def test_a_bad_robustbench_checkpoint_is_one_error_naming_it(fault, tmp_path, no
         Cifar10Setup(DataPaths(robustbench_model_dir=tmp_path)).source_model("input")
     message = str(info.value)
     assert str(path) in message and "it should be" in message and "weights_only=False" not in message
-    assert no_network == []
+    assert no_network == [] and UNPICKLED == []
     if fault == "a folder":
         assert not (path / "cifar10").exists() and "is a folder; it should be a file" in message
 
@@ -396,7 +406,7 @@ def test_a_bad_moco_checkpoint_is_one_error_naming_it(fault, tmp_path):
     with pytest.raises(AutoFTError) as info:
         load_moco(NormalizedResNet(2), path)
     assert str(path) in str(info.value) and "weights_only=False" not in str(info.value)
-    assert "moco_v2_800ep_pretrain.pth.tar" in str(info.value)
+    assert "moco_v2_800ep_pretrain.pth.tar" in str(info.value) and UNPICKLED == []
 
 
 def _labels_as_text(folder: Path) -> None:

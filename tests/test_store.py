@@ -111,6 +111,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
         p.start()
     for p in procs:
         p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]  # each writer finished (a crash or hang leaves rows out unnoticed)
     assert len(ResultStore(path).frame()) == 40
 
 
@@ -136,6 +137,7 @@ def test_processes_opening_a_new_store_at_once_all_get_it(tmp_path):
             p.start()
         for p in procs:
             p.join(60)
+        assert [p.exitcode for p in procs] == [0] * 4  # every opener returned (a crash or hang would not answer)
     assert answers.empty()
 
 

@@ -3,10 +3,12 @@ in the blocks and layers declared for it."""
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 from autoft_core.layers import partition
 from autoft_core.models.torchvision_archs import ARCH_NAMES, ARCHS, build
+from forward_calls import norms_after_weighted
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 BLOCKS = {"resnet": ["conv1+layer1", "layer2", "layer3", "layer4", "fc"],
@@ -44,11 +46,16 @@ def test_blocks_follow_lee_et_al(arch_model):
 def test_module_layers_are_each_conv_or_linear_with_its_norm(arch_model):
     arch, model = arch_model
     layers = partition(model, "module")
-    convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    if ARCHS[arch].family in ("resnet", "efficientnet"):
-        assert [layer.name for layer in layers] == convs
-    if ARCHS[arch].family == "convnext":  # the layer scale with the block's last linear, a norm with its conv
-        owners = {p: layer.name for layer in layers for p in layer.param_names}
-        assert owners["features.1.0.layer_scale"] == "features.1.0.block.5"
-        assert owners["features.2.0.weight"] == owners["features.2.1.weight"] == "features.2"
-        assert sum(isinstance(m, (nn.Conv2d, nn.Linear)) for n, m in model.named_modules()) == len(convs)
+    owner = {p: layer.name for layer in layers for p in layer.param_names}
+    family = ARCHS[arch].family
+    if family == "vit":  # declared: the patch embedding, each block's attention and MLP (each with its norm), the head
+        parts = [f"block{i}.{part}" for i in range(len(model.blocks)) for part in ("attn", "mlp")]
+        assert [layer.name for layer in layers] == ["embed", *parts, "head"]
+        assert all(owner[p] == f"block{p.split('.')[1]}.{p.split('.')[2]}" for p in owner if p.startswith("blocks."))
+    elif family == "convnext":  # the layer scale with the block's last linear, a norm with its conv
+        assert owner["features.1.0.layer_scale"] == "features.1.0.block.5"
+        assert owner["features.2.0.weight"] == owner["features.2.1.weight"] == "features.2"
+    else:  # one layer per conv/linear in the order forward runs them, each BatchNorm with the conv it follows
+        weighted, last_before = norms_after_weighted(model, torch.rand(2, 3, 32, 32), (nn.BatchNorm2d,))
+        assert [layer.name for layer in layers] == weighted
+        assert last_before and all(owner[f"{bn}.weight"] == conv for bn, conv in last_before.items())
