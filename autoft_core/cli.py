@@ -17,7 +17,7 @@ from .cli_args import add_paths, add_task, paths_from, run_config as config_from
 from .errors import AutoFTError, RunDiverged
 from .experiments.commands import HANDLERS as EXPERIMENT_COMMANDS, add_subcommands as add_experiment_commands
 from .export import add_export_command, run_export_command
-from .setups import get_setup, setup_names
+from .setups import overview
 from .runs import lookup
 from .shift_sizes import add_subcommand as add_shifts_command, command as shifts_command
 from .store import ResultStore
@@ -31,6 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every subcommand and its flags (the recipe's from `Recipe`'s fields, the paths from `DataPaths`)."""
     parser = _Parser(prog="autoft_core", description="AutoFT Explorer engine: per-layer fine-tuning weights.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_task(sub.add_parser("weights", help="per-layer scores and multipliers of a method"))
@@ -80,7 +81,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
         bar.set_postfix(loss=f"{stats['train_loss']:.3f}", val=f"{stats['val_acc']:.3f}")
         bar.update(epoch - bar.n)
 
-    store = ResultStore(args.store) if args.store else ResultStore()
+    store = ResultStore(args.store)
     cfg = config_from(args)
     found = lookup(cfg, store, paths_from(args))  # a hit on the request's own key never imports torch
     try:
@@ -107,12 +108,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def _cmd_setups(args: argparse.Namespace) -> None:
-    rows = []
-    for name in setup_names():
-        setup = get_setup(name, paths_from(args))
-        missing = setup.missing()
-        rows.append({"setup": name, "ready": not missing, "description": setup.description,
-                     "shifts": list(setup.shifts), "recipe": setup.recipe.to_dict(), "missing": missing})
+    rows = overview(paths_from(args))
     if args.json:
         print(json.dumps(rows))
         return

@@ -125,8 +125,8 @@ def setup_from(args: argparse.Namespace) -> str:
                        **{o.name: getattr(args, o.name, None) for o in OPTIONS if o.name != "arch"})
 
 
-def add_task(p: argparse.ArgumentParser, recipe: bool = True) -> None:
-    """Setup, shift, corruption, severity, method and its parameters, seed, device, output and paths."""
+def add_task(p: argparse.ArgumentParser) -> None:
+    """Setup, shift, corruption, severity, method and its parameters, seed, device, output, recipe and paths."""
     p.add_argument("--setup", default="digits",
                    help=f"one of: {', '.join(setup_names())}, or python:package.module:function")
     add_setup_options(p)
@@ -139,32 +139,23 @@ def add_task(p: argparse.ArgumentParser, recipe: bool = True) -> None:
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--device", type=device_name, default=None, help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    if recipe:
-        add_recipe(p)
+    add_recipe(p)
     add_paths(p)
 
 
 def paths_from(args: argparse.Namespace) -> DataPaths:
+    """The data paths: AUTOFT_* variables, overridden by the path flags given."""
     return DataPaths.from_env().with_overrides(**{k: getattr(args, k, None) for k in DataPaths.ENV})
 
 
-def recipe_from(args: argparse.Namespace, setup: str, **override: Any) -> Recipe:
-    """The setup's default recipe with the flags given (and `override`) applied; a flag the recipe would
-    ignore is refused."""
+def recipe_from(args: argparse.Namespace, setup: str) -> Recipe:
+    """The setup's default recipe with the flags given applied; a flag the recipe would ignore is refused."""
     given = {name: getattr(args, name, None) for name, *_ in field_info()}
-    return get_setup(setup, paths_from(args)).recipe.with_values(**{**given, **override})
-
-
-def check_corruption(shift: str, corruption: str | None) -> None:
-    """A corruption is refused for any shift but the input shift, which alone would use it."""
-    if corruption is not None and shift != "input":
-        raise AutoFTError(f"--corruption applies to the input shift only, not {shift}: add --shift input or "
-                          "leave --corruption out")
+    return get_setup(setup, paths_from(args)).recipe.with_values(**given)
 
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The RunConfig the task and recipe flags ask for."""
-    check_corruption(args.shift, args.corruption)
     return RunConfig(setup=args.setup, shift=args.shift, corruption=args.corruption, severity=args.severity,
                      method=args.method, params=dict(args.param), recipe=recipe_from(args, args.setup),
                      seed=args.seed)

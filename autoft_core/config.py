@@ -13,6 +13,7 @@ from typing import Any
 from .core.recipe import DEFAULT_SEED, DEFAULT_SEVERITY, SEED_BOUNDS, SEVERITY_BOUNDS, Recipe, TaskSpec, field_names
 from .core.values import Bounds
 from .cpu_isa import kernel_tag
+from .errors import AutoFTError
 from .paths import cache_dir, write_atomic
 
 ENGINE_ROOT = Path(__file__).resolve().parent
@@ -84,7 +85,11 @@ class RunConfig:
     seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:
-        """Seed and severity in range before they can reach a run or the store (the recipe checks itself)."""
+        """Seed and severity in range, and no corruption the shift would drop unseen, before they can reach a
+        run or the store (the recipe checks itself); the CLI, the API, sweeps and the dashboard all build this."""
+        if self.corruption is not None and self.shift != "input":
+            raise AutoFTError(f"corruption applies to the input shift only, not {self.shift}: set the shift to input "
+                              "(--shift input) or leave the corruption out")
         object.__setattr__(self, "seed", SEED_BOUNDS.parse("seed", self.seed))
         # 0 stands for "no corruption": the other shifts' severity
         bounds = SEVERITY_BOUNDS if self.shift == "input" else Bounds(int, 0, SEVERITY_BOUNDS.maximum)
@@ -101,14 +106,6 @@ class RunConfig:
         return {"setup": self.setup, "shift": self.shift, "corruption": self.corruption, "severity": self.severity,
                 "method": self.method, "params": dict(self.params), **recipe, "seed": self.seed,
                 "code_version": code_version()}
-
-    @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "RunConfig":
-        """The config of a stored row (the inverse of `to_dict`)."""
-        given = {k: row[k] for k in field_names() if row.get(k) is not None}
-        recipe = Recipe(**given) if given else None
-        return cls(row["setup"], row["shift"], row.get("corruption"), int(row["severity"]), row["method"],
-                   dict(row.get("params") or {}), recipe, int(row["seed"]))
 
     def key(self) -> str:
         """A hash of this config (as given, or resolved) and the code version."""

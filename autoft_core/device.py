@@ -18,6 +18,7 @@ import torch
 
 from .cores import cpu_count
 from .errors import BadArgumentError
+from .threads import fixed_cpu_threads
 
 THREADS_ENV = "AUTOFT_THREADS"
 COMPILE_ENV = "AUTOFT_COMPILE"
@@ -112,18 +113,9 @@ def run_threads(model: torch.nn.Module, device: torch.device) -> int | None:
     return None
 
 
-@contextlib.contextmanager
-def thread_policy(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
+def thread_policy(model: torch.nn.Module, device: torch.device) -> contextlib.AbstractContextManager[None]:
     """Run with `run_threads` intra-op threads, restoring the previous count afterwards."""
-    threads, before = run_threads(model, device), torch.get_num_threads()
-    if threads is None or threads == before:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return fixed_cpu_threads(run_threads(model, device))
 
 
 def spare_cpu_core(device: torch.device) -> bool:

@@ -44,12 +44,12 @@ def eval_batch(x: torch.Tensor, device: torch.device) -> int:
 
 
 @torch.inference_mode()
-def accuracy(model: nn.Module, split: Split, batch_size: int | None = None) -> float:
+def accuracy(model: nn.Module, split: Split) -> float:
     """Top-1 accuracy of `model` (put in eval mode) on `split`; one host sync at the end."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    batch_size = batch_size or eval_batch(split.x, device)
+    batch_size = eval_batch(split.x, device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     with autocast(device):
         for start in range(0, len(split), batch_size):

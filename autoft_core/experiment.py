@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the engine (torch) loads only when a run is computed: a loo
     from .core.data import TaskData
     from .finetune import Progress
     from .layers import Layer
-    from .methods import MethodContext
+    from .methods import LayerWeights, MethodContext
 
 __all__ = ["compute_run", "compute_weights", "load_task", "lookup", "resolve", "run_experiment"]
 
@@ -75,11 +75,11 @@ def _threads(cfg: RunConfig, paths: DataPaths | None, ctx: MethodContext) -> con
     """The setup's fixed thread count when it promises the same numbers whatever the core count
     (threads.py), else the CPU thread policy (device.py: one thread for a small model, so a busy machine
     does not collapse)."""
-    from .device import thread_policy
+    from .device import run_threads
     from .threads import fixed_cpu_threads
 
     fixed = get_setup(cfg.setup, paths).cpu_threads
-    return fixed_cpu_threads(fixed) if fixed is not None else thread_policy(ctx.model, ctx.device)
+    return fixed_cpu_threads(fixed if fixed is not None else run_threads(ctx.model, ctx.device))
 
 
 def compute_weights(cfg: RunConfig, paths: DataPaths | None = None, device: str | None = None,
@@ -95,9 +95,13 @@ def compute_weights(cfg: RunConfig, paths: DataPaths | None = None, device: str 
     started = time.perf_counter()
     with _threads(cfg, paths, ctx):
         chosen = get_method(cfg.method).weights(ctx)
+    return {**_weights_record(cfg, layers, chosen), "seconds": time.perf_counter() - started}
+
+
+def _weights_record(cfg: RunConfig, layers: list[Layer], chosen: LayerWeights) -> dict[str, Any]:
+    """What a method chose, as `compute_weights` answers it and a stored run begins."""
     return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
-            "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
-            "seconds": time.perf_counter() - started}
+            "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras}
 
 
 def compute_run(cfg: RunConfig, paths: DataPaths | None = None, device: str | None = None,
@@ -113,9 +117,7 @@ def compute_run(cfg: RunConfig, paths: DataPaths | None = None, device: str | No
     with _threads(cfg, paths, ctx):
         chosen, result = get_method(cfg.method).run(ctx)
         threads = torch.get_num_threads()
-    return {"method": cfg.method, "params": cfg.params, "layers": [layer.name for layer in layers],
-            "scores": chosen.scores, "weights": chosen.weights, "extras": chosen.extras,
-            **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device),
+    return {**_weights_record(cfg, layers, chosen), **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device),
             "effective_shots": len(ctx.data.train), "cpu_threads": threads,
             "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # capped at AVX2 on x86-64 (cpu_isa.py)
             "cpu": cpu_model()}

@@ -79,6 +79,7 @@ class FinetuneResult:
     steps: int = 0  # optimizer steps taken (equal budgets make methods comparable)
 
     def to_dict(self) -> dict:
+        """The result's fields, as a stored run keeps them."""
         return asdict(self)
 
 

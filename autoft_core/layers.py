@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from .core.recipe import GRANULARITIES
@@ -32,6 +31,7 @@ class Layer:
     residual: bool = False  # a residual branch (x + f(x)): taking the layer out skips the branch
 
     def parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """This layer's parameters in `model`, in the order of `param_names`."""
         return layer_parameters(model, [self])[0]
 
 
@@ -106,10 +106,3 @@ def _declared_layers(model: nn.Module, spec: Blocks) -> list[Layer]:
     if free:
         raise ValueError(f"layer spec of {type(model).__name__} leaves parameters out: {list(free)[:5]}")
     return layers
-
-
-def layer_norms(model: nn.Module, layers: list[Layer]) -> torch.Tensor:
-    """‖θ_l‖₂ over each layer's parameters (all of them concatenated)."""
-    named = dict(model.named_parameters())
-    return torch.stack([torch.linalg.vector_norm(torch.cat([named[p].detach().flatten() for p in layer.param_names]))
-                        for layer in layers])

@@ -40,6 +40,7 @@ class Param:
 
     @property
     def bounds(self) -> Bounds:
+        """The parser and range check of this parameter's values."""
         return Bounds(type(self.default), self.minimum, self.maximum, self.choices, self.all_means)
 
     def parse(self, name: str, raw: object) -> Any:

@@ -67,6 +67,7 @@ class LayerwiseOptimizer:
 
     @property
     def any_trainable(self) -> bool:
+        """Whether any layer trains (a multiplier above 0): else an epoch takes no step."""
         return bool(self.groups)
 
     def zero_grad(self) -> None:

@@ -36,6 +36,7 @@ class Lookup:
 
     @property
     def stored(self) -> bool:
+        """Whether the store holds this run's record."""
         return self.record is not None
 
 

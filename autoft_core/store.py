@@ -43,9 +43,11 @@ _KEYS_PER_QUERY = 400  # keys bound per look-up query (each bound twice; SQLite 
 _INSERT = (f"INSERT INTO runs (key, {', '.join(_COLUMNS)}, config, result, created, status) "
            f"VALUES ({', '.join('?' * (len(_COLUMNS) + 5))}) ON CONFLICT(key) DO UPDATE SET "
            + ", ".join(f"{c} = excluded.{c}" for c in (*_COLUMNS, "config", "result", "created", "status")))
+_ALIAS = "INSERT OR REPLACE INTO aliases (request, key) VALUES (?, ?)"
 
 
 def default_store_path() -> Path:
+    """The store every command and the dashboard share unless told otherwise (in the cache folder)."""
     return cache_dir() / "results.sqlite"
 
 
@@ -177,8 +179,7 @@ class ResultStore:
             with self._connect() as conn:
                 self._create_tables(conn)
                 conn.execute(_INSERT if status != "failed" else _INSERT + " WHERE runs.status = 'failed'", row)
-                conn.executemany("INSERT OR REPLACE INTO aliases (request, key) VALUES (?, ?)",
-                                 [(a, key) for a in aliases if a != key])
+                conn.executemany(_ALIAS, [(a, key) for a in aliases if a != key])
         except (StoreError, OSError) as exc:
             saved = self._recover({"key": key, "config": config, "result": result, "aliases": list(aliases)})
             raise StoreError(f"{exc}. The finished run was saved to {saved}; once the store is fixed, "
@@ -209,7 +210,7 @@ class ResultStore:
         """Let `request` (a config as asked, before defaults) find run `key`."""
         if request != key:
             with self._connect() as conn:
-                conn.execute("INSERT OR REPLACE INTO aliases (request, key) VALUES (?, ?)", (request, key))
+                conn.execute(_ALIAS, (request, key))
 
     def frame(self, result_fields: Sequence[str] | None = None, **filters: object) -> "pd.DataFrame":
         """All runs (optionally filtered by equality of indexed columns or of `code_version`) with config and

@@ -153,7 +153,7 @@ def main() -> None:
         recipe = {k: getattr(get_setup("digits").recipe.with_values(**given), k) for k in given}
     except AutoFTError as exc:
         parser.error(str(exc))
-    store = ResultStore(args.store) if args.store else ResultStore()
+    store = ResultStore(args.store)
     shift_size_check(seeds)
     stored = setup_runs(store, "digits")
     version = None if args.any_version else code_version()

@@ -42,14 +42,12 @@ def timed(command: list[str]) -> tuple[float, float]:
 def fill_placeholders(sweep_args: list[str], store: Path) -> int:
     """Store a placeholder record under the key of every run `sweep <sweep_args>` plans; their number."""
     from autoft_core.cli import build_parser
-    from autoft_core.cli_args import paths_from, recipe_from
-    from autoft_core.experiments.plan import sweep_configs
+    from autoft_core.cli_args import paths_from
+    from autoft_core.experiments.commands import sweep_plan
     from autoft_core.store import ResultStore
 
     args = build_parser().parse_args(["sweep", *sweep_args])
-    paths = paths_from(args)
-    configs = sweep_configs(args.setup, args.shifts, args.corruptions, args.severity, args.methods, args.seeds,
-                            recipe_from(args, args.setup), paths, dict(args.param))
+    configs = sweep_plan(args, paths_from(args))
     target = ResultStore(store)
     for cfg in configs:
         target.put(cfg.key(), cfg.to_dict(), PLACEHOLDER)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from ui import charts, commands, engine, frames, layout, notes, output, pickers, sidebar
 from ui.colours import method_of
-from ui.export import Meta, recipe_dict
+from ui.export import Meta
 from ui.weights import weights
 from ui.widgets import PERSIST
 
@@ -50,7 +50,7 @@ with layout.page("Weights by shift", HOW):
     frame = pd.concat(parts, ignore_index=True)
     order = list(dict.fromkeys(labels))
     meta = Meta("Layer weights by shift", setup, ", ".join(chosen), corruption, severity if corruption else None,
-                recipe_dict(settings.recipe), (seed,), {"methods": ", ".join(order)})
+                settings.recipe.to_dict(), (seed,), {"methods": ", ".join(order)})
     output.show_figure(charts.weights_grid(frame, chosen, order, meta), meta)
     for shift in chosen:
         st.markdown(f"**{engine.SHIFT_NAMES.get(shift, shift).capitalize()}.** {notes.SHIFT_STORIES.get(shift, '')}")

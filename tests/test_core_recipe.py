@@ -50,7 +50,7 @@ def test_every_setting_has_bounds_its_default_satisfies_and_a_cli_flag():
 def test_store_columns_and_table_recipe_columns_are_the_recipe_fields():
     row = RunConfig(recipe=Recipe()).to_dict()
     assert set(field_names()) <= set(row) and RECIPE_FIELDS == field_names()
-    assert RunConfig.from_dict(row) == RunConfig(recipe=Recipe())
+    assert all(row[name] == getattr(Recipe(), name) for name in field_names())
 
 
 def test_setups_declare_valid_recipes_and_the_cli_starts_from_them():

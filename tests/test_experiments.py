@@ -316,3 +316,24 @@ def test_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err
     assert not (tmp_path / "r.sqlite").exists() or not _rows(tmp_path / "r.sqlite")
+
+
+def test_both_tables_leave_diverged_runs_out_of_their_means_and_say_so():
+    import numpy as np
+    import pandas as pd
+
+    from autoft_core.experiments.tables import Selection, per_corruption, table1
+
+    rows = [{"setup": "digits", "shift": "input", "corruption": c, "severity": 5, "method": "full", "params": {},
+             "seed": seed, "created": float(seed), "status": "diverged" if (c, seed) == ("snow", 2) else "ok",
+             "test_acc": None if (c, seed) == ("snow", 2) else acc}
+            for seed, (frost, snow) in enumerate([(0.4, 0.6), (0.5, 0.7), (0.45, None)])
+            for c, acc in (("frost", frost), ("snow", snow))]
+    sel = Selection("digits", ["input"], ["frost", "snow"], 5, {}, {}, None)
+    per = per_corruption(pd.DataFrame(rows), sel)
+    assert per.cells["full", "snow"].seeds == 2 and per.cells["full", "snow"].mean == pytest.approx(65.0)
+    assert per.cells["full", "frost"].mean == pytest.approx(100 * np.mean([0.4, 0.5, 0.45]))
+    assert per.notes == ["full, snow: 1 diverged run left out (lower the lr)"]
+    whole = table1(pd.DataFrame(rows), sel)
+    assert "full, input-level: 1 diverged run left out (lower the lr)" in whole.notes
+    assert whole.cells["full", "input"].mean == pytest.approx(100 * np.mean([0.5, 0.6, 0.45]))  # seed 2: frost alone

@@ -82,6 +82,8 @@ def test_mistakes_the_cli_refuses_are_refused_by_the_api_too(monkeypatch, tmp_pa
         autoft_core.layer_partition("digits")
     with pytest.raises(BadArgumentError, match="from 1 to 5"):
         autoft_core.run("digits", "input", "full", corruption="frost", severity=9)
+    with pytest.raises(AutoFTError, match="corruption applies to the input shift only, not output"):
+        autoft_core.run("digits", "output", "full", corruption="frost")  # used to drop the corruption unseen
 
 
 @pytest.mark.parametrize("name", setup_names())

@@ -81,9 +81,9 @@ def _percent_axis(fig: go.Figure, title: str) -> None:
 
 # ----------------------------------------------------------------------------- layer weights
 
-def _layer_bars(frame: pd.DataFrame, label: str, showlegend: bool = False) -> go.Bar:
+def _layer_bars(frame: pd.DataFrame, label: str) -> go.Bar:
     return go.Bar(x=frame["layer"], y=frame["weight"], customdata=frame["score"], marker_color=colour(label),
-                  name=label, legendgroup=label, showlegend=showlegend,
+                  name=label, legendgroup=label, showlegend=False,
                   hovertemplate="%{x}<br>α = %{y:.3f}<br>raw score = %{customdata:.4g}<extra>" + label + "</extra>")
 
 

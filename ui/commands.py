@@ -62,13 +62,11 @@ def sweep_command(setup: str, shifts: Sequence[str], corruptions: Sequence[str],
 
 
 def table_command(setup: str, severity: int, corruptions: Sequence[str], methods: Sequence[str],
-                  seeds: Sequence[int], recipe: Recipe, metric: str, any_version: bool = False,
-                  store: Path | None = None) -> str:
+                  seeds: Sequence[int], recipe: Recipe, metric: str, store: Path | None = None) -> str:
     """`table`: Table 1 of the stored runs of one recipe."""
     args = ["--setup", setup, "--metric", metric, "--severity", severity, "--corruptions",
             ",".join(corruptions) or "all", "--methods", ",".join(methods), "--seeds", ",".join(map(str, seeds))]
-    return _line("table", [*args, *(["--any-version"] if any_version else []), *_recipe_flags(setup, recipe)],
-                 store, None)
+    return _line("table", [*args, *_recipe_flags(setup, recipe)], store, None)
 
 
 def grid_command(cfg: RunConfig, values: dict[str, Sequence[Any]], seeds: Sequence[int], store: Path | None = None,

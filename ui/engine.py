@@ -16,7 +16,7 @@ from autoft_core.config import RunConfig
 from autoft_core.core.recipe import DEFAULT_SEVERITY, MAX_SHOTS, Recipe
 from autoft_core.errors import AutoFTError
 from autoft_core.paths import DataPaths
-from autoft_core.setups import Setup, get_setup, setup_names
+from autoft_core.setups import Setup, get_setup, overview
 from autoft_core.store import default_store_path
 
 STORE_ENV = "AUTOFT_STORE"
@@ -132,20 +132,14 @@ def device_summary() -> str:
 
 # ----------------------------------------------------------------------------- setups and methods
 
-def setup(name: str, paths: DataPaths | None = None) -> Setup:
-    """The registered setup `name` (its shifts, corruptions, default recipe, missing files)."""
-    return get_setup(name, paths)
+def setup(name: str) -> Setup:
+    """The registered setup `name` (its shifts, corruptions, default recipe), its paths from AUTOFT_*."""
+    return get_setup(name)
 
 
 def setups_overview(paths: DataPaths) -> list[dict[str, Any]]:
-    """Every setup with its description, shifts, readiness and the missing files' messages."""
-    rows = []
-    for name in setup_names():
-        chosen = get_setup(name, paths)
-        missing = chosen.missing()
-        rows.append({"setup": name, "ready": not missing, "description": chosen.description,
-                     "shifts": ", ".join(chosen.shifts), "missing": missing})
-    return rows
+    """Every setup with its description, shifts (as one line), readiness and the missing files' messages."""
+    return [{**row, "shifts": ", ".join(row["shifts"])} for row in overview(paths)]
 
 
 def method_names() -> list[str]:
@@ -229,13 +223,16 @@ def pool_counts(task: Task, seeds: Sequence[int], paths: DataPaths) -> list[list
     return [pool_counts(_task_config(task, seed, paths), paths) for seed in seeds or (0,)]
 
 
-def _uint8(x: Any, scale: int) -> list[Any]:
-    """(N, 3, H, W) floats in [0, 1] -> N uint8 (H*scale, W*scale, 3) arrays, nearest-neighbour."""
+SAMPLE_SCALE = 3  # sample images drawn 3x their size (nearest-neighbour), so 32 px digits are legible
+
+
+def _uint8(x: Any) -> list[Any]:
+    """(N, 3, H, W) floats in [0, 1] -> N uint8 (H, W, 3) arrays, each drawn SAMPLE_SCALE times its size."""
     arr = (x.clamp(0, 1).numpy() * 255).round().astype("uint8").transpose(0, 2, 3, 1)
-    return [a.repeat(scale, axis=0).repeat(scale, axis=1) for a in arr]
+    return [a.repeat(SAMPLE_SCALE, axis=0).repeat(SAMPLE_SCALE, axis=1) for a in arr]
 
 
-def shift_samples(task: Task, paths: DataPaths, n: int = 8, scale: int = 3) -> list[tuple[str, list, list[int]]]:
+def shift_samples(task: Task, paths: DataPaths, n: int = 8) -> list[tuple[str, list, list[int]]]:
     """Two image rows that show what a shift does: (caption, images, labels) each.
 
     The digits setup builds every shift's target from one pool, split by the seed, so the input task's
@@ -250,17 +247,17 @@ def shift_samples(task: Task, paths: DataPaths, n: int = 8, scale: int = 3) -> l
         data = _task_data(task, 0, paths)
         first = [[int((split.y == k).nonzero()[0]) for k in range(data.num_classes)]
                  for split in (data.source, data.test)]
-        return [("Source: the subclasses the model learnt", _uint8(data.source.x[first[0]], scale),
+        return [("Source: the subclasses the model learnt", _uint8(data.source.x[first[0]]),
                  data.source.y[first[0]].tolist()),
-                ("Target: other subclasses under the same labels", _uint8(data.test.x[first[1]], scale),
+                ("Target: other subclasses under the same labels", _uint8(data.test.x[first[1]]),
                  data.test.y[first[1]].tolist())]
     corruption = task_corruption("input", task.corruption)
     plain = _task_data(Task(task.setup, "output"), 0, paths)
     shifted = _task_data(Task(task.setup, "input", corruption, task.severity), 0, paths)
-    clean, original = _uint8(plain.test.x[:n], scale), shifted.test.y[:n].tolist()
+    clean, original = _uint8(plain.test.x[:n]), shifted.test.y[:n].tolist()
     if task.shift == "input":
         return [("Clean target images (what the source model reads well)", clean, original),
-                (f"The same images with {corruption} at severity {task.severity}", _uint8(shifted.test.x[:n], scale),
+                (f"The same images with {corruption} at severity {task.severity}", _uint8(shifted.test.x[:n]),
                  original)]
     return [("Target images with their original labels", clean, original),
             ("The same images with their flipped labels (what fine-tuning must learn)", clean,
@@ -270,13 +267,9 @@ def shift_samples(task: Task, paths: DataPaths, n: int = 8, scale: int = 3) -> l
 def selection(setup_name: str, recipe: dict[str, Any], severity: int, corruptions: Sequence[str],
               methods: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
               current_only: bool = True, shifts: Sequence[str] | None = None) -> Any:
-    """The `experiments.tables.Selection` of Table 1 (as the CLI's `table`): registered methods at their
-    default hyper-parameters, one recipe, input-level runs of `corruptions` at `severity`."""
-    from autoft_core.config import code_version
-    from autoft_core.experiments.tables import Selection
+    """Table 1's `experiments.tables.Selection` (`table1_selection`, as the CLI's `table`), over the setup's
+    shifts unless `shifts` names some."""
+    from autoft_core.experiments.tables import table1_selection
 
-    return Selection(setup=setup_name, shifts=list(shifts or get_setup(setup_name).shifts),
-                     corruptions=list(corruptions), severity=severity, recipe=dict(recipe),
-                     default_params={m: method_class(m).resolve_params({}) for m in method_names()},
-                     code_version=code_version() if current_only else None,
-                     methods=None if methods is None else list(methods), seeds=None if seeds is None else list(seeds))
+    return table1_selection(setup_name, shifts or get_setup(setup_name).shifts, corruptions, severity, recipe,
+                            current_only, methods, seeds)

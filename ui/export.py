@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -78,16 +78,11 @@ class Meta:
         return f"{name}.{extension}" if extension else name
 
 
-def recipe_dict(recipe: Recipe | None) -> dict[str, Any] | None:
-    """A recipe's settings in declaration order (None stays None)."""
-    return None if recipe is None else {f.name: getattr(recipe, f.name) for f in fields(recipe)}
-
-
 def task_meta(title: str, task: Any, recipe: Recipe | None, seeds: Sequence[int], **extra: Any) -> Meta:
     """The facts of a chart or table about one task (`engine.Task`): its title, task, recipe and seeds."""
     is_input = task.shift == "input"
     return Meta(title, task.setup, task.shift, task.corruption if is_input else None,
-                task.severity if is_input else None, recipe_dict(recipe), tuple(seeds),
+                task.severity if is_input else None, recipe.to_dict() if recipe else None, tuple(seeds),
                 {k: v for k, v in extra.items() if v is not None})
 
 

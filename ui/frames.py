@@ -19,6 +19,8 @@ from autoft_core.config import RunConfig
 from autoft_core.experiments.tables import (LEVELS, RECIPE_FIELDS, Selection, Table, cell_text, per_corruption,
                                             select)
 
+from .export import MAIN_RECIPE
+
 METRICS = {"test_acc": "final", "best_val_test_acc": "best-val", "zero_shot_acc": "zero-shot"}
 
 
@@ -153,9 +155,8 @@ def recipe_options(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def recipe_label(recipe: dict[str, Any], options: Sequence[dict[str, Any]]) -> str:
     """'shots 20 · epochs 1 · lr 0.001 · module', plus any other field that differs between the options."""
-    main = ("shots", "epochs", "lr", "granularity")
-    varying = [k for k in recipe if k not in main and len({str(o.get(k)) for o in options}) > 1]
-    return " · ".join(f"{k} {recipe[k]}" if k != "granularity" else str(recipe[k]) for k in (*main, *varying)
+    varying = [k for k in recipe if k not in MAIN_RECIPE and len({str(o.get(k)) for o in options}) > 1]
+    return " · ".join(f"{k} {recipe[k]}" if k != "granularity" else str(recipe[k]) for k in (*MAIN_RECIPE, *varying)
                       if k in recipe)
 
 

@@ -2,7 +2,6 @@
 methods, each hyper-parameter a widget bounded as the method declares it)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import streamlit as st
@@ -25,10 +24,10 @@ def pool_counts(task: engine.Task, seeds: tuple[int, ...], paths: Any) -> list[l
     return engine.pool_counts(task, seeds, paths)
 
 
-def setup_choice(paths: Any, key: str = "task.setup") -> str:
+def setup_choice(paths: Any) -> str:
     """The setup select box; stops the page (after the sidebar) when the setup's files are missing."""
     ready = {row["setup"]: row for row in setups(paths)}
-    name = st.selectbox("Setup", list(ready), key=key, **PERSIST,
+    name = st.selectbox("Setup", list(ready), key="task.setup", **PERSIST,
                         format_func=lambda n: n if ready[n]["ready"] else f"{n} (files missing)")
     if not ready[name]["ready"]:
         st.error(f"Setup **{name}** cannot run here: " + " ".join(ready[name]["missing"]))
@@ -37,9 +36,9 @@ def setup_choice(paths: Any, key: str = "task.setup") -> str:
     return name
 
 
-def corruption_choice(setup: str, container: Any = st, key: str = "task") -> tuple[str, int]:
+def corruption_choice(setup: str, key: str = "task") -> tuple[str, int]:
     """Corruption and severity select boxes of an input-level shift."""
-    left, right = container.columns(2)
+    left, right = st.columns(2)
     corruption = left.selectbox("Corruption", list(engine.setup(setup).corruptions()), key=f"{key}.corruption.{setup}",
                                 **PERSIST)
     severity = right.select_slider("Severity", list(SEVERITIES), value=SEVERITIES[-1], key=f"{key}.severity",
@@ -67,11 +66,10 @@ def settings_for(task_: engine.Task) -> tuple[engine.Settings, list[str]]:
     return sidebar.settings(task_.setup, pool_counts(task_, seeds, sidebar.paths()))
 
 
-def methods(key: str = "task.methods", names: Sequence[str] | None = None,
-            default: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+def methods() -> dict[str, dict[str, Any]]:
     """The chosen methods with their non-default hyper-parameters; stops the page if none is chosen."""
-    names = list(names or engine.method_names())
-    chosen = st.multiselect("Methods", names, default=list(default or engine.default_methods(names)), key=key,
+    names = engine.method_names()
+    chosen = st.multiselect("Methods", names, default=engine.default_methods(names), key="task.methods",
                             **PERSIST, help="Every registered weighting method; new ones appear here automatically.")
     if not chosen:
         st.info("Pick at least one method.")

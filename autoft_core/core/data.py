@@ -21,9 +21,11 @@ class Split:
         return int(self.y.shape[0])
 
     def to(self, device: torch.device | str) -> "Split":
+        """This split on `device` (copies issued without waiting)."""
         return Split(self.x.to(device, non_blocking=True), self.y.to(device, non_blocking=True))
 
     def subset(self, index: torch.Tensor) -> "Split":
+        """The examples at `index`, in that order."""
         return Split(self.x[index], self.y[index])
 
 
@@ -38,8 +40,14 @@ class TaskData:
     num_classes: int
 
     def to(self, device: torch.device | str) -> "TaskData":
+        """Every split on `device`."""
         return TaskData(self.source.to(device), self.train.to(device), self.val.to(device),
                         self.test.to(device), self.num_classes)
+
+
+def flipped_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The output-level shift (CIFAR-10F: y becomes 9 − y): label y becomes K − 1 − y, every setup alike."""
+    return num_classes - 1 - labels
 
 
 def balanced_indices(labels: torch.Tensor, per_class: int, generator: torch.Generator) -> torch.Tensor:

@@ -76,6 +76,7 @@ class Recipe:
         return recipe
 
     def to_dict(self) -> dict[str, Any]:
+        """Every setting by name (the store's columns, exports)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 import torch
 
 from .digits import rendered
-from ..core.data import Split, TaskData
+from ..core.data import Split, TaskData, flipped_labels
 
 FAMILIES = ("standard", "feature")
 
@@ -63,13 +63,13 @@ def task(shift: str, corruption: str | None, severity: int, per_class: tuple[int
         raise ValueError(f"{per_class} images per class: the pool has {min(len(o) for o in orders)}")
     ranges = ((0, test_k), (test_k, test_k + val_k), (test_k + val_k, sum(per_class)))
     pool = pool.subset(torch.cat([o[a:b] for a, b in ranges for o in orders]))
+    classes = len(orders)
     if shift == "input":
         from .corruptions import corrupt  # cv2, scipy and scikit-image: loaded only for the input shift
 
         pool = Split(corrupt(pool.x, corruption, severity, seed=seed), pool.y)
     elif shift == "output":
-        pool = Split(pool.x, 9 - pool.y)
-    classes = len(orders)
+        pool = Split(pool.x, flipped_labels(pool.y, classes))
     first_train = (test_k + val_k) * classes
     train = torch.cat([first_train + c * train_k + torch.arange(shots_per_class) for c in range(classes)])
     return TaskData(source=source, train=pool.subset(train), val=pool.subset(torch.arange(test_k * classes, first_train)),

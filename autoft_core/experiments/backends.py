@@ -30,7 +30,8 @@ Outcome = tuple[RunConfig, "dict[str, Any] | BaseException"]
 class Backend(Protocol):
     """Runs resolved configs, yielding (config, record or the exception it raised) as each finishes."""
 
-    def run(self, configs: Sequence[RunConfig]) -> Iterator[Outcome]: ...
+    def run(self, configs: Sequence[RunConfig]) -> Iterator[Outcome]:
+        """Run `configs`, yielding each one's outcome as it finishes (in any order)."""
 
     def close(self, abort: bool = False) -> None:
         """Release the workers; `abort` (an interrupt) stops the runs in flight instead of waiting for them."""

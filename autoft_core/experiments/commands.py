@@ -106,10 +106,6 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     add_paths(table)
 
 
-def _store(args: argparse.Namespace) -> ResultStore:
-    return ResultStore(args.store) if args.store else ResultStore()
-
-
 def _backend_factory(args: argparse.Namespace, paths: DataPaths) -> Callable[[], Backend]:
     """Checks the backend options now; the backend itself is made only when a run is missing."""
     from .backends import LocalBackend, ProcessBackend, RayBackend
@@ -153,7 +149,7 @@ def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]])
 
     paths = paths_from(args)
     make_backend = _backend_factory(args, paths)
-    store = _store(args)
+    store = ResultStore(args.store)
     try:
         with _terminate_as_interrupt():
             report = run_sweep(plan(paths), store, make_backend, paths, title=args.command)
@@ -177,18 +173,20 @@ def _run(args: argparse.Namespace, plan: Callable[[DataPaths], list[RunConfig]])
           f"{len(report.diverged)} diverged; store {store.path}; log {report.log_path}")
 
 
-def _cmd_sweep(args: argparse.Namespace) -> None:
+def sweep_plan(args: argparse.Namespace, paths: DataPaths) -> list[RunConfig]:
+    """The runs `sweep` with these arguments asks for (bench/sweep.py plans them as the command does)."""
     from .plan import ALL, sweep_configs
 
-    def plan(paths: DataPaths) -> list[RunConfig]:
-        configs = sweep_configs(args.setup, args.shifts, args.corruptions or ALL, args.severity, args.methods,
-                                args.seeds, recipe_from(args, args.setup), paths, dict(args.param))
-        if args.corruptions is not None and all(c.shift != "input" for c in configs):
-            raise AutoFTError("--corruptions applies to the input shift only, which --shifts leaves out: add input "
-                              "to --shifts or leave --corruptions out")
-        return configs
+    configs = sweep_configs(args.setup, args.shifts, args.corruptions or ALL, args.severity, args.methods,
+                            args.seeds, recipe_from(args, args.setup), paths, dict(args.param))
+    if args.corruptions is not None and all(c.shift != "input" for c in configs):
+        raise AutoFTError("--corruptions applies to the input shift only, which --shifts leaves out: add input "
+                          "to --shifts or leave --corruptions out")
+    return configs
 
-    _run(args, plan)
+
+def _cmd_sweep(args: argparse.Namespace) -> None:
+    _run(args, lambda paths: sweep_plan(args, paths))
 
 
 def _cmd_shots(args: argparse.Namespace) -> None:
@@ -215,24 +213,22 @@ def _cmd_grid(args: argparse.Namespace) -> None:
 
 def _cmd_table(args: argparse.Namespace) -> None:
     from ..config import code_version
-    from ..methods import method_names, resolve_params
+    from ..methods import method_names
     from ..setups import get_setup
     from .plan import choose, numbers
-    from .tables import Selection, per_corruption, table1, to_csv, to_markdown
+    from .tables import per_corruption, table1, table1_selection, to_csv, to_markdown
 
     paths = paths_from(args)
     setup = get_setup(args.setup, paths)
     corruptions = choose("corruption", args.corruptions, setup.corruptions())
     version = {} if args.any_version else {"code_version": code_version()}
-    frame = _store(args).frame(result_fields=[args.metric], setup=args.setup, **version)
+    frame = ResultStore(args.store).frame(result_fields=[args.metric], setup=args.setup, **version)
     stored = sorted(set(frame["method"])) if not frame.empty else []
     known = [*method_names(), *(m for m in stored if m not in method_names())]
-    sel = Selection(setup=args.setup, shifts=setup.shifts, corruptions=corruptions, severity=args.severity,
-                    recipe=recipe_from(args, args.setup).to_dict(),
-                    default_params={m: resolve_params(m, {}) for m in method_names()},
-                    code_version=None if args.any_version else code_version(),
-                    methods=None if args.methods == "all" else choose("method", args.methods, known),
-                    seeds=None if args.seeds is None else numbers("seed", args.seeds, SEED_BOUNDS))
+    sel = table1_selection(args.setup, setup.shifts, corruptions, args.severity, recipe_from(args, args.setup).to_dict(),
+                           current_only=not args.any_version,
+                           methods=None if args.methods == "all" else choose("method", args.methods, known),
+                           seeds=None if args.seeds is None else numbers("seed", args.seeds, SEED_BOUNDS))
     table = (per_corruption if args.per_corruption else table1)(frame, sel, args.metric)
     if not table.cells:
         version = "any code version" if args.any_version else f"code version {code_version()} (or add --any-version)"

@@ -10,7 +10,6 @@ from dataclasses import replace
 from itertools import product
 from typing import Any
 
-from ..cli_args import check_corruption
 from ..config import RunConfig
 from ..core.recipe import MAX_SHOTS, SEED_BOUNDS, Recipe
 from ..core.values import Bounds
@@ -23,8 +22,8 @@ DEFAULT_CORRUPTION = "gaussian_noise"  # shots / grid on the input shift without
 
 
 def task_corruption(shift: str, corruption: str | None) -> str | None:
-    """The corruption a single-task command uses: the given one, or DEFAULT_CORRUPTION on the input shift."""
-    check_corruption(shift, corruption)
+    """The corruption a single-task command uses: the given one, or DEFAULT_CORRUPTION on the input shift
+    (RunConfig refuses one given for another shift)."""
     return corruption or (DEFAULT_CORRUPTION if shift == "input" else None)
 
 

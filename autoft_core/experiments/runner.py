@@ -37,6 +37,8 @@ class Job:
 
 @dataclass
 class SweepReport:
+    """What a sweep did: runs planned, found in the store, run, and those that failed or diverged."""
+
     total: int
     cached: int
     ran: int = 0

@@ -39,6 +39,8 @@ class Selection:
 
 @dataclass(frozen=True)
 class Cell:
+    """One table cell: mean and standard deviation over seeds (%), and the seed count."""
+
     mean: float
     std: float | None  # None with a single seed
     seeds: int
@@ -54,6 +56,21 @@ class Table:
     cells: dict[tuple[str, str], Cell]
     best: set[tuple[str, str]]
     notes: list[str] = field(default_factory=list)
+
+
+def table1_selection(setup: str, shifts: Sequence[str], corruptions: Sequence[str], severity: int,
+                     recipe: dict[str, Any], current_only: bool = True, methods: Sequence[str] | None = None,
+                     seeds: Sequence[int] | None = None) -> Selection:
+    """Table 1's runs, as the CLI's `table` and the dashboard both select them: registered methods at their
+    default hyper-parameters, one recipe, input-level runs of `corruptions` at `severity`, and only this
+    code version's runs unless `current_only` is off."""
+    from ..config import code_version
+    from ..methods import method_names, resolve_params
+
+    return Selection(setup=setup, shifts=list(shifts), corruptions=list(corruptions), severity=severity,
+                     recipe=dict(recipe), default_params={m: resolve_params(m, {}) for m in method_names()},
+                     code_version=code_version() if current_only else None,
+                     methods=None if methods is None else list(methods), seeds=None if seeds is None else list(seeds))
 
 
 def select(frame: pd.DataFrame, sel: Selection) -> pd.DataFrame:
@@ -80,13 +97,7 @@ def select(frame: pd.DataFrame, sel: Selection) -> pd.DataFrame:
 
 def table1(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Table:
     """Aggregate the selected runs: per seed (input: mean over corruptions), then mean ± std over seeds."""
-    runs = select(frame, sel)
-    notes = []
-    if "status" in runs:  # a diverged run has no final accuracy: left out of the means, and said so
-        diverged = runs[runs["status"] == "diverged"].groupby(["method", "shift"]).size()
-        notes = [f"{m}, {LEVELS.get(s, s)}: {n} diverged run{'s' if n > 1 else ''} left out (lower the lr)"
-                 for (m, s), n in diverged.items()]
-        runs = runs[runs["status"] != "diverged"]
+    runs, notes = _without_diverged(select(frame, sel), "shift")
     table = Table(metric, sel, _methods(runs, sel), {}, set(), notes)
     if runs.empty:
         return table
@@ -95,9 +106,7 @@ def table1(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Tab
         table.notes.append(f"{row.method}, seed {row.seed}: input-level averages {row.count} of "
                            f"{len(sel.corruptions)} corruptions")
     for (method, shift), group in per_seed.groupby(["method", "shift"]):
-        values = group["mean"] * 100
-        table.cells[method, shift] = Cell(float(values.mean()), float(values.std()) if len(values) > 1 else None,
-                                          len(values))
+        table.cells[method, shift] = _cell(group["mean"] * 100)
     _mark_best(table)
     most = max(c.seeds for c in table.cells.values())
     table.notes += [f"{m}, {LEVELS.get(s, s)}: {c.seeds} of {most} seeds" for (m, s), c in table.cells.items()
@@ -107,19 +116,31 @@ def table1(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Tab
 
 def per_corruption(frame: pd.DataFrame, sel: Selection, metric: str = "test_acc") -> Table:
     """Input-level runs as methods × corruptions (the columns), mean ± std over seeds (%); diverged runs
-    left out."""
-    runs = select(frame, replace(sel, shifts=["input"]))
-    if "status" in runs:
-        runs = runs[runs["status"] != "diverged"]
+    left out, and said so."""
+    runs, notes = _without_diverged(select(frame, replace(sel, shifts=["input"])), "corruption")
     present = set(runs.get("corruption", []))
     columns = replace(sel, shifts=[c for c in sel.corruptions if c in present])
-    table = Table(metric, columns, _methods(runs, sel), {}, set())
+    table = Table(metric, columns, _methods(runs, sel), {}, set(), notes)
     for (method, corruption), group in runs.groupby(["method", "corruption"]):
-        values = group[metric] * 100
-        table.cells[method, corruption] = Cell(float(values.mean()), float(values.std()) if len(values) > 1 else None,
-                                               len(values))
+        table.cells[method, corruption] = _cell(group[metric] * 100)
     _mark_best(table)
     return table
+
+
+def _without_diverged(runs: pd.DataFrame, column: str) -> tuple[pd.DataFrame, list[str]]:
+    """The runs that did not diverge (a diverged run has no final accuracy: left out of the means), and a
+    note for each (method, `column`) cell that lost runs so."""
+    if "status" not in runs:
+        return runs, []
+    diverged = runs[runs["status"] == "diverged"].groupby(["method", column]).size()
+    notes = [f"{m}, {LEVELS.get(c, c)}: {n} diverged run{'s' if n > 1 else ''} left out (lower the lr)"
+             for (m, c), n in diverged.items()]
+    return runs[runs["status"] != "diverged"], notes
+
+
+def _cell(values: pd.Series) -> Cell:
+    """One cell from its per-seed values in %: mean, standard deviation (None for one seed) and seed count."""
+    return Cell(float(values.mean()), float(values.std()) if len(values) > 1 else None, len(values))
 
 
 def _methods(runs: pd.DataFrame, sel: Selection) -> list[str]:

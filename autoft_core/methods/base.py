@@ -36,6 +36,7 @@ class MethodContext:
     status: Callable[[str], None] | None = None  # short human-readable notes on long steps
 
     def note(self, message: str) -> None:
+        """Tell the caller what the method is doing (the dashboard's status box; nothing without one)."""
         if self.status is not None:
             self.status(message)
 

@@ -5,6 +5,8 @@ from .base import LayerWeights, Method, MethodContext
 
 
 class FullFineTuning(Method):
+    """Full fine-tuning, the baseline every table compares with: every layer at the base learning rate."""
+
     name = "full"
     summary = "Full fine-tuning: every multiplier 1."
     order = 0

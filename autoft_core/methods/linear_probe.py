@@ -5,6 +5,8 @@ from .base import LayerWeights, Method, MethodContext
 
 
 class LinearProbe(Method):
+    """Linear probing: the head alone trains (multiplier 1), every other layer frozen."""
+
     name = "linear-probe"
     summary = "Linear probe: only the head is trained (multiplier 1 on the last layer, 0 elsewhere)."
     order = 1

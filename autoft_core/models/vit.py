@@ -186,6 +186,7 @@ class VisionTransformer(nn.Module):
                 ("head", ("head",))]
 
     def autoft_stages(self) -> list[nn.Module]:
+        """The modules the forward runs one after another (stages.py caches a frozen prefix of them)."""
         return [self.embed, *self.blocks, self.head]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -211,6 +212,7 @@ _TORCHVISION_NAMES = [  # torchvision VisionTransformer state-dict names -> thes
 
 
 def is_torchvision_state(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a checkpoint's names are torchvision's ViT's (`from_torchvision` converts them)."""
     return "conv_proj.weight" in state and "encoder.pos_embedding" in state
 
 

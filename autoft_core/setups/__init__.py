@@ -7,6 +7,7 @@ keep runs of different folders, models or entry points apart in the result store
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from ..errors import BadArgumentError
 from ..paths import DataPaths
@@ -26,18 +27,29 @@ ARCH_VARIANTS = {"digits": {"resnet": "digits", "vit": "digits-vit"}}
 
 
 def setup_names() -> list[str]:
+    """The built-in setups' names (besides them, any `python:package.module:function`)."""
     return list(_SETUPS)
+
+
+def overview(paths: DataPaths | None = None) -> list[dict[str, Any]]:
+    """Each built-in setup: whether its files are all there, its description, shifts, default recipe and
+    the messages of the files it misses (the CLI's `setups` and the dashboard's overview)."""
+    rows = []
+    for name in setup_names():
+        setup = get_setup(name, paths)
+        missing = setup.missing()
+        rows.append({"setup": name, "ready": not missing, "description": setup.description,
+                     "shifts": list(setup.shifts), "recipe": setup.recipe.to_dict(), "missing": missing})
+    return rows
 
 
 def get_setup(name: str, paths: DataPaths | None = None) -> Setup:
     """The setup called `name`, reading real files from `paths` (default: AUTOFT_* variables)."""
-    if not isinstance(name, str):
-        raise BadArgumentError("setup", name, [*setup_names(), "python:package.module:function"])
-    if name.startswith("python:"):
+    if isinstance(name, str) and name.startswith("python:"):
         from .python_entry import PythonSetup
 
         return PythonSetup(name, paths)
-    base, has_options, query = name.partition("?")
+    base, has_options, query = name.partition("?") if isinstance(name, str) else ("", "", "")
     if base not in _SETUPS:
         raise BadArgumentError("setup", name, [*setup_names(), "python:package.module:function"])
     module, cls_name = _SETUPS[base]

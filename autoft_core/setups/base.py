@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # torch stays out of the import path of the CLI's cache-hit a
 
 
 class Setup(ABC):
-    """A data set with its shifts and pretrained source model; subclasses register in `setups.registry`."""
+    """A data set with its shifts and pretrained source model; each is named in `setups._SETUPS`."""
 
     name: str
     description: str

@@ -21,7 +21,7 @@ from torchvision import transforms
 from torchvision.models.resnet import ResNet
 
 from ..data.breeds_hierarchy import ENTITY30, LIVING17, BreedsSpec, Superclasses, make_superclasses, missing_files
-from ..core.data import Split, TaskData, balanced_indices
+from ..core.data import Split, TaskData, balanced_indices, flipped_labels
 from ..models.checkpoints import CHECKPOINT_ERRORS, checkpoint_problem
 from ..errors import AutoFTError, MissingFileError
 from ..finetune import finetune
@@ -147,11 +147,6 @@ def train_lp_ft(model: ResNet, data: TaskData, training: SourceTraining) -> None
     model.cpu().eval()
 
 
-def _flip(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The output-level shift: label y becomes C-1-y."""
-    return num_classes - 1 - labels
-
-
 class BreedsSetup(Setup):
     """A BREEDS data set: superclasses of ImageNet classes, with disjoint source and target subclasses.
 
@@ -261,7 +256,7 @@ class BreedsSetup(Setup):
         test_paths, test_labels = self._files("val", groups)
         test_index = balanced_indices(test_labels, self.test_per_class, generator)
         if spec.shift == "output":
-            labels, test_labels = _flip(labels, n), _flip(test_labels, n)
+            labels, test_labels = flipped_labels(labels, n), flipped_labels(test_labels, n)
         return TaskData(source, self._load(paths, labels, train_index), self._load(paths, labels, val_index),
                         self._load(test_paths, test_labels, test_index), n)
 

@@ -18,7 +18,7 @@ from torch import nn
 from torchvision.datasets import CIFAR10
 
 from ..compat import import_robustbench
-from ..core.data import Split, TaskData, balanced_indices
+from ..core.data import Split, TaskData, balanced_indices, flipped_labels
 from ..models.checkpoints import CHECKPOINT_ERRORS, checkpoint_problem
 from ..errors import AutoFTError, BadArgumentError, MissingFileError
 from ..paths import DataPaths
@@ -117,7 +117,7 @@ class Cifar10Setup(Setup):
         else:
             _require(self._clean_needs())
             clean_test = self._clean(train=False)
-            target = Split(clean_test.x, NUM_CLASSES - 1 - clean_test.y)
+            target = Split(clean_test.x, flipped_labels(clean_test.y, NUM_CLASSES))
         train, val, test = _target_splits(target, spec.shots, spec.seed)
         return TaskData(self._source_sample(spec.seed), train, val, test, NUM_CLASSES)
 
@@ -201,14 +201,20 @@ def _to_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float().div_(255)
 
 
-def _severity_count(path: Path, severity: int) -> int:
-    """How many images the file holds for this severity (rows (s-1)*10,000 .. s*10,000, those that exist)."""
+def _plain_array(path: Path, holds: str, mmap_mode: str | None = None) -> np.ndarray:
+    """The NumPy array in `path` (pickled objects are refused, never loaded), or one error saying what the
+    file should hold (`holds`) and where to get it."""
     try:
-        images = np.load(path, mmap_mode="r")  # reads the header only; pickled arrays are refused
+        return np.load(path, mmap_mode=mmap_mode)
     except (ValueError, OSError, EOFError) as exc:
         raise AutoFTError(f"{path} is not a plain NumPy array file ({type(exc).__name__}: damaged, or pickled "
-                          "objects, which are never loaded); CIFAR-10-C files hold uint8 images of "
-                          f"shape (N, 32, 32, 3). {GET_CORRUPTED}") from None
+                          f"objects, which are never loaded); {holds}. {GET_CORRUPTED}") from None
+
+
+def _severity_count(path: Path, severity: int) -> int:
+    """How many images the file holds for this severity (rows (s-1)*10,000 .. s*10,000, those that exist)."""
+    images = _plain_array(path, "CIFAR-10-C files hold uint8 images of shape (N, 32, 32, 3)",
+                          mmap_mode="r")  # reads the header only
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
         raise AutoFTError(f"{path} holds a {images.dtype} array of shape {images.shape}; CIFAR-10-C files hold "
                           f"uint8 images of shape (N, 32, 32, 3). {GET_CORRUPTED}")
@@ -221,12 +227,7 @@ def _severity_count(path: Path, severity: int) -> int:
 
 def _check_labels(path: Path, count: int) -> None:
     """RobustBench takes the first `count` labels (the 50,000 in labels.npy repeat per severity)."""
-    try:
-        labels = np.load(path)
-    except (ValueError, OSError, EOFError) as exc:
-        raise AutoFTError(f"{path} is not a plain NumPy array file ({type(exc).__name__}: damaged, or pickled "
-                          "objects, which are never loaded); labels.npy holds whole-number class labels "
-                          f"0..{NUM_CLASSES - 1}. {GET_CORRUPTED}") from None
+    labels = _plain_array(path, f"labels.npy holds whole-number class labels 0..{NUM_CLASSES - 1}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise AutoFTError(f"{path} holds {labels.dtype} values; labels.npy holds whole-number class labels "
                           f"0..{NUM_CLASSES - 1}. {GET_CORRUPTED}")

@@ -67,6 +67,7 @@ class Option:
 
     @property
     def flag(self) -> str:
+        """The option's CLI flag (`--source-dir` for source_dir)."""
         return f"--{self.name.replace('_', '-')}"
 
 
@@ -81,13 +82,6 @@ OPTIONS = (
            ",".join(map(str, IMAGENET_MEAN)), "floats"),
     Option("std", "per-channel standard deviation it divides by (R,G,B)", ",".join(map(str, IMAGENET_STD)), "floats"),
 )
-
-
-def sidebar_options() -> list[dict[str, Any]]:
-    """The folder setup's options for a form (the dashboard's sidebar): name, label, kind, default,
-    choices and help; `folder_setup(**values)` turns the filled-in values into the setup's name."""
-    return [{"name": o.name, "label": o.name.replace("_", " ").capitalize(), "kind": o.kind, "default": o.default,
-             "choices": list(o.choices), "help": o.help} for o in OPTIONS]
 
 
 def _floats(name: str, text: str | tuple[float, ...]) -> tuple[float, float, float]:
@@ -149,6 +143,7 @@ class FolderOptions:
         return f"{NAME}?{urlencode(shown, safe='/:,')}"
 
     def fingerprint(self) -> str:
+        """A digest of the folders' and checkpoint's contents: a changed file changes the setup's name."""
         return fingerprint(self.source_dir, self.target_dir, self.checkpoint)
 
 
@@ -183,6 +178,7 @@ class FolderSetup(Setup):
 
     @classmethod
     def with_options(cls, paths: DataPaths | None, query: str) -> "FolderSetup":
+        """The setup a name's `?option=...` query describes (`get_setup` calls it for `folder?...`)."""
         return cls(paths, FolderOptions.from_query(query))
 
     def missing(self) -> list[str]:
@@ -203,7 +199,7 @@ class FolderSetup(Setup):
         """Source sample and target splits (see the module doc); only the images used are decoded."""
         import torch
 
-        from ..core.data import Split, TaskData, balanced_indices
+        from ..core.data import Split, TaskData, balanced_indices, flipped_labels
         from ..data.corruptions import constants_for, corrupt
 
         spec = self.check(spec)
@@ -218,7 +214,7 @@ class FolderSetup(Setup):
                         constants_for(options.image_size))
             splits = [Split(part, s.y) for part, s in zip(x.split([len(s) for s in splits]), splits)]
         elif spec.shift == "output":
-            splits = [Split(s.x, k - 1 - s.y) for s in splits]
+            splits = [Split(s.x, flipped_labels(s.y, k)) for s in splits]
         return TaskData(_source_split(options), *splits, num_classes=k)
 
     def _source_model(self, shift: str) -> "nn.Module":

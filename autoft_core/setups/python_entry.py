@@ -113,6 +113,7 @@ class PythonSetup(Setup):
 
     @property
     def entry(self) -> CustomSetup:
+        """The user function's setup, built once per process (imported and checked by `_entry`)."""
         return _entry(self.module, self.function)
 
     @property
