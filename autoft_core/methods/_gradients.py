@@ -229,7 +229,7 @@ class ProbeReweighter:
 class GradientReweighter:
     """The fine-tuning loop's hook for `every=step` when v_l is the target gradient: each update's
     multipliers from that update's own training gradient, read from .grad between the backward pass and
-    the step (Lee et al. 2023; the seed paper: "at each fine-tuning step"). No extra forward or backward
+    the step (the seed paper, Sec. 4.1: "at each fine-tuning step"). No extra forward or backward
     pass, and no host read: the multipliers stay a device tensor that the optimizer's fused steps take as
     their rates (optim.py), computed by a handful of kernel launches for all layers (`layer_norms`). A layer
     without a gradient (frozen by the first multipliers) scores 0 and stays frozen; a layer whose gradient

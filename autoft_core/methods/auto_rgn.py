@@ -1,4 +1,5 @@
-"""Auto-RGN (Lee et al., 2023, "Surgical Fine-Tuning Improves Adaptation to Distribution Shifts", ICLR).
+"""Auto-RGN (Lee et al., 2023, "Surgical Fine-Tuning Improves Adaptation to Distribution Shifts", ICLR);
+the seed paper's Sec. 4.2 (the formula) and Sec. 4.1 ("at each fine-tuning step").
 
 Formula: score_l = RGN_l = ‖∇θ_l L(f, D_tgt)‖₂ / ‖θ_l‖₂; alpha_l = RGN_l / max_k RGN_k (`scale` = max,
 Lee et al.'s normalisation: the layer with the largest relative gradient norm trains at the base
@@ -11,14 +12,16 @@ Choices the paper leaves open (or that differ from it), made here:
   a seeded probe sample of `batches` × `batch_size` examples (defaults 4 × 64; `batches=all`: the whole
   split, exact), in one fp32 pass without autocast, model in eval mode (BatchNorm statistics frozen);
 - recomputation: `every` = "step" (default): each update's multipliers from that update's own training
-  gradient, as the seed paper states ("at each fine-tuning step") and Lee et al. do; it costs no extra
-  pass and no host read (`GradientReweighter`: the multipliers stay a tensor on the model's device).
+  gradient, as the seed paper states ("at each fine-tuning step"); it costs no extra pass and no host
+  read (`GradientReweighter`: the multipliers stay a tensor on the model's device). That gradient is the
+  training step's own: of the recipe's minibatch (translated when `translate` > 0), in the model's
+  training mode, and on CUDA under the run's bf16 autocast, so not the fp32 probe gradient above.
   `weights` (what the method is shown to pick) still scores the pretrained model on the probe sample.
   "epoch" (epoch k rescores on the probe with seed + k − 1, the first epoch taking `weights`; the default
   until 2026-11-26) or "once". Measured on digits (test accuracy %, seeds
   0-2, input = mean of the 14 corruptions at severity 5 / feature level / label flip): step
-  78.5 ± 0.8 / 60.3 ± 1.1 / 27.2 ± 4.9 (scored then on the coming minibatch in eval mode, the same
-  gradient as training's with BatchNorm statistics frozen), epoch 77.7 ± 1.6 / 62.5 ± 4.1 / 19.0 ± 3.4;
+  78.5 ± 0.8 / 60.3 ± 1.1 / 27.2 ± 4.9 (on the CPU, by the earlier implementation: scored on the coming
+  minibatch in eval mode, in fp32, the same gradient as training's there, BatchNorm statistics frozen), epoch 77.7 ± 1.6 / 62.5 ± 4.1 / 19.0 ± 3.4;
   whole run against full fine-tuning's (`bench/methods.py`): with `step` 1.14x [0.85-1.25] on the CPU
   (one thread, 7 repeats, 2026-11-26); with `epoch` 1.19-1.27x on the CPU and 1.80x on an H200;
 - `scale` (see `_scale`): default `max`, Lee et al.'s choice. Measured on digits (test accuracy %,

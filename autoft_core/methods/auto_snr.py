@@ -4,7 +4,8 @@ Formula: for each scalar parameter j, SNR_j = mean_i(g_ij)² / (var_i(g_ij) + ep
 example i's cross-entropy loss; score_l = mean of SNR_j over all scalar parameters of layer l;
 alpha_l = score_l / max_k score_k (in [0, 1]; `scale` = max, Lee et al.'s normalisation).
 Source: Lee et al., "Surgical Fine-Tuning Improves Adaptation to Distribution Shifts", ICLR 2023,
-Sec. 5 (https://arxiv.org/abs/2210.11466).
+Sec. 5 (https://arxiv.org/abs/2210.11466). The seed paper names Auto-SNR among prior work (Sec. 2)
+but neither evaluates it nor puts it in Table 1; it is offered here beside its methods.
 Choices the paper leaves open, or where this differs:
 - gradients per example with torch.func (`vmap(grad(functional_call))`), the model in eval mode so
   BatchNorm uses (and keeps) its running statistics; full fp32, no autocast (no TF32 on CUDA);

@@ -1,5 +1,6 @@
 """Module criticality (Chatterji, Neyshabur & Sedghi, ICLR 2020, "The intriguing role of module
-criticality in the generalization of deep networks"); the seed paper's Algorithms 3 and 4.
+criticality in the generalization of deep networks"); the seed paper's Sec. 4.4 (the I_V score) and its
+Algorithms 3 and 4.
 
 A layer is critical when taking it out hurts: for each layer l,
 
@@ -31,13 +32,18 @@ re-initialisation to θ⁰ and interpolations towards it), and where this depart
 - loss sample: `samples` examples (default 512; 0: all) of one seeded sample, all probes in eval mode
   (BatchNorm uses running statistics), fp32 without autocast (on a GPU too) and without gradients;
   the unchanged prefix of the network runs once and each probe only from the stage holding the layer (`_probes.LayerProbe`);
-- Algorithm 3 (`partial_epochs` = 0): the sample is drawn from the SOURCE data;
+- Algorithm 3 (`partial_epochs` = 0, the default): the sample is drawn from the SOURCE data;
 - Algorithm 4 (`partial_epochs` = e > 0): first all layers are fine-tuned for e epochs on the target
   with the run's recipe, then the probes measure the loss on the TARGET training split, then the
   fine-tuning is rolled back. This departs from the algorithm's text, which measures L(f', D_src)
   after the partial fine-tuning too: the algorithm is "Module Criticality on Target Set", and on the
-  source data the partially fine-tuned model's loss would mostly track what it forgot;
-- top K (`topk`, 0 = all layers): the K largest s_l (ties: the earlier layer) keep their scaled
+  source data the partially fine-tuned model's loss would mostly track what it forgot. The paper (end of
+  Sec. 4.4) tuned between 0 and 5 epochs and kept the count whose weights gave the best validation
+  accuracy, per task (0 won on the feature level, Sec. 6.2.2); here one run uses one `partial_epochs`,
+  and choosing it on validation is a grid run over 0-5 (`grid --method criticality-identity`, the
+  dashboard's criticality grid), not part of the method;
+- top K (`topk`, default 0 = all layers, which the paper found best: "We found tuning all layers
+  best"): the K largest s_l (ties: the earlier layer) keep their scaled
   weight, so at most K multipliers are non-zero (a kept layer with s_l ≤ 0 still gets 0; when no
   kept layer has s_l > 0 every multiplier is 1, full fine-tuning); a non-finite s_l (the loss blew up)
   counts as the largest increase that keeps the scores' sum finite (the largest double over the layer

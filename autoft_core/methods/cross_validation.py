@@ -10,6 +10,9 @@ with the run's recipe; the winner is
 and its run is the result, so the reported test accuracy is the winner's final-epoch `test_acc`, the
 statistic every method reports. Choices the paper leaves open:
 
+- the "small, contiguous subset of layers" (Sec. 4.1) is one of Lee et al.'s blocks, as in their
+  surgical fine-tuning: subsets of two or more blocks, or parts of a block, are not searched (each
+  candidate costs a whole fine-tuning run);
 - val_acc is the candidate's validation accuracy after its last epoch (the model whose test accuracy
   is reported; epoch 0, the pretrained model, when the recipe has no epochs);
 - ties go to the earlier block, "all" comes last (so it wins only when strictly better). "all" is a

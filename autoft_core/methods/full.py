@@ -1,4 +1,5 @@
-"""Full fine-tuning: every layer at the base learning rate (alpha_l = 1)."""
+"""Full fine-tuning: every layer at the base learning rate (alpha_l = 1; the seed paper's Sec. 4.1, "all
+layers are weighted equally", its Table 1 baseline)."""
 from __future__ import annotations
 
 from .base import LayerWeights, Method, MethodContext

@@ -1,4 +1,5 @@
-"""Linear probing: only the last layer (the classifier head) is trained."""
+"""Linear probing: only the last layer (the classifier head) is trained. Not a method of the seed paper
+(its Table 1 has none): the usual reference point for how far a new head alone goes (Kumar et al., ICLR 2022)."""
 from __future__ import annotations
 
 from .base import LayerWeights, Method, MethodContext

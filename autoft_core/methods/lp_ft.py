@@ -14,6 +14,9 @@ the probe by L-BFGS logistic regression to convergence):
 - reported: the original model's zero-shot accuracy, the final test accuracy, the best-validation
   epoch over both phases (numbered 1..E_lp, then on; ties keep the earlier), per-layer change
   against the weights before the probe, and the combined history, each epoch tagged with its phase.
+The seed paper uses LP-FT only to make its BREEDS source model (Sec. 5: 2 epochs of LP at lr 0.1, then
+3 of FT at 1e-5; `setups/breeds.py` follows it), not as a Table 1 method; these defaults are this
+project's, for a target run with one shared epoch budget.
 """
 from __future__ import annotations
 
