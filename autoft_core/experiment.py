@@ -117,7 +117,8 @@ def compute_run(cfg: RunConfig, paths: DataPaths | None = None, device: str | No
     with _threads(cfg, paths, ctx):
         chosen, result = get_method(cfg.method).run(ctx)
         threads = torch.get_num_threads()
-    return {**_weights_record(cfg, layers, chosen), **result.to_dict(), "seconds": time.perf_counter() - started, "device": str(ctx.device),
+    return {**_weights_record(cfg, layers, chosen), **result.to_dict(), "seconds": time.perf_counter() - started,
+            "device": str(ctx.device),
             "effective_shots": len(ctx.data.train), "cpu_threads": threads,
             "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # capped at AVX2 on x86-64 (cpu_isa.py)
             "cpu": cpu_model()}

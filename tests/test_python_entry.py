@@ -57,7 +57,7 @@ def test_a_function_of_the_spec_gets_the_shift_and_seed(tmp_path, monkeypatch):
     module = _module(tmp_path, monkeypatch, "spec_setup", text)
     data = {shift: api.load_task(f"python:{module}:make_setup", shift, seed=4) for shift in ("feature", "output")}
     assert (data["output"].train.x.mean() - data["feature"].train.x.mean()).item() == pytest.approx(3.0, abs=0.5)
-    made = importlib.import_module(module).blobs(8, 0.0, 4)  # what the function returns for seed 4, by the module itself
+    made = importlib.import_module(module).blobs(8, 0.0, 4)  # the function's own data for seed 4
     rows = lambda x: sorted(map(tuple, x.tolist()))  # noqa: E731 (the task may reorder its training images)
     assert rows(data["feature"].train.x) == rows(made.x)
     assert rows(api.load_task(f"python:{module}:make_setup", "feature", seed=5).train.x) != rows(made.x)

@@ -225,7 +225,8 @@ def _cmd_table(args: argparse.Namespace) -> None:
     frame = ResultStore(args.store).frame(result_fields=[args.metric], setup=args.setup, **version)
     stored = sorted(set(frame["method"])) if not frame.empty else []
     known = [*method_names(), *(m for m in stored if m not in method_names())]
-    sel = table1_selection(args.setup, setup.shifts, corruptions, args.severity, recipe_from(args, args.setup).to_dict(),
+    sel = table1_selection(args.setup, setup.shifts, corruptions, args.severity,
+                           recipe_from(args, args.setup).to_dict(),
                            current_only=not args.any_version,
                            methods=None if args.methods == "all" else choose("method", args.methods, known),
                            seeds=None if args.seeds is None else numbers("seed", args.seeds, SEED_BOUNDS))

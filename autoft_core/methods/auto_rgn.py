@@ -21,7 +21,8 @@ Choices the paper leaves open (or that differ from it), made here:
   until 2026-11-26) or "once". Measured on digits (test accuracy %, seeds
   0-2, input = mean of the 14 corruptions at severity 5 / feature level / label flip): step
   78.5 ± 0.8 / 60.3 ± 1.1 / 27.2 ± 4.9 (on the CPU, by the earlier implementation: scored on the coming
-  minibatch in eval mode, in fp32, the same gradient as training's there, BatchNorm statistics frozen), epoch 77.7 ± 1.6 / 62.5 ± 4.1 / 19.0 ± 3.4;
+  minibatch in eval mode, in fp32, the same gradient as training's there, BatchNorm statistics frozen),
+  epoch 77.7 ± 1.6 / 62.5 ± 4.1 / 19.0 ± 3.4;
   whole run against full fine-tuning's (`bench/methods.py`): with `step` 1.14x [0.85-1.25] on the CPU
   (one thread, 7 repeats, 2026-11-26); with `epoch` 1.19-1.27x on the CPU and 1.80x on an H200;
 - `scale` (see `_scale`): default `max`, Lee et al.'s choice. Measured on digits (test accuracy %,

@@ -20,7 +20,7 @@ class Setup(ABC):
     name: str
     description: str
     shifts: tuple[str, ...] = SHIFTS
-    shifts_help: str | None = None  # what an unknown shift's error offers instead of the bare list (a pointer elsewhere)
+    shifts_help: str | None = None  # what an unknown shift's error offers instead of the bare list (a pointer)
     recipe: Recipe = Recipe()  # this setup's default fine-tuning recipe
     cpu_threads: int | None = None  # torch intra-op threads its runs are pinned to (threads.py); None: any
 
