@@ -4,6 +4,7 @@ every method runs end to end and lands a store row, and each broken input gives 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,10 @@ from autoft_core import api
 from autoft_core.cli import main
 from autoft_core.errors import AutoFTError
 from autoft_core.methods import method_names
-from autoft_core.models.torchvision_archs import build
+from autoft_core.models.torchvision_archs import ARCHS, build
 from autoft_core.models.vit import CONFIGS
 from autoft_core.setups import get_setup
-from autoft_core.setups.folder import FolderOptions, _built, folder_setup
+from autoft_core.setups.folder import IMAGE_SIZES, FolderOptions, _built, folder_setup
 from autoft_core.store import ResultStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -162,6 +163,10 @@ def _broken(own: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[str], 
     garbage.write_bytes(np.random.default_rng(0).bytes(256))
     a_list = tmp_path / "list.pt"
     torch.save([1, 2, 3], a_list)
+    one_class = _image_folder(tmp_path / "one_class", 0, classes=("cat",))
+    no_val = tmp_path / "no_val"
+    for split in ("train", "test"):
+        _image_folder(no_val / split, 90)
     return {
         "missing source": (_argv(own, "resnet18", source=tmp_path / "nowhere"), "source folder not found"),
         "no class folders": (_argv(own, "resnet18", source=empty), "has no class sub-folders"),
@@ -181,6 +186,12 @@ def _broken(own: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[str], 
         "folder as checkpoint": (_argv(own, "resnet18", checkpoint=empty), "is a folder"),
         "non-finite mean": (_argv(own, "resnet18") + ["--mean", "nan,0,0"], "three comma-separated finite numbers"),
         "non-finite std": (_argv(own, "resnet18") + ["--std", "inf,1,1"], "three comma-separated finite numbers"),
+        "size off the ViT patches": (_argv(own, "resnet18")[:-4] + ["--arch", "vit_tiny", "--image-size", "20"],
+                                     "--image-size 20 is not a multiple of 16, the patch size of --arch vit_tiny"),
+        "size too small for the arch": (_argv(own, "resnet18")[:-4] + ["--arch", "convnext_tiny", "--image-size", "16"],
+                                        "--image-size 16 is not at least 32"),
+        "one class": (_argv(own, "resnet18", source=one_class, target=one_class), "give at least 2 classes"),
+        "a split folder missing": (_argv(own, "resnet18", target=no_val), "has test/ and train/ but no val/"),
     }
 
 
@@ -188,11 +199,46 @@ def _broken(own: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[str], 
                                   "too few target images", "unreadable image", "missing checkpoint",
                                   "garbage checkpoint", "not a state dict", "another architecture",
                                   "unknown architecture", "no checkpoint given", "folder option without folder",
-                                  "folder as checkpoint", "non-finite mean", "non-finite std"])
+                                  "folder as checkpoint", "non-finite mean", "non-finite std",
+                                  "size off the ViT patches", "size too small for the arch", "one class",
+                                  "a split folder missing"])
 def test_broken_folders_and_checkpoints_give_one_clear_line_and_exit_2(own, tmp_path, capsys, case):
     argv, phrase = _broken(own, tmp_path)[case]
-    code = _main(["finetune", *argv, "--shift", "feature", "--method", "full", "--epochs", "1",
-                  "--store", str(tmp_path / "r.sqlite")])
+    store = tmp_path / "r.sqlite"
+    code = _main(["finetune", *argv, "--shift", "feature", "--method", "full", "--epochs", "1", "--store", str(store)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and phrase in err, err
     assert "weights_only" not in err  # torch's advice to unpickle with code execution is never passed on
+    assert not store.exists() or ResultStore(store).frame().empty
+
+
+def _forward_works(arch: str, size: int) -> bool:
+    """Whether `arch` builds for `size` images and runs them forward (training mode, a batch of 2)."""
+    try:
+        with torch.no_grad():
+            build(arch, 2, size).train()(torch.rand(2, 3, size, size))
+    except (ValueError, RuntimeError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_architecture_takes_the_image_sizes_the_options_allow_and_no_smaller(arch):
+    smallest, multiple = IMAGE_SIZES.get(arch, (1, 1))
+    assert _forward_works(arch, max(8, smallest)) and _forward_works(arch, max(8, smallest) + multiple)
+    if arch in IMAGE_SIZES:
+        assert not _forward_works(arch, smallest - 1)
+        assert multiple == 1 or not _forward_works(arch, smallest + 1)
+
+
+@pytest.mark.parametrize("change, phrase", [
+    ({"image_size": 16.7}, "image size 16.7"), ({"image_size": None}, "image size None"),
+    ({"image_size": True}, "image size True"), ({"source_dir": None}, "source_dir None"),
+    ({"checkpoint": 3}, "checkpoint 3"), ({"arch": ["vit_mini"]}, "arch ['vit_mini']"),
+    ({"mean": None}, "three comma-separated finite numbers"), ({"std": 0.5}, "three comma-separated finite numbers"),
+])
+def test_the_api_refuses_options_of_the_wrong_type_in_one_line(own, change, phrase):
+    options = {"source_dir": own["source"], "target_dir": own["target"], "checkpoint": own["vit_mini"],
+               "arch": "vit_mini", "image_size": 16, **change}
+    with pytest.raises(AutoFTError, match=re.escape(phrase)):
+        folder_setup(**options)

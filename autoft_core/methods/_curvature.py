@@ -121,6 +121,17 @@ def mean_gradients(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], s
     return [flat(group) / len(sample) for group in _by_layer(total, params)]
 
 
+def _in_model_layout(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """Images in the memory layout of the model's convolution weights (channels-last once `device.prepare_model`
+    placed it): fed the other layout, the stem's products and the ReLU backward after it run on mixed layouts
+    (that ReLU's 30x slower). The same bits; digits solves 0.979x the time [IQR 0.934-1.044], 61 pairs."""
+    last = torch.channels_last
+    if x.dim() == 4 and any(p.dim() == 4 and p.is_contiguous(memory_format=last) and not p.is_contiguous()
+                            for p in model.parameters()):
+        return x.contiguous(memory_format=last)
+    return x
+
+
 def _affine_map(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) per channel of an eval-mode BatchNorm, the affine map it is: x·scale + shift
     (running statistics, optional γ and β)."""
@@ -371,7 +382,7 @@ class BlockCurvature:
         self._weight_grads = _WeightGradients()
         total: list[torch.Tensor] | None = None
         with masked_conv_backward(model, self._weight_grads, sample.x[:1]), affine_batchnorm(model):
-            chunks = [(model(x), y) for x, y in _chunks(sample)]
+            chunks = [(model(_in_model_layout(x, model)), y) for x, y in _chunks(sample)]
         for logits, y in chunks:
             loss = F.cross_entropy(logits, y, reduction="sum")
             if kind == "hessian":

@@ -3,9 +3,12 @@ plain words why a real setup's checkpoint could not be read (never torch's advic
 
 Files: `.safetensors`, or anything torch.save wrote, read with `torch.load(weights_only=True)` (no
 code in a checkpoint ever runs). Accepted shapes: a state dict, or one nested under "state_dict",
-"model" or "model_state_dict"; a DataParallel "module." prefix is dropped; torchvision ViT names are
-converted (models.vit), and ViT position embeddings are resized to another image size. A head whose
-class count differs from the data's is left out and reported, so the caller can fit a new one.
+"model" or "model_state_dict" (beside other entries such as the epoch or the optimizer's state, as training
+scripts save them); a DataParallel "module." prefix is dropped; torchvision ViT names are converted
+(models.vit), and ViT position embeddings are resized to another image size. NaN or infinite weights are
+refused. A head whose
+class count differs from the data's (its input width the model's) is left out and reported, so the caller
+can fit a new one.
 """
 from __future__ import annotations
 
@@ -55,15 +58,33 @@ def read_state_dict(path: Path) -> "dict[str, torch.Tensor]":
         # The library's own text is left out: torch's suggests weights_only=False, which would run the file's code.
         raise AutoFTError(f"could not read checkpoint {path} as weights ({type(exc).__name__}: not a safetensors "
                           f"file, nor tensors saved by torch.save); {HOW}") from exc
-    while isinstance(state, dict) and len(state) == 1 and next(iter(state)) in NESTED:
-        state = next(iter(state.values()))
+    state = _unnested(state, path)
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise AutoFTError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict "
                           f"(parameter name -> tensor); {HOW}")
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise AutoFTError(f"checkpoint {path} holds NaN or infinite values in {len(broken)} tensor(s) (e.g. "
+                          f"{', '.join(broken[:3])}): the run that saved it diverged; save weights from before that")
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return from_torchvision(state) if is_torchvision_state(state) else state
+
+
+def _unnested(state: object, path: Path) -> object:
+    """The state dict inside a training checkpoint: the value under the one NESTED key of a dict whose other
+    entries (epoch, optimizer, ...) are not the weights; a dict of tensors is returned as it is."""
+    import torch
+
+    while isinstance(state, dict) and not all(isinstance(v, torch.Tensor) for v in state.values()):
+        nested = [k for k in NESTED if isinstance(state.get(k), dict)]
+        if len(nested) != 1:
+            keys = ", ".join(map(str, list(state)[:6]))
+            raise AutoFTError(f"checkpoint {path} holds a dict with keys {keys}, and not one of "
+                              f"{', '.join(NESTED)} holding the weights; {HOW}")
+        state = state[nested[0]]
+    return state
 
 
 def load_into(model: "nn.Module", state: "dict[str, torch.Tensor]", head: str, path: Path, arch: str) -> int | None:
@@ -78,7 +99,9 @@ def load_into(model: "nn.Module", state: "dict[str, torch.Tensor]", head: str, p
         state[POSITIONS] = resize_positions(state[POSITIONS], own[POSITIONS].shape[1])
     head_keys = [k for k in own if k.startswith(f"{head}.")]
     replaced = None
-    if any(k in state and state[k].shape != own[k].shape for k in head_keys):
+    other = [k for k in head_keys if k in state and state[k].shape != own[k].shape]
+    # only another class count (the first dimension) is a head to replace; another input width is another model
+    if other and all(state[k].shape[1:] == own[k].shape[1:] for k in other):
         replaced = int(state[f"{head}.weight"].shape[0]) if f"{head}.weight" in state else -1
         for k in head_keys:
             state.pop(k, None)

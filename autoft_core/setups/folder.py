@@ -27,15 +27,17 @@ from __future__ import annotations
 import math
 
 import logging
+import os
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
+from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..core.recipe import Recipe, TaskSpec
 from ..data.image_folder import SPLITS, FolderIndex, fingerprint, has_splits, scan
-from ..errors import AutoFTError, BadArgumentError
+from ..errors import AutoFTError, BadArgumentError, BadNumberError
 from ..models.checkpoints import require_checkpoint
 from ..models.torchvision_archs import ARCH_NAMES, ARCHS
 from ..paths import DataPaths
@@ -52,6 +54,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SOURCE_SIZE = 512  # source images kept (balanced over classes, fixed seed)
 VAL_SHARE, TEST_SHARE = 0.2, 0.4  # of each target class when the target has no train/val/test folders
 HEAD_RECIPE = Recipe(epochs=10, lr=1e-3, batch_size=32)  # fitting a replaced head on the source images
+# (smallest image size, multiple of) per architecture, measured by forward passes (the ResNets and EfficientNet
+# take any size): ConvNeXt's 4-pixel stem and three halvings need 32 pixels, a ViT whole patches (models.vit)
+IMAGE_SIZES = {"convnext_tiny": (32, 1), "vit_b_16": (16, 16), "vit_tiny": (16, 16), "vit_mini": (4, 4)}
 LOG = logging.getLogger("autoft_core")
 
 
@@ -87,12 +92,29 @@ OPTIONS = (
 def _floats(name: str, text: str | tuple[float, ...]) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
-    except ValueError:
+    except (TypeError, ValueError):
         values = ()
     if len(values) != 3 or not all(math.isfinite(v) for v in values) or (name == "std" and min(values) <= 0):
         raise BadArgumentError(name, text, "three comma-separated finite numbers (R,G,B)"
                                + (", > 0" if name == "std" else ""))
     return values  # type: ignore[return-value]
+
+
+def _image_size(value: object, arch: str) -> int:
+    """The image size in pixels (an int, or its digits): from 8 to 1024, and one `arch` can take."""
+    try:
+        size = int(value) if isinstance(value, (Integral, str)) and not isinstance(value, bool) else 0
+    except ValueError:
+        size = 0
+    if not 8 <= size <= 1024:
+        raise BadArgumentError("image size", value, "a whole number of pixels from 8 to 1024")
+    smallest, multiple = IMAGE_SIZES.get(arch, (1, 1))
+    if size % multiple:
+        raise BadNumberError("--image-size", size, f"a multiple of {multiple}, the patch size of --arch {arch}; "
+                             f"try {max(smallest, round(size / multiple) * multiple)}")
+    if size < smallest:
+        raise BadNumberError("--image-size", size, f"at least {smallest}, the smallest image --arch {arch} takes")
+    return size
 
 
 @dataclass(frozen=True)
@@ -109,17 +131,14 @@ class FolderOptions:
     data: str | None = None  # fingerprint of the files when the name was made
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
+        if not isinstance(self.arch, str) or self.arch not in ARCHS:
             raise BadArgumentError("arch", self.arch, ARCH_NAMES)
-        try:
-            size = int(self.image_size)
-        except ValueError:
-            size = 0
-        if not 8 <= size <= 1024:
-            raise BadArgumentError("image size", self.image_size, "a whole number of pixels from 8 to 1024")
         for name in ("source_dir", "target_dir", "checkpoint"):
-            object.__setattr__(self, name, Path(getattr(self, name)).expanduser().absolute())
-        object.__setattr__(self, "image_size", size)
+            value = getattr(self, name)
+            if not isinstance(value, (str, os.PathLike)) or value == "":
+                raise BadArgumentError(name, value, "a path (str or pathlib.Path)")
+            object.__setattr__(self, name, Path(value).expanduser().absolute())
+        object.__setattr__(self, "image_size", _image_size(self.image_size, self.arch))
         object.__setattr__(self, "mean", _floats("mean", self.mean))
         object.__setattr__(self, "std", _floats("std", self.std))
 
@@ -160,7 +179,7 @@ def folder_setup(source_dir: str | Path, target_dir: str | Path, checkpoint: str
                  std: str | tuple[float, ...] = IMAGENET_STD) -> str:
     """The setup name of your own model and folders (what `--setup folder --source-dir ...` stands
     for), with the files' current fingerprint."""
-    options = FolderOptions(Path(source_dir), Path(target_dir), Path(checkpoint), arch, image_size, mean, std)
+    options = FolderOptions(source_dir, target_dir, checkpoint, arch, image_size, mean, std)  # type: ignore[arg-type]
     return replace(options, data=options.fingerprint()).name()
 
 
@@ -251,10 +270,18 @@ def _indices(options: FolderOptions) -> Indices:
     options, whose fingerprint changes with the files)."""
     source_dir, target_dir = options.source_dir, options.target_dir
     source = scan(source_dir, "source folder")
+    if len(source.classes) < 2:
+        raise AutoFTError(f"source folder {source_dir} has one class sub-folder ({source.classes[0]}/), so every "
+                          "prediction would be right; give at least 2 classes")
     if has_splits(target_dir):
         splits = tuple(scan(target_dir / s, f"target {s} folder") for s in SPLITS)
     else:
-        splits = _split_target(scan(target_dir, "target folder"))
+        target = scan(target_dir, "target folder")
+        if set(target.classes) < set(SPLITS):
+            raise AutoFTError(f"target folder {target_dir} has {'/ and '.join(target.classes)}/ but no "
+                              f"{'/ or '.join(s for s in SPLITS if s not in target.classes)}/; give all of train/, "
+                              "val/ and test/, or class sub-folders only")
+        splits = _split_target(target)
     for index in splits:
         if index.classes != source.classes:
             raise AutoFTError(f"{index.root} has classes {list(index.classes)} but the source folder "
@@ -325,10 +352,7 @@ def _built(options: FolderOptions) -> tuple["nn.Module", int | None]:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        try:
-            model = build(options.arch, len(_indices(options)[0].classes), options.image_size)
-        except ValueError as exc:
-            raise AutoFTError(f"cannot build {options.arch} for {options.image_size}-pixel images: {exc}") from exc
+        model = build(options.arch, len(_indices(options)[0].classes), options.image_size)
     replaced = load_into(model, read_state_dict(options.checkpoint), ARCHS[options.arch].head,
                          options.checkpoint, options.arch)
     return normalized(model, options.mean, options.std), replaced

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import numbers
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,17 +54,64 @@ class CustomSetup:
     corruptions: tuple[str, ...] = CORRUPTIONS
 
 
-def _layer_spec(layers: Sequence[Any]) -> list[tuple[str, tuple[str, ...], bool]]:
-    """(name, prefixes, residual) entries from pairs or from `Layer`s."""
+_PAIRS = "give a list of (name, [module or parameter name prefixes]) pairs, input to output, or leave it out"
+
+
+def _is_list_of(value: object, kind: type) -> bool:
+    """Whether `value` is a list or tuple of `kind`s (a plain string is not a list of names)."""
+    return isinstance(value, (list, tuple)) and all(isinstance(v, kind) for v in value)
+
+
+def _layer_spec(layers: Sequence[Any], where: str) -> list[tuple[str, tuple[str, ...], bool]]:
+    """(name, prefixes, residual) entries from pairs or from `Layer`s; one line naming the first malformed one."""
+    if not isinstance(layers, (list, tuple)):
+        raise AutoFTError(f"setup {where}: its layers are a {type(layers).__name__}; {_PAIRS}")
     spec = []
-    for item in layers:
+    for i, item in enumerate(layers):
         if hasattr(item, "param_names"):
             spec.append((item.name, tuple(item.param_names), bool(getattr(item, "residual", False))))
-        else:
-            name, prefixes, *rest = item
-            prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
-            spec.append((str(name), prefixes, bool(rest and rest[0])))
+            continue
+        prefixes = item[1] if isinstance(item, (list, tuple)) and len(item) in (2, 3) else None
+        prefixes = (prefixes,) if isinstance(prefixes, str) else prefixes
+        if not _is_list_of(prefixes, str):
+            raise AutoFTError(f"setup {where}: its layers[{i}] is a {type(item).__name__}, not a (name, "
+                              f"[prefixes]) pair; {_PAIRS}")
+        spec.append((str(item[0]), tuple(prefixes), bool(item[2:] and item[2])))
     return spec
+
+
+def _check_fields(where: str, made: CustomSetup) -> None:
+    """The CustomSetup's fields have the types a run needs: one line naming the first that does not."""
+    from torch import nn
+
+    if not isinstance(made.model, nn.Module):
+        raise AutoFTError(f"setup {where}: its model is a {type(made.model).__name__}, not a torch.nn.Module; "
+                          "give the pretrained model itself")
+    if next(made.model.parameters(), None) is None:
+        raise AutoFTError(f"setup {where}: the model has no parameters to fine-tune; give the pretrained model "
+                          "itself, with its weights")
+    if not (isinstance(made.tasks, Mapping) or callable(made.tasks)):
+        raise AutoFTError(f"setup {where}: its tasks are a {type(made.tasks).__name__}; give {{shift: "
+                          "autoft_core.TaskData}} or a function TaskSpec -> TaskData")
+    for name in ("shifts", "corruptions"):
+        value = getattr(made, name)
+        if not (value is None and name == "shifts" or _is_list_of(value, str)):
+            raise AutoFTError(f"setup {where}: its {name} are a {type(value).__name__}; give a tuple of names, "
+                              'e.g. ("feature",), or leave it out')
+    if isinstance(made.tasks, Mapping) and not made.tasks or made.shifts is not None and not made.shifts:
+        raise AutoFTError(f"setup {where}: it offers no tasks (its tasks or shifts are empty); give "
+                          'tasks={"feature": autoft_core.TaskData(...)} (shifts: feature, input, output)')
+    missing = [s for s in made.shifts or () if s not in made.tasks] if isinstance(made.tasks, Mapping) else []
+    if missing:
+        raise AutoFTError(f"setup {where}: its shifts offer {missing[0]} but its tasks have no {missing[0]} key; "
+                          "add that task or drop the shift")
+    if not isinstance(made.recipe, Recipe):
+        raise AutoFTError(f"setup {where}: its recipe is a {type(made.recipe).__name__}, not an "
+                          "autoft_core.Recipe; give recipe=autoft_core.Recipe(...) or leave it out")
+    if not isinstance(made.description, str):
+        raise AutoFTError(f"setup {where}: its description is a {type(made.description).__name__}; give a string")
+    if made.layers is not None:
+        _layer_spec(made.layers, where)  # a malformed partition: refused now, not when a run builds the model
 
 
 def _first_line(exc: BaseException) -> str:
@@ -97,6 +145,7 @@ def _entry(module: str, function: str) -> CustomSetup:
     if not isinstance(made, CustomSetup):
         raise AutoFTError(f"setup {where}: {function}() returned a {type(made).__name__}; return "
                           "autoft_core.CustomSetup(model=..., tasks={...})")
+    _check_fields(where, made)
     return made
 
 
@@ -151,10 +200,20 @@ class PythonSetup(Setup):
 
         spec = self.check(spec)
         tasks = self.entry.tasks
-        data = tasks[spec.shift] if isinstance(tasks, Mapping) else tasks(spec)
+        if isinstance(tasks, Mapping):
+            data = tasks[spec.shift]
+        else:
+            try:
+                data = tasks(spec)
+            except AutoFTError:
+                raise
+            except Exception as exc:  # the user's own function: one line naming it, not its traceback
+                raise AutoFTError(f"setup {self.name}: tasks(spec) raised {_first_line(exc)}; it must return "
+                                  f"autoft_core.TaskData for the {spec.shift} shift") from exc
         if not isinstance(data, TaskData):
             raise AutoFTError(f"setup {self.name}: the {spec.shift} task is a {type(data).__name__}, not a "
                               "autoft_core.TaskData")
+        self._check_splits(spec.shift, data)
         self._check_labels(spec.shift, data)
         self._check_outputs(spec.shift, data)
         if isinstance(tasks, Mapping):
@@ -162,6 +221,30 @@ class PythonSetup(Setup):
             chosen = balanced_indices(data.train.y, per_class, torch.Generator().manual_seed(spec.seed))
             data = TaskData(data.source, data.train.subset(chosen), data.val, data.test, data.num_classes)
         return data
+
+    def _check_splits(self, shift: str, data: "TaskData") -> None:
+        """Every split is a non-empty Split of torch tensors with finite inputs; num_classes is a whole number >= 2."""
+        import torch
+
+        from ..core.data import Split
+
+        n = data.num_classes
+        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 2:
+            raise AutoFTError(f"setup {self.name}: the {shift} task's num_classes is {n!r}; give the number of "
+                              "classes the model tells apart, a whole number of at least 2")
+        for name in ("source", "train", "val", "test"):
+            split = getattr(data, name)
+            where = f"setup {self.name}: the {shift} task's {name} split"
+            if not isinstance(split, Split):
+                raise AutoFTError(f"{where} is a {type(split).__name__}; make it autoft_core.Split(x, y)")
+            x, y = split.x, split.y
+            if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+                raise AutoFTError(f"{where} holds a {type(x).__name__} and a {type(y).__name__}: its x and y must "
+                                  "be torch tensors (torch.as_tensor(...))")
+            if not len(split):
+                raise AutoFTError(f"{where} is empty; give it examples")
+            if (x.dtype.is_floating_point or x.dtype.is_complex) and not bool(torch.isfinite(x).all()):
+                raise AutoFTError(f"{where} has NaN or infinite values in x; fix or drop those examples")
 
     def _check_labels(self, shift: str, data: "TaskData") -> None:
         """Every split's labels are whole numbers from 0 to num_classes - 1 (what cross-entropy takes)."""
@@ -204,7 +287,7 @@ class PythonSetup(Setup):
 
         model = copy.deepcopy(self.entry.model)
         if self.entry.layers is not None:
-            model.autoft_modules = model.autoft_blocks = _layer_spec(self.entry.layers)
+            model.autoft_modules = model.autoft_blocks = _layer_spec(self.entry.layers, self.name)
             try:
                 partition(model)
             except ValueError as exc:
