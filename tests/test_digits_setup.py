@@ -50,8 +50,16 @@ def test_renders_are_kept_on_disk_and_a_damaged_file_is_rendered_again(tmp_path,
 
     path.write_bytes(path.read_bytes()[:1000])  # a file cut short
     monkeypatch.setattr(digits, "_render_part", render_part)
-    again_x, again_y = digits.rendered.__wrapped__("target")
+    with pytest.warns(UserWarning, match="damaged"):
+        again_x, again_y = digits.rendered.__wrapped__("target")
     assert torch.equal(again_x, x) and torch.equal(again_y, y) and path.stat().st_size > 1000
+
+    blob = bytearray(path.read_bytes())  # bytes overwritten in place, the length kept: a label becomes 4.6e18
+    blob[-800:-792] = b"\x3f" * 8
+    path.write_bytes(bytes(blob))
+    with pytest.warns(UserWarning, match="SHA-256 mismatch"):
+        again_x, again_y = digits.rendered.__wrapped__("target")
+    assert torch.equal(again_x, x) and torch.equal(again_y, y)
 
 
 def test_source_and_target_glyphs_are_disjoint_and_complete():

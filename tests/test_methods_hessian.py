@@ -251,6 +251,35 @@ def test_a_damaged_or_foreign_kept_step_is_solved_again(monkeypatch):
     assert change.weights(ctx).scores == first and len(solves) == 5  # other code never reads this code's step
 
 
+def test_a_kept_step_with_bytes_overwritten_in_place_is_solved_again(monkeypatch):
+    ctx, solves = _change_setting()
+    change = get_method("auto-rgn+hessian+change")
+    first = change.weights(ctx).scores
+    kept, = _steps_on_disk.folder().glob("*.safetensors")
+    blob = bytearray(kept.read_bytes())
+    blob[-64:-48] = b"G" * 16  # readable, the same length: wrong numbers unless the checksum catches it
+    kept.write_bytes(bytes(blob))
+    clear_newton_steps()
+    _counting(monkeypatch, solves)
+    with pytest.warns(UserWarning, match="SHA-256 mismatch"):
+        assert change.weights(ctx).scores == first
+    assert len(solves) == 2
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning_not_a_failed_run(monkeypatch):
+    ctx, _ = _change_setting()
+    first = get_method("auto-rgn+hessian+change").weights(ctx).scores
+    clear_newton_steps(on_disk=True)
+
+    def read_only(*args, **kwargs):
+        raise PermissionError("Operation not permitted")
+
+    monkeypatch.setattr(_steps_on_disk.kept_tensors, "save", read_only)
+    with pytest.warns(UserWarning, match="could not keep the Newton step"):
+        assert get_method("auto-rgn+hessian+change").weights(ctx).scores == first
+    assert not list(_steps_on_disk.folder().glob("*.safetensors"))
+
+
 def test_only_the_untouched_models_source_step_is_kept(monkeypatch):
     ctx, _ = _change_setting()
     params = get_method("auto-rgn+hessian+change").resolve_params({"iterations": 3, "every": "epoch"})

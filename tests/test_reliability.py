@@ -5,6 +5,7 @@ Loading the real setups from tiny real-format files never opens a network connec
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -541,6 +542,50 @@ def test_a_cached_model_from_before_hashes_gets_one(model_cache):
     hash_file.unlink()
     tiny_model(model_cache)
     assert len(model_cache) == 1 and hash_file.read_text() == recorded
+
+
+def test_a_model_cache_that_cannot_be_written_warns_and_keeps_the_trained_model(model_cache, monkeypatch):
+    def read_only(path, write):
+        raise PermissionError(f"Operation not permitted: {path}")
+
+    monkeypatch.setattr(weights_cache, "write_atomic", read_only)
+    with pytest.warns(UserWarning, match="could not keep the trained model"):
+        model = tiny_model(model_cache)
+    assert len(model_cache) == 1 and torch.all(model.weight == 1) and not model.training
+    assert not weights_cache.cached_path("tiny", {"v": 1}).exists()
+
+
+def test_sweep_workers_exit_when_the_sweep_is_killed(tmp_path):
+    """kill -9 of a sweep's driver: its spawned workers go too (they used to idle on, holding its pipes)."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(
+        "import os, sys, time\n"
+        "from autoft_core.experiments.backends import ProcessBackend\n"
+        "from autoft_core.paths import DataPaths\n"
+        "if __name__ == '__main__':\n"
+        "    backend = ProcessBackend(DataPaths(), None, 1, 1)\n"
+        "    print(backend.pool.submit(os.getpid).result(), flush=True)\n"
+        "    time.sleep(120)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, str(driver)], stdout=subprocess.PIPE, text=True, env=env)
+    worker = int(proc.stdout.readline())
+    assert _running(worker)  # alive while the driver is
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _running(worker):
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the worker outlived its killed driver by 20 s")
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (an exited orphan may wait for its reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 # ----------------------------------------------------------------------------- offline and reproducible

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from ..paths import cache_dir, write_atomic
+from .. import kept_tensors
+from ..paths import cache_dir
 
 DATASET_SEED = 0
 IMAGE_SIZE = 32
@@ -169,19 +169,21 @@ def render_cache_path(part: str) -> Path:
 def rendered(part: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Every render of one part: PER_DIGIT[part] images of each digit (digit-major order) from that part's
     glyphs, as (N, 3, 32, 32) float32 in [0, 1] and digits (N,) int64; fixed by DATASET_SEED. Read from
-    the disk cache when it holds them, else rendered and stored (atomically; a cache that cannot be
-    written only costs the next process a render)."""
+    the disk cache when it holds them (checked against their SHA-256: a damaged file is rendered again, with
+    a warning), else rendered and stored (atomically; a cache that cannot be written only costs the next
+    process a render)."""
     path = render_cache_path(part)
     try:
-        stored = load_file(str(path))
+        stored, _ = kept_tensors.load(path)
         return stored["x"], stored["y"]
-    except (OSError, SafetensorError, KeyError):
-        pass  # not rendered yet, or a damaged file: render again and replace it
+    except FileNotFoundError:
+        pass  # not rendered yet
+    except (kept_tensors.DamagedFile, KeyError) as exc:
+        warnings.warn(f"kept digits renders {path} are damaged ({exc}); rendering them again", stacklevel=2)
     x, y = _render_part(part)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, lambda tmp: save_file({"x": x, "y": y}, str(tmp)))
-    except OSError as exc:
+        kept_tensors.save(path, {"x": x, "y": y})
+    except (OSError, SafetensorError) as exc:
         warnings.warn(f"could not keep the digits renders in {path.parent} ({exc}); each process renders them",
                       stacklevel=2)
     return x, y

@@ -6,6 +6,7 @@ crosses process boundaries, so it is a plain top-level function.
 """
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 import threading
@@ -68,6 +69,18 @@ class LocalBackend:
         """Nothing to release."""
 
 
+def exit_with_parent() -> None:
+    """A pool worker's initializer: the worker exits when the process that started it dies (after a kill -9
+    of a sweep its idle workers would otherwise live on, holding the sweep's output pipes)."""
+    from multiprocessing import parent_process
+    from multiprocessing.connection import wait
+
+    parent = parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)), daemon=True,
+                         name="exit-with-parent").start()
+
+
 class ProcessBackend:
     """`max_parallel` spawned worker processes, each pinned to its share of the cores as torch threads (at
     least one), so that the workers never oversubscribe the machine."""
@@ -78,7 +91,8 @@ class ProcessBackend:
         from multiprocessing import get_context
 
         self.threads = threads or max(1, cpu_count() // max_parallel)
-        self.pool = ProcessPoolExecutor(max_workers=max_parallel, mp_context=get_context("spawn"))
+        self.pool = ProcessPoolExecutor(max_workers=max_parallel, mp_context=get_context("spawn"),
+                                        initializer=exit_with_parent)
         self.max_parallel = max_parallel
 
     def run(self, configs: Sequence[RunConfig]) -> Iterator[Outcome]:

@@ -8,10 +8,11 @@ other process (sweep workers, a restarted dashboard), reads it here.
 Files: `<cache>/newton_steps/<key>.safetensors`, one float32 vector per layer and the solver's diagnostics
 as JSON metadata; the key hashes the in-process key (model state, sample, layers, solver, device), the
 engine's code version (which covers the CPU kernels) and torch's version, so a step is never reused by
-other code. Written to a temporary name and renamed (never half a file); a file that cannot be read or
-does not fit the layers is solved again and rewritten, with a warning. The oldest files go once the folder
-passes `KEPT_BYTES` (one file holds one model-sized vector: 0.1 MB for the digits net, 146 MB for
-WRN-28-10).
+other code. Written to a temporary name and renamed (never half a file), with the SHA-256 of its bytes
+(`kept_tensors`); a file that cannot be read, is not the bytes written or does not fit the layers is solved
+again and rewritten, with a warning; a folder that cannot be written is a warning, not a failed run. The
+oldest files go once the folder passes `KEPT_BYTES` (one file holds one model-sized vector: 0.1 MB for the
+digits net, 146 MB for WRN-28-10).
 """
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ from collections.abc import Hashable, Sequence
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError
 
+from .. import kept_tensors
 from ..config import code_version
-from ..paths import cache_dir, write_atomic
+from ..paths import cache_dir
 from ._curvature import NewtonSteps
 
 KEPT_BYTES = 1 << 30  # the folder's bound (1 GiB): the least recently written files go first
@@ -45,31 +46,33 @@ def path_for(key: Hashable) -> Path:
 
 def load(key: Hashable, sizes: Sequence[int], device: torch.device) -> NewtonSteps | None:
     """The kept step for `key` on `device`, or None when there is none or it does not fit (`sizes`: each
-    layer's parameter count)."""
+    layer's parameter count) or is damaged (its SHA-256, `kept_tensors`)."""
     path = path_for(key)
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            steps = [f.get_tensor(f"step.{i}") for i in range(len(sizes))]
-            diagnostics = json.loads(f.metadata()["diagnostics"])
-            extra = len(f.keys()) - len(sizes)
-        if extra or len(diagnostics) != len(sizes) or [s.numel() for s in steps] != list(sizes):
+        tensors, metadata = kept_tensors.load(path)
+        steps = [tensors.pop(f"step.{i}").to(device) for i in range(len(sizes))]
+        diagnostics = json.loads(metadata["diagnostics"])
+        if tensors or len(diagnostics) != len(sizes) or [s.numel() for s in steps] != list(sizes):
             raise ValueError("its vectors do not fit the model's layers")
     except FileNotFoundError:  # none kept (or another process's trim just removed it)
         return None
-    except (OSError, KeyError, TypeError, ValueError, SafetensorError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # kept_tensors.DamagedFile is a ValueError
         warnings.warn(f"kept Newton step {path} is damaged ({exc}); solving it again", stacklevel=3)
         return None
     return NewtonSteps(steps, diagnostics)
 
 
 def save(key: Hashable, steps: NewtonSteps) -> None:
-    """Keep `steps` for `key`, then trim the folder to `KEPT_BYTES`."""
+    """Keep `steps` for `key`, then trim the folder to `KEPT_BYTES`; a folder that cannot be written only costs
+    the next process the solve (a warning, the run goes on)."""
     path = path_for(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {f"step.{i}": s.detach().cpu().contiguous() for i, s in enumerate(steps.steps)}
-    metadata = {"diagnostics": json.dumps(steps.diagnostics)}
-    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
-    _trim(keep=path)
+    tensors = {f"step.{i}": s for i, s in enumerate(steps.steps)}
+    try:
+        kept_tensors.save(path, tensors, {"diagnostics": json.dumps(steps.diagnostics)})
+        _trim(keep=path)
+    except (OSError, SafetensorError) as exc:
+        warnings.warn(f"could not keep the Newton step in {path.parent} ({exc}); the next process solves it again",
+                      stacklevel=3)
 
 
 def _trim(keep: Path) -> None:

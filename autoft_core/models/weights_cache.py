@@ -4,7 +4,8 @@ CPU that trains them (`cpu_isa.kernel_tag`: its model and any kernel cap set oth
 A changed recipe (data, architecture, epochs, lr, seed...) gives a new hash and so a retrain; the file
 is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint. A
 SHA-256 of the file is kept beside it (`.sha256`): a file that no longer matches it (cut short, edited,
-damaged on disk) or cannot be loaded is rebuilt, with a warning, instead of failing every run.
+damaged on disk) or cannot be loaded is rebuilt, with a warning, instead of failing every run; a cache
+that cannot be written is a warning too, and the trained model is used all the same.
 """
 from __future__ import annotations
 
@@ -65,9 +66,13 @@ def cached_model(name: str, recipe: dict, build: Callable[[], nn.Module],
             return model.eval()
         model = build()  # the failed load may have filled part of it
     train(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"recipe": json.dumps(recipe, sort_keys=True, default=str)}
-    write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
-    write_atomic(path.with_name(path.name + ".sha256"), lambda tmp: tmp.write_text(_digest(path)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+        write_atomic(path.with_name(path.name + ".sha256"), lambda tmp: tmp.write_text(_digest(path)))
+    except (OSError, SafetensorError) as exc:  # the trained model is still good for this process
+        warnings.warn(f"could not keep the trained model in {path.parent} ({exc}); the next process trains it "
+                      "again", stacklevel=2)
     return model.eval()
