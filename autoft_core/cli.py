@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from .cli_args import add_paths, add_task, paths_from, run_config as config_from, setup_from
@@ -144,26 +147,59 @@ COMMANDS = {"weights": _cmd_weights, "finetune": _cmd_finetune, "setups": _cmd_s
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status: 0 done, 2 bad input or an unusable file or store (one line on stderr), 3 the run diverged
     (stored as such), 130 interrupted (Ctrl-C); sweeps exit 1 when some runs failed (see experiments.commands)."""
-    try:
-        args = build_parser().parse_args(argv)
-        if getattr(args, "setup", None) is not None:  # --setup with --arch / the folder options: one name
-            args.setup = setup_from(args)
-        COMMANDS[args.command](args)
-    except AutoFTError as exc:
-        print(f"autoft_core: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("autoft_core: interrupted; nothing of the unfinished run was stored", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
-        _silence_stdout()
-        return 0
-    except OSError as exc:  # output that cannot be written (a full disk, /dev/full) or a file the OS refuses
-        where = f" ({exc.filename})" if exc.filename else " (the output)"
-        print(f"autoft_core: error: {exc.strerror or exc}{where}; check the free space and permissions there, "
-              "or write elsewhere", file=sys.stderr)
-        return 2
+    with _interrupts() as interrupted:
+        try:
+            args = build_parser().parse_args(argv)
+            if getattr(args, "setup", None) is not None:  # --setup with --arch / the folder options: one name
+                args.setup = setup_from(args)
+            COMMANDS[args.command](args)
+        except AutoFTError as exc:
+            print(f"autoft_core: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            return _interrupted_line()
+        except BrokenPipeError:  # the reader went away (`| head`): nothing more to say to it
+            _silence_stdout()
+            return 0
+        except OSError as exc:  # output that cannot be written (a full disk, /dev/full) or a file the OS refuses
+            if interrupted:
+                return _interrupted_line()
+            where = f" ({exc.filename})" if exc.filename else " (the output)"
+            print(f"autoft_core: error: {exc.strerror or exc}{where}; check the free space and permissions there, "
+                  "or write elsewhere", file=sys.stderr)
+            return 2
+        except Exception:
+            if interrupted:  # Ctrl-C inside an import leaves the module half made: its next use fails otherwise
+                return _interrupted_line()
+            raise
     return 0
+
+
+def _interrupted_line() -> int:
+    """Say that the command was interrupted; its exit status."""
+    print("autoft_core: interrupted; nothing of the unfinished run was stored", file=sys.stderr)
+    return 130
+
+
+@contextmanager
+def _interrupts() -> Iterator[list[bool]]:
+    """Within: Ctrl-C raises KeyboardInterrupt as usual and is remembered (a non-empty list), where Python's
+    own handler has it (the main thread; not a background job that ignores it); the previous one afterwards."""
+    seen: list[bool] = []
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield seen
+        return
+
+    def remember(signum: int, frame: Any) -> NoReturn:
+        seen.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _silence_stdout() -> None:

@@ -178,6 +178,39 @@ def test_ctrl_c_ends_with_one_line_and_exit_130(monkeypatch, capsys):
     one_clean_line(err, "interrupted")
 
 
+def test_ctrl_c_inside_an_import_that_swallows_it_still_ends_with_one_line_and_exit_130(monkeypatch, capsys):
+    def half_imported(args: object) -> None:
+        try:  # an import that catches the interrupt and leaves its module half made (numpy's, seen)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        raise RecursionError("maximum recursion depth exceeded")  # what the module's next use then raises
+
+    monkeypatch.setitem(COMMANDS, "finetune", half_imported)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever runs the test
+    try:
+        code, _, err = cli(["finetune"], capsys)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130
+    one_clean_line(err, "interrupted")
+
+
+def test_a_warning_on_the_command_line_is_one_line_like_an_error(tmp_path):
+    (tmp_path / "warns.py").write_text("import warnings\n"
+                                       "def make():\n"
+                                       "    warnings.warn('kept file X is damaged; solving it again')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]), "AUTOFT_CACHE": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "autoft_core", "finetune", "--setup", "python:warns:make", "--shift",
+                           "feature", "--store", str(tmp_path / "r.sqlite")], env=env, capture_output=True, text=True)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == 2 and len(lines) == 2, proc.stderr
+    assert lines[0] == "autoft_core: warning: kept file X is damaged; solving it again"
+    assert lines[1].startswith("autoft_core: error: setup python:warns:make: make() returned a NoneType")
+
+
 def test_sigint_during_a_real_run_exits_130_without_a_row(tmp_path):
     get_setup("digits").source_model("output")  # pretrained and cached first: the signal lands in fine-tuning
     store = tmp_path / "r.sqlite"
