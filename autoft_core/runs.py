@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 from .config import RunConfig
 from .core.recipe import SEED_BOUNDS
+from .errors import StoreError
 from .paths import DataPaths
 from .setups import get_setup
 from .store import ResultStore
@@ -61,6 +62,15 @@ def lookup_many(requests: Sequence[RunConfig], store: ResultStore, paths: DataPa
             continue
         record = found_resolved.get(keys[i])
         if record is not None:
-            store.alias(key, keys[i])
+            _alias(store, key, keys[i])
         out.append(Lookup(resolved[i], keys[i], record))
     return out
+
+
+def _alias(store: ResultStore, request: str, key: str) -> None:
+    """Let `request` find run `key` at once next time; a store that cannot be written (read-only) only loses
+    that shortcut, the run is found by its resolved key all the same."""
+    try:
+        store.alias(request, key)
+    except StoreError:
+        pass

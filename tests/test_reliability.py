@@ -355,6 +355,17 @@ def test_a_read_only_store_stops_before_computing(command, tmp_path, monkeypatch
     assert statuses(path) == ["ok"]
 
 
+def test_a_read_only_store_holding_every_run_of_a_sweep_answers_it(tmp_path, monkeypatch, capsys, read_only_sqlite):
+    path = tmp_path / "r.sqlite"
+    sweep = ["sweep", "--shifts", "output", "--methods", "full", *TINY, "--store", str(path)]
+    assert cli(sweep, capsys)[0] == 0
+    read_only_sqlite()
+    monkeypatch.setattr(backends, "execute", _refuse_computing)
+    code, out, err = cli(sweep, capsys)
+    assert code == 0, err
+    assert statuses(path) == ["ok"]
+
+
 def test_a_write_failing_after_the_run_saves_a_recovery_file(tmp_path, monkeypatch, capsys, read_only_sqlite):
     path = tmp_path / "r.sqlite"
     ResultStore(path)

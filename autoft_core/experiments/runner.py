@@ -92,8 +92,9 @@ def _log(log: TextIO, text: str) -> None:
 def run_sweep(requests: Sequence[RunConfig], store: ResultStore, make_backend: Callable[[], Backend],
               paths: DataPaths | None = None, log_dir: Path | None = None, title: str = "sweep") -> SweepReport:
     """Run every request not yet in `store` on a backend made only if something is missing."""
-    store.check_writable()
     jobs, cached = plan_jobs(requests, store, paths)
+    if jobs:  # before any computing: a finished run must have somewhere to go (all stored: read-only will do)
+        store.check_writable()
     report = SweepReport(total=len(jobs) + len(cached), cached=len(cached))
     log_dir = log_dir or store.path.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
