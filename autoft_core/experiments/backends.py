@@ -76,9 +76,14 @@ def exit_with_parent() -> None:
     from multiprocessing.connection import wait
 
     parent = parent_process()
-    if parent is not None:
-        threading.Thread(target=lambda: (wait([parent.sentinel]), os._exit(1)), daemon=True,
-                         name="exit-with-parent").start()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])  # ready once the parent is gone
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 class ProcessBackend:
