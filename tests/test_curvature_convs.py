@@ -98,11 +98,12 @@ def _shifted_gradient(net: nn.Module, layer: int, sample: Split, shift: torch.Te
 
 
 class _CountConvolutions(TorchDispatchMode):
-    """Counts the convolutions run (forward ones and each computed output of a backward one)."""
+    """Counts the convolutions run (forward ones, each computed output of a backward one, and each matrix
+    product by the weight of a 1x1 convolution of `one_by_one`, which runs its input gradients so)."""
 
-    def __init__(self) -> None:
+    def __init__(self, one_by_one: nn.Conv2d) -> None:
         super().__init__()
-        self.count = 0
+        self.count, self.matrix = 0, tuple(one_by_one.weight.shape[:2])
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -110,6 +111,8 @@ class _CountConvolutions(TorchDispatchMode):
             self.count += 1
         elif func is torch.ops.aten.convolution_backward.default:
             self.count += sum(args[-1])
+        elif func is torch.ops.aten.mm.default and tuple(args[1].shape) in (self.matrix, self.matrix[::-1]):
+            self.count += 1
         return func(*args, **kwargs)
 
 
@@ -120,7 +123,7 @@ def test_a_product_runs_two_convolutions_per_convolution_above_its_layer_and_two
     with probe_mode(net):
         curvature = BlockCurvature(net, groups, sample, "hessian")
         for l, v in enumerate(_vectors(groups, torch.float32)):
-            with _CountConvolutions() as counted:
+            with _CountConvolutions(net.conv4) as counted:
                 curvature.product(l, v)
             # above: the tangent's way up and back; own: the tangent of its output and the weight gradient
             # that is the product. No weight gradient above, no gradient of the layer's input (nor the image's)
@@ -222,3 +225,16 @@ def test_modules_called_by_keyword_fold_and_give_the_same_products_as_called_by_
     assert pairs[0] == pairs[1] == {"conv1": "bn1"}  # bn2 reads a sum: an affine map, unfolded
     for by_position, by_keyword in zip(*products):
         assert torch.equal(by_position, by_keyword)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_a_1x1_convolutions_input_gradient_as_a_matrix_product_equals_torchs(stride, layout):
+    g = torch.Generator().manual_seed(3)
+    conv = nn.Conv2d(5, 7, 1, stride=stride, bias=False)
+    x = torch.randn(4, 5, 11, 10, generator=g).contiguous(memory_format=layout)
+    out_grad = torch.randn(conv(x).shape, generator=g).contiguous(memory_format=layout)
+    ours = _curvature._input_gradient(out_grad, x, conv.weight.detach(), conv)
+    theirs = torch.nn.grad.conv2d_input(x.shape, conv.weight.detach(), out_grad, stride=stride)
+    assert ours.shape == x.shape
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)

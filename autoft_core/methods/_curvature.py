@@ -40,7 +40,7 @@ every convolution above l (from the perturbed input gradient, as a convolution o
 transposed copies) and the gradient of layer l's own input (the image's, for the stem). `_Conv2d`'s
 backward computes the input gradient as conv_transpose2d (recorded, its backward honours the engine's
 mask; the same kernel as convolution_backward's, the same bits, and on oneDNN up to a third faster
-for strided convolutions) and records the weight gradient as `_ConvWeightGrad` (its input's
+for strided convolutions; a 1×1 convolution's as one matrix product, see below) and records the weight gradient as `_ConvWeightGrad` (its input's
 gradient only when that input depends on the layer), and outside a recorded graph computes only the
 weight gradients of the layer whose product runs: two convolutions per convolution above l and two
 for its own, the least an exact product takes. `python bench/curvature.py` (2026-11-27, one thread,
@@ -58,6 +58,13 @@ are off by 4e-7–2.0e-5 per layer before and 4e-7–1.5e-5 after. Digits, 64 ex
 time, 21 alternated pairs (2026-11-27): one Newton solve 1.14× faster [IQR 1.06–1.19] with the folding
 and the conv_transpose2d input gradient above than without both. (WRN-28-10 with random weights and
 data, 8 examples: its steps moved by up to 2e-3, relative; that random net is far worse conditioned.)
+
+An ungrouped, unpadded 1×1 convolution's input gradient is one matrix product in the channels-last layout
+(strided: written into every stride-th pixel of zeros), where oneDNN's 1×1 deconvolution ran at 1–2 GFLOP/s.
+MKL adds in another order than oneDNN, so the digits steps move by up to 2.7e-6 (relative), and stay as close
+to a float64 solve (5e-7–6.7e-6 per layer on the target sample, 1e-6–1e-5 on the source, either way). Digits,
+64 examples, one thread, CPU time (2026-11-28): one Newton solve 0.973× the time [IQR 0.941–1.036] (21
+alternated pairs; 0.965× on the input shift, 9 pairs).
 """
 from __future__ import annotations
 
@@ -251,9 +258,17 @@ class _ConvWeightGrad(torch.autograd.Function):
 
 
 def _input_gradient(g: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """The gradient of `conv`'s input x at output gradient g, as conv_transpose2d: the same kernel as
-    convolution_backward's (the same bits), faster for strided convolutions on oneDNN (module doc), and
-    recorded with create_graph its own backward computes the weight's gradient only when asked."""
+    """The gradient of `conv`'s input x at output gradient g: one matrix product for an ungrouped, unpadded 1x1
+    convolution (oneDNN's strided 1x1 deconvolution ran at 1-2 GFLOP/s), conv_transpose2d otherwise (the same
+    kernel as convolution_backward's, faster for strided convolutions on oneDNN; module doc); recorded with
+    create_graph, its own backward computes the weight's gradient only when asked."""
+    if weight.shape[2:] == (1, 1) and conv.groups == 1 and not any(conv.padding):
+        out = g.permute(0, 2, 3, 1) @ weight[:, :, 0, 0]  # (N, H_out, W_out, C_in): channels last
+        if out.shape[1:3] != x.shape[2:]:  # strided: the output's pixels read every stride-th input pixel
+            full = out.new_zeros(x.shape[0], *x.shape[2:], x.shape[1])
+            full[:, ::conv.stride[0], ::conv.stride[1]] = out
+            out = full
+        return out.permute(0, 3, 1, 2)
     size = [(g.shape[i + 2] - 1) * conv.stride[i] - 2 * conv.padding[i]
             + conv.dilation[i] * (weight.shape[i + 2] - 1) + 1 for i in range(len(conv.stride))]
     extra = [x.shape[i + 2] - size[i] for i in range(len(size))]
