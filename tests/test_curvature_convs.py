@@ -238,3 +238,29 @@ def test_a_1x1_convolutions_input_gradient_as_a_matrix_product_equals_torchs(str
     theirs = torch.nn.grad.conv2d_input(x.shape, conv.weight.detach(), out_grad, stride=stride)
     assert ours.shape == x.shape
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+class _CountActivationZeros(TorchDispatchMode):
+    """Counts the zero-filled tensors of activation shape (4 dimensions) made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.ops.aten.zeros_like.default, torch.ops.aten.zeros.default) and out.dim() == 4:
+            self.count += 1
+        return out
+
+
+def test_a_product_through_relus_makes_no_zero_activation_gradient_and_every_relu_is_put_back():
+    net = _net()
+    groups, sample = _groups(net), _sample(torch.float32)
+    with probe_mode(net):
+        curvature = BlockCurvature(net, groups, sample, "hessian")
+        with _CountActivationZeros() as counted:
+            for l, v in enumerate(_vectors(groups, torch.float32)):
+                curvature.product(l, v)
+    assert counted.count == 0  # PyTorch's relu double backward makes one per relu above the layer
+    assert not any("forward" in vars(m) for m in net.modules() if isinstance(m, nn.ReLU))
