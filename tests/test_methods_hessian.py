@@ -266,6 +266,26 @@ def test_a_kept_step_with_bytes_overwritten_in_place_is_solved_again(monkeypatch
     assert len(solves) == 2
 
 
+def test_trimmed_or_forgotten_kept_steps_take_their_check_stamps(monkeypatch):
+    monkeypatch.setattr(_steps_on_disk.kept_tensors, "RACY_NS", -10**18)  # stamped as soon as checked
+    ctx, _ = _change_setting()
+    change = get_method("auto-rgn+hessian+change")
+    change.weights(ctx)
+    clear_newton_steps()
+    change.weights(ctx)  # read from disk: checked, stamped
+    kept, = _steps_on_disk.folder().glob("*.safetensors")
+    assert sorted(p.name for p in _steps_on_disk.folder().iterdir()) == [kept.name, f"{kept.name}.checked"]
+    monkeypatch.setattr(_steps_on_disk, "KEPT_BYTES", 0)
+    _steps_on_disk._trim(keep=kept.with_name("other.safetensors"))
+    assert not list(_steps_on_disk.folder().iterdir())
+    clear_newton_steps()
+    change.weights(ctx)
+    clear_newton_steps()
+    change.weights(ctx)
+    _steps_on_disk.forget()
+    assert not list(_steps_on_disk.folder().iterdir())
+
+
 def test_a_cache_that_cannot_be_written_is_a_warning_not_a_failed_run(monkeypatch):
     ctx, _ = _change_setting()
     first = get_method("auto-rgn+hessian+change").weights(ctx).scores

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autoft_core.config import RunConfig
+from autoft_core import kept_tensors
 from autoft_core.core.recipe import Recipe
 from autoft_core.experiment import lookup
 from autoft_core.paths import DataPaths
@@ -70,3 +71,16 @@ def test_one_off_pretraining_is_reported_once_per_source_model(tmp_path, monkeyp
         "feature shift"]  # the input shift's model is the output shift's
     backend._prepare(configs)
     assert len(job.one_off) == 2  # cached now: nothing more to report
+
+
+def test_a_kept_file_checked_while_preparing_is_not_reported_as_pretraining(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AUTOFT_CACHE", str(tmp_path))
+
+    class Setup:  # its source model cached: preparing only checks kept files, leaving their stamps
+        def source_model(self, shift: str) -> None:
+            (tmp_path / f"renders-{shift}.safetensors{kept_tensors.SIDECAR}").write_text("{}")
+
+    monkeypatch.setattr(jobs, "get_setup", lambda name, paths: Setup())
+    job = jobs.Job("t", 1)
+    jobs.DashboardBackend(job, DataPaths(), "cpu")._prepare([RunConfig(shift="output")])
+    assert job.one_off == []

@@ -79,7 +79,10 @@ class Job:
 
 
 def _cache_files() -> set[Path]:
-    return set(cache_dir().rglob("*"))
+    """The cache's files, less the stamps of kept files checked (kept_tensors): checking a file trains nothing."""
+    from autoft_core.kept_tensors import SIDECAR
+
+    return {p for p in cache_dir().rglob("*") if not p.name.endswith(SIDECAR)}
 
 
 class DashboardBackend:

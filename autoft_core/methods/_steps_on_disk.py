@@ -9,10 +9,10 @@ Files: `<cache>/newton_steps/<key>.safetensors`, one float32 vector per layer an
 as JSON metadata; the key hashes the in-process key (model state, sample, layers, solver, device), the
 engine's code version (which covers the CPU kernels) and torch's version, so a step is never reused by
 other code. Written to a temporary name and renamed (never half a file), with the SHA-256 of its bytes
-(`kept_tensors`); a file that cannot be read, is not the bytes written or does not fit the layers is solved
-again and rewritten, with a warning; a folder that cannot be written is a warning, not a failed run. The
-oldest files go once the folder passes `KEPT_BYTES` (one file holds one model-sized vector: 0.1 MB for the
-digits net, 146 MB for WRN-28-10).
+(`kept_tensors`; its `.checked` stamp beside it goes with it); a file that cannot be read, is not the bytes
+written or does not fit the layers is solved again and rewritten, with a warning; a folder that cannot be
+written is a warning, not a failed run. The oldest files go once the folder passes `KEPT_BYTES` (one file
+holds one model-sized vector: 0.1 MB for the digits net, 146 MB for WRN-28-10).
 """
 from __future__ import annotations
 
@@ -88,10 +88,10 @@ def _trim(keep: Path) -> None:
     for _, size, path in sorted(found, reverse=True):
         total += size
         if total > KEPT_BYTES and path != keep:
-            path.unlink(missing_ok=True)
+            kept_tensors.remove(path)
 
 
 def forget() -> None:
     """Remove every kept step (benchmarks time a source model's first use)."""
     for path in folder().glob("*.safetensors"):
-        path.unlink(missing_ok=True)
+        kept_tensors.remove(path)
