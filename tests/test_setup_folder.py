@@ -4,6 +4,7 @@ every method runs end to end and lands a store row, and each broken input gives 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -12,11 +13,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from autoft_core import api
 from autoft_core.cli import main
-from autoft_core.errors import AutoFTError
+from autoft_core.errors import AutoFTError, BadNumberError
 from autoft_core.methods import method_names
 from autoft_core.models.torchvision_archs import ARCHS, build
 from autoft_core.models.vit import CONFIGS
@@ -144,6 +145,30 @@ def test_other_folders_or_changed_files_are_other_runs(own, tmp_path):
         api.load_task(name, "feature")
 
 
+def test_two_spellings_of_the_same_files_are_one_setup(own, tmp_path):
+    """A symlinked folder, `..` and a symlinked checkpoint name the same setup (one store key, one fingerprint)."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "linked_source").symlink_to(own["source"], target_is_directory=True)
+    blob = tmp_path / "blob"  # as Hugging Face's cache: model.safetensors a link to a file without the suffix
+    blob.write_bytes(own["vit_mini"].read_bytes())
+    (tmp_path / "model.safetensors").symlink_to(blob)
+    dotted_target = tmp_path / "sub" / ".." / os.path.relpath(own["target"], tmp_path)
+    spellings = [folder_setup(own["source"], own["target"], tmp_path / "model.safetensors", "vit_mini", SIZE),
+                 folder_setup(tmp_path / "linked_source", dotted_target, tmp_path / "sub" / ".." / "model.safetensors",
+                              "vit_mini", SIZE)]
+    assert spellings[0] == spellings[1]
+    assert api.pretrained_model(spellings[1]).state_dict().keys() == load_file(str(blob)).keys()
+
+
+def test_image_sizes_are_parsed_as_every_other_number(own):
+    """Whole-number floats and padded digits are the size they spell; others are refused with its bounds."""
+    arch = "vit_mini"
+    options = dict(source_dir=own["source"], target_dir=own["target"], checkpoint=own[arch], arch=arch)
+    assert folder_setup(**options, image_size=16.0) == folder_setup(**options, image_size=" 16") == _name(own, arch)
+    with pytest.raises(BadNumberError, match=re.escape("image size 'x' is not a whole number from 8 to 1024")):
+        folder_setup(**options, image_size="x")
+
+
 def test_the_name_carries_the_options_there_and_back(own):
     options = FolderOptions(own["source"], own["target"], own["vit_mini"], "vit_mini", 32, (0.5,) * 3, (0.25,) * 3)
     assert FolderOptions.from_query(options.name().partition("?")[2]) == options
@@ -190,6 +215,8 @@ def _broken(own: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[str], 
                                      "--image-size 20 is not a multiple of 16, the patch size of --arch vit_tiny"),
         "size too small for the arch": (_argv(own, "resnet18")[:-4] + ["--arch", "convnext_tiny", "--image-size", "16"],
                                         "--image-size 16 is not at least 32"),
+        "size out of range": (_argv(own, "resnet18")[:-1] + ["4"],
+                              "image size '4' is not a whole number from 8 to 1024"),
         "one class": (_argv(own, "resnet18", source=one_class, target=one_class), "give at least 2 classes"),
         "a split folder missing": (_argv(own, "resnet18", target=no_val), "has test/ and train/ but no val/"),
     }
@@ -200,7 +227,8 @@ def _broken(own: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[str], 
                                   "garbage checkpoint", "not a state dict", "another architecture",
                                   "unknown architecture", "no checkpoint given", "folder option without folder",
                                   "folder as checkpoint", "non-finite mean", "non-finite std",
-                                  "size off the ViT patches", "size too small for the arch", "one class",
+                                  "size off the ViT patches", "size too small for the arch", "size out of range",
+                                  "one class",
                                   "a split folder missing"])
 def test_broken_folders_and_checkpoints_give_one_clear_line_and_exit_2(own, tmp_path, capsys, case):
     argv, phrase = _broken(own, tmp_path)[case]

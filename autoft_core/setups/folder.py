@@ -30,12 +30,12 @@ import logging
 import os
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
-from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..core.recipe import Recipe, TaskSpec
+from ..core.values import Bounds
 from ..data.image_folder import SPLITS, FolderIndex, fingerprint, has_splits, scan
 from ..errors import AutoFTError, BadArgumentError, BadNumberError
 from ..models.checkpoints import require_checkpoint
@@ -57,6 +57,7 @@ HEAD_RECIPE = Recipe(epochs=10, lr=1e-3, batch_size=32)  # fitting a replaced he
 # (smallest image size, multiple of) per architecture, measured by forward passes (the ResNets and EfficientNet
 # take any size): ConvNeXt's 4-pixel stem and three halvings need 32 pixels, a ViT whole patches (models.vit)
 IMAGE_SIZES = {"convnext_tiny": (32, 1), "vit_b_16": (16, 16), "vit_tiny": (16, 16), "vit_mini": (4, 4)}
+IMAGE_SIZE_BOUNDS = Bounds(int, 8, 1024)  # pixels, before the architecture's own limits
 LOG = logging.getLogger("autoft_core")
 
 
@@ -101,13 +102,8 @@ def _floats(name: str, text: str | tuple[float, ...]) -> tuple[float, float, flo
 
 
 def _image_size(value: object, arch: str) -> int:
-    """The image size in pixels (an int, or its digits): from 8 to 1024, and one `arch` can take."""
-    try:
-        size = int(value) if isinstance(value, (Integral, str)) and not isinstance(value, bool) else 0
-    except ValueError:
-        size = 0
-    if not 8 <= size <= 1024:
-        raise BadArgumentError("image size", value, "a whole number of pixels from 8 to 1024")
+    """The image size in pixels (a whole number, or its digits): within IMAGE_SIZE_BOUNDS and one `arch` takes."""
+    size = IMAGE_SIZE_BOUNDS.parse("image size", value)
     smallest, multiple = IMAGE_SIZES.get(arch, (1, 1))
     if size % multiple:
         raise BadNumberError("--image-size", size, f"a multiple of {multiple}, the patch size of --arch {arch}; "
@@ -115,6 +111,12 @@ def _image_size(value: object, arch: str) -> int:
     if size < smallest:
         raise BadNumberError("--image-size", size, f"at least {smallest}, the smallest image --arch {arch} takes")
     return size
+
+
+def _canonical(path: Path) -> Path:
+    """`path` with `~`, `..` and symlinks resolved: one spelling per folder or file in the setup name (store key)."""
+    path = path.expanduser()  # a symlinked file keeps its name, whose suffix picks the checkpoint reader
+    return path.parent.resolve() / path.name if path.is_symlink() and path.is_file() else path.resolve()
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,7 @@ class FolderOptions:
             value = getattr(self, name)
             if not isinstance(value, (str, os.PathLike)) or value == "":
                 raise BadArgumentError(name, value, "a path (str or pathlib.Path)")
-            object.__setattr__(self, name, Path(value).expanduser().absolute())
+            object.__setattr__(self, name, _canonical(Path(value)))
         object.__setattr__(self, "image_size", _image_size(self.image_size, self.arch))
         object.__setattr__(self, "mean", _floats("mean", self.mean))
         object.__setattr__(self, "std", _floats("std", self.std))
