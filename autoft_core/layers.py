@@ -92,17 +92,28 @@ def _conv_linear_layers(model: nn.Module) -> list[Layer]:
 def _declared_layers(model: nn.Module, spec: Blocks) -> list[Layer]:
     """Layers from (name, prefixes[, residual]) entries; a prefix names modules or parameters."""
     owner = {p: name for name, module in _parameterised_leaves(model) for p in _own_param_names(name, module)}
-    free = dict.fromkeys(owner)  # parameter names not yet assigned, in model order
+    claimed: dict[str, str] = {}  # parameter name -> the layer that took it (the first whose prefixes match)
     layers = []
     for entry in spec:
         item = LayerSpec(*entry)
-        params = [p for p in free if any(_matches(p, prefix) for prefix in item.prefixes)]
+        params = [p for p in owner if p not in claimed and any(_matches(p, prefix) for prefix in item.prefixes)]
         if not params:
-            raise ValueError(f"layer {item.name} of {type(model).__name__} matches no parameters: {item.prefixes}")
-        for p in params:
-            del free[p]
+            raise ValueError(_claims_nothing(model, item, claimed))
+        claimed.update(dict.fromkeys(params, item.name))
         modules = tuple(dict.fromkeys(owner[p] for p in params))
         layers.append(Layer(item.name, modules, tuple(params), item.residual))
+    free = [p for p in owner if p not in claimed]
     if free:
-        raise ValueError(f"layer spec of {type(model).__name__} leaves parameters out: {list(free)[:5]}")
+        raise ValueError(f"layer spec of {type(model).__name__} leaves parameters out: {free[:5]}")
     return layers
+
+
+def _claims_nothing(model: nn.Module, item: LayerSpec, claimed: dict[str, str]) -> str:
+    """Why layer `item` gets no parameters: its prefixes match none, or only ones earlier layers took (an overlap)."""
+    shared = [p for p in claimed if any(_matches(p, prefix) for prefix in item.prefixes)]
+    if not shared:
+        return f"layer {item.name} of {type(model).__name__} matches no parameters: {item.prefixes}"
+    others = ", ".join(dict.fromkeys(claimed[p] for p in shared))
+    return (f"layers {others} and {item.name} of {type(model).__name__} claim the same parameters {shared[:5]}"
+            f"{' and more' if len(shared) > 5 else ''}: put each parameter in one layer only (the first layer to "
+            f"claim a parameter takes it, leaving {item.name} none)")

@@ -70,6 +70,8 @@ def test_a_function_of_the_spec_gets_the_shift_and_seed(tmp_path, monkeypatch):
     ("python:{module}:nothing_here", "has no function nothing_here"),
     ("python:{module}:wrong_type", "returned a dict"),
     ("python:{module}:bad_layers", "do not partition the model"),
+    ("python:{module}:overlapping_layers", "layers hidden and head of Sequential claim the same parameters "
+                                           "['2.weight']: put each parameter in one layer only"),
     ("python:{module}:needs_an_argument", "needs_an_argument() raised TypeError"),
     ("python:{module}:raises", "raises() raised ValueError: no data here"),
     ("python:{module}:exits", "exits() exited (status 3)"),
@@ -113,6 +115,11 @@ def exits():
 def bad_layers():
     made = make_setup()
     return aft.CustomSetup(model=made.model, tasks=made.tasks, layers=[("only_the_head", ["2"])])
+
+
+def overlapping_layers():
+    made = make_setup()
+    return aft.CustomSetup(model=made.model, tasks=made.tasks, layers=[("hidden", ["0", "2"]), ("head", ["2.weight"])])
 
 
 def _with(train=None, model=None, test=None, **fields):
