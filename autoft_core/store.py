@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import tempfile
 import time
@@ -36,6 +37,7 @@ _TABLES = (
 )
 _COLUMNS = ("setup", "shift", "corruption", "severity", "method", "seed", "shots")
 _STORED_COLUMNS = ("key", *_COLUMNS, "config", "result", "created")  # every store has them (status came later)
+_UNIQUE_KEYS = {"runs": "key", "aliases": "request"}  # the column each table's writes (upserts) need unique
 _FILTERS = {**{c: c for c in _COLUMNS}, "code_version": "json_extract(config, '$.code_version')"}
 STATUSES = ("ok", "diverged", "failed")
 _LOCK_WAIT_S = 60  # how long a statement waits for another process's lock
@@ -60,6 +62,18 @@ def finite_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_json(v) for v in value]
     return value
+
+
+def _unique(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether `table` has a primary key or a full unique index on `column` alone (what its upserts conflict on)."""
+    indexes = conn.execute('SELECT name FROM pragma_index_list(?) WHERE "unique" AND NOT partial', (table,))
+    return any([row[0] for row in conn.execute("SELECT name FROM pragma_index_info(?)", (name,))] == [column]
+               for (name,) in indexes.fetchall())
+
+
+def _writable(folder: Path) -> bool:
+    """Whether files can be made in `folder` (the OS's answer: read-only mounts count even for root)."""
+    return os.access(folder, os.W_OK | os.X_OK)
 
 
 class ResultStore:
@@ -92,17 +106,26 @@ class ResultStore:
                 time.sleep(0.05)
 
     def _refuse_foreign(self, conn: sqlite3.Connection) -> None:
-        """StoreError, before anything is changed, when the file is another program's SQLite database:
-        tables of its own, or a `runs` table without this store's columns."""
+        """StoreError, before anything is changed, when the file is not a store this tool made: tables of its
+        own, a `runs` table without this store's columns, or a table without the unique key its writes rely on
+        (a hand-made copy: every write would fail after the run, or pile up duplicate rows)."""
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
                   if not row[0].startswith("sqlite_")}
         other = sorted(tables - {"runs", "aliases"})
         columns = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
         missing = sorted(set(_STORED_COLUMNS) - columns) if "runs" in tables else []
-        if other or missing:
-            what = f"tables {', '.join(other[:3])}" if other else f"a runs table without {', '.join(missing[:3])}"
-            raise StoreError(f"{self.path} is another program's SQLite database ({what}); it was left as it is: "
-                             "choose another store file (--store, or AUTOFT_STORE for the dashboard)")
+        unkeyed = [(table, column) for table, column in _UNIQUE_KEYS.items()
+                   if table in tables and not _unique(conn, table, column)]
+        if other:
+            what = f"tables {', '.join(other[:3])}"
+        elif missing:
+            what = f"a runs table without {', '.join(missing[:3])}"
+        elif unkeyed:
+            what = f"its {unkeyed[0][0]} table lacks the unique key on its {unkeyed[0][1]} column"
+        else:
+            return
+        raise StoreError(f"{self.path} is not a result store this tool made ({what}); it was left as it is: "
+                         "point --store (or AUTOFT_STORE for the dashboard) at another file, or move this one away")
 
     @staticmethod
     def _create_tables(conn: sqlite3.Connection) -> None:
@@ -132,6 +155,11 @@ class ResultStore:
         if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
             return StoreError(f"the result store {self.path} is damaged (SQLite: {text}); move it away or delete "
                               "it (a new, empty store is made in its place; the runs in it are lost)")
+        refused = any(word in text for word in ("readonly", "read-only", "unable to open"))
+        if refused and not _writable(self.path.parent):
+            return StoreError(f"cannot write in the folder {self.path.parent} of the result store {self.path} (SQLite "
+                              "keeps the store and its journal files there): make that folder writable, or choose a "
+                              "store file in a writable folder (--store PATH, or AUTOFT_STORE for the dashboard)")
         if "readonly" in text or "read-only" in text:
             return StoreError(f"the result store {self.path} is read-only; make it writable, or choose another "
                               "store file (--store, or AUTOFT_STORE for the dashboard)")

@@ -117,6 +117,19 @@ def read_only_sqlite(monkeypatch: pytest.MonkeyPatch):
     return install
 
 
+@pytest.fixture
+def read_only_folder(monkeypatch: pytest.MonkeyPatch, read_only_sqlite):
+    """From the call on, a folder is read-only as a read-only mount makes it, even for root: SQLite opens files
+    read-only and the OS answers that nothing can be written in that folder."""
+    real = os.access
+
+    def install(folder: Path) -> None:
+        read_only_sqlite()
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: not (Path(path) == folder and mode & os.W_OK)
+                            and real(path, mode, **kw))
+    return install
+
+
 def _refuse_computing(*args: object, **kwargs: object) -> None:
     raise AssertionError("a run was computed although the store cannot take its result")
 
@@ -325,9 +338,19 @@ def _parent_is_a_file(path: Path) -> None:
     (path.parent / "file").write_text("x")
 
 
+def _fabricated(path: Path) -> None:
+    """A store made by hand: the runs table has every column, but its key is not unique (no PRIMARY KEY)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE runs (key TEXT, setup TEXT NOT NULL, shift TEXT NOT NULL, corruption TEXT, "
+                     "severity INTEGER, method TEXT NOT NULL, seed INTEGER NOT NULL, shots INTEGER, "
+                     "config TEXT NOT NULL, result TEXT NOT NULL, created REAL NOT NULL, status TEXT NOT NULL)")
+    conn.close()
+
+
 @pytest.mark.parametrize("command", [["finetune", *TINY], ["sweep", "--shifts", "output", "--methods", "full", *TINY]])
 @pytest.mark.parametrize("fault, needle", [(_garbage, "move it away or delete it"),
-                                           (_parent_is_a_file, "cannot create the folder")])
+                                           (_parent_is_a_file, "cannot create the folder"),
+                                           (_fabricated, "runs table lacks the unique key on its key column")])
 def test_an_unusable_store_file_stops_before_computing(command, fault, needle, tmp_path, monkeypatch, capsys):
     store = tmp_path / "r.sqlite"
     fault(store)
@@ -353,6 +376,25 @@ def test_a_read_only_store_stops_before_computing(command, tmp_path, monkeypatch
     assert code == 2
     assert str(path) in one_clean_line(err, "is read-only")
     assert statuses(path) == ["ok"]
+
+
+@pytest.mark.parametrize("command", [["finetune", *TINY], ["sweep", "--shifts", "output", "--methods", "full", *TINY]])
+@pytest.mark.parametrize("existing", [False, True], ids=["new-store", "existing-store"])
+def test_a_store_in_a_read_only_folder_names_the_folder_and_stops_before_computing(command, existing, tmp_path,
+                                                                                   monkeypatch, capsys,
+                                                                                   read_only_folder):
+    path = tmp_path / "shared" / "r.sqlite"
+    path.parent.mkdir()
+    if existing:
+        ResultStore(path).put("earlier", _cfg().to_dict(), {"test_acc": 0.5})
+    read_only_folder(path.parent)
+    monkeypatch.setattr(experiment, "_context", _refuse_computing)
+    monkeypatch.setattr(backends, "execute", _refuse_computing)
+    code, _, err = cli([*command, "--store", str(path)], capsys)
+    assert code == 2
+    line = one_clean_line(err, f"cannot write in the folder {path.parent} of the result store {path} ")
+    assert "make that folder writable, or choose a store file in a writable folder (--store PATH" in line
+    assert statuses(path) == (["ok"] if existing else [])
 
 
 def test_a_read_only_store_holding_every_run_of_a_sweep_answers_it(tmp_path, monkeypatch, capsys, read_only_sqlite):

@@ -83,6 +83,9 @@ def test_a_store_made_before_statuses_gets_the_column(tmp_path):
 @pytest.mark.parametrize("schema, phrase", [
     ("CREATE TABLE runs (name TEXT, value TEXT)", "a runs table without"),
     ("CREATE TABLE notes (text TEXT)", "tables notes"),
+    ("CREATE TABLE runs (key TEXT, setup TEXT, shift TEXT, corruption TEXT, severity TEXT, method TEXT, seed TEXT, "
+     "shots TEXT, config TEXT, result TEXT, created TEXT)", "its runs table lacks the unique key on its key column"),
+    ("CREATE TABLE aliases (request TEXT, key TEXT)", "its aliases table lacks the unique key on its request column"),
 ])
 def test_another_programs_sqlite_file_is_refused_and_left_byte_for_byte(tmp_path, schema, phrase):
     path = tmp_path / "theirs.sqlite"
