@@ -30,8 +30,9 @@ Choices made here:
   median [range] of alternated pairs: 1.69 [1.60-2.12], 1.79 [1.63-2.26] and 1.79 [1.49-2.07] epochs
   for a source model's first target in runs of it alone (2026-11-27, night), 1.99 [1.77-2.20] late in an
   all-methods run (the target is 2; one solve is about 0.9 epochs; 1.8-2.1 alone before the folding);
-  on an Intel Xeon (2026-11-28, 15 pairs each) 2.01-2.05 before and 1.93, 1.96, 1.97 after `_curvature`
-  ran the 1x1 convolutions' input gradients as matrix products and relus without zero gradients;
+  on an Intel Xeon (2026-11-28, 15 pairs each) 2.01-2.05 before and 1.83-1.97 after `_curvature`'s
+  1x1 input gradients as matrix products and its relus (no zero gradients, one layout), 2.04-2.09 late
+  in all-methods runs;
   0.9-1.2 for every later one,
   in this or a new process (from the kept step); 2.5 / 1.2 with PyTorch's backward. Cheaper
   settings measured against the default on digits (2026-11-27, PyTorch's backward; weights 2.69-2.82
