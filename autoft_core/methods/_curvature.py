@@ -40,13 +40,13 @@ every convolution above l (from the perturbed input gradient, as a convolution o
 transposed copies) and the gradient of layer l's own input (the image's, for the stem). `_Conv2d`'s
 backward computes the input gradient as conv_transpose2d (recorded, its backward honours the engine's
 mask; the same kernel as convolution_backward's, the same bits, and on oneDNN up to a third faster
-for strided convolutions; a 1×1 convolution's as one matrix product, see below) and records the weight gradient as `_ConvWeightGrad` (its input's
-gradient only when that input depends on the layer), and outside a recorded graph computes only the
-weight gradients of the layer whose product runs: two convolutions per convolution above l and two
-for its own, the least an exact product takes. `python bench/curvature.py` (2026-11-27, one thread,
-CPU time, 15 alternated pairs): digits products 1.43× faster [IQR 1.35–1.47] than PyTorch's double
-backward, one whole Newton solve 1.31× [1.28–1.38]; WRN-28-10 (8 examples, 1 pair) products 1.61×, a
-solve 1.42×, the same bits (before the folding below).
+for strided convolutions; a 1×1 convolution's as one matrix product, below) and records the weight
+gradient as `_ConvWeightGrad` (its input's gradient only when that input depends on the layer), and
+outside a recorded graph computes only the weight gradients of the layer whose product runs: two
+convolutions per convolution above l and two for its own, the least an exact product takes. `python
+bench/curvature.py` (2026-11-27, one thread, CPU time, 15 alternated pairs): digits products 1.43×
+faster [IQR 1.35–1.47] than PyTorch's double backward, one whole Newton solve 1.31× [1.28–1.38];
+WRN-28-10 (8 examples, 1 pair) products 1.61×, a solve 1.42×, the same bits (before the folding below).
 
 An eval-mode BatchNorm that alone reads a convolution's output (found in the autograd graph of one
 forward pass on one example, `_conv_batchnorm_pairs`) is folded into that convolution: it runs with
