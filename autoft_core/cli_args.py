@@ -9,7 +9,7 @@ from typing import Any
 
 from .config import RunConfig
 from .core.recipe import DEFAULT_SEVERITY, SEED_BOUNDS, SEVERITY_BOUNDS, Recipe, field_info
-from .core.values import Bounds
+from .core.values import Bounds, cli_flag
 from .errors import AutoFTError
 from .paths import DataPaths, write_atomic
 from .setups import get_setup, setup_names
@@ -83,7 +83,7 @@ SEVERITY = bounded("severity", SEVERITY_BOUNDS)
 def add_paths(p: argparse.ArgumentParser) -> None:
     """One flag per real-setup path (each also read from its AUTOFT_* variable)."""
     for name, var in DataPaths.ENV.items():
-        p.add_argument(f"--{name.replace('_', '-')}", default=None, help=f"local path (env {var})")
+        p.add_argument(cli_flag(name), default=None, help=f"local path (env {var})")
 
 
 def add_recipe(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -91,7 +91,7 @@ def add_recipe(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     for name, default, help_text, bounds in field_info():
         if name in skip:
             continue
-        flag = f"--{name.replace('_', '-')}"
+        flag = cli_flag(name)
         if bounds.kind is bool:
             p.add_argument(flag, action="store_true", default=None, help=help_text)
         else:

@@ -5,6 +5,7 @@ the resolved config's key, which is then aliased to the request so the next look
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 
 from .config import RunConfig
@@ -62,15 +63,9 @@ def lookup_many(requests: Sequence[RunConfig], store: ResultStore, paths: DataPa
             continue
         record = found_resolved.get(keys[i])
         if record is not None:
-            _alias(store, key, keys[i])
+            # the request finds the run at once next time; a store that cannot be written (read-only) only
+            # loses that shortcut, the run is found by its resolved key all the same
+            with suppress(StoreError):
+                store.alias(key, keys[i])
         out.append(Lookup(resolved[i], keys[i], record))
     return out
-
-
-def _alias(store: ResultStore, request: str, key: str) -> None:
-    """Let `request` find run `key` at once next time; a store that cannot be written (read-only) only loses
-    that shortcut, the run is found by its resolved key all the same."""
-    try:
-        store.alias(request, key)
-    except StoreError:
-        pass

@@ -13,6 +13,7 @@ from typing import Any
 
 from autoft_core.config import RunConfig
 from autoft_core.core.recipe import Recipe, field_info
+from autoft_core.core.values import cli_flag
 from autoft_core.setups import get_setup
 from autoft_core.store import default_store_path
 
@@ -28,7 +29,7 @@ def _recipe_flags(setup: str, recipe: Recipe | None, skip: tuple[str, ...] = ())
         value = getattr(recipe, name)
         if name in skip or value == getattr(default, name):
             continue
-        flag = f"--{name.replace('_', '-')}"
+        flag = cli_flag(name)
         flags += [flag] if bounds.kind is bool else [flag, f"{value:g}" if isinstance(value, float) else str(value)]
     return flags
 

@@ -16,6 +16,12 @@ _KIND_WORDS = {int: "a whole number", float: "a number", bool: "true or false", 
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
+def cli_flag(name: str) -> str:
+    """A setting's command-line flag, `--source-dir` for source_dir: the CLI, its error messages and the
+    dashboard's command lines spell it alike."""
+    return "--" + name.replace("_", "-")
+
+
 def _number(value: float) -> str:
     """2147483647 and 1000000 in full, 0.001 as 0.001, 1e-12 as 1e-12."""
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"

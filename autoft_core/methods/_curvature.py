@@ -21,10 +21,10 @@ i.e. exactly k steps of conjugate gradient on (C_l + λ_l I) s = g_l (the Krylov
 C_l + λI from g_l coincide); the shift max(0, −min θ) makes T_l + λ_l I positive semi-definite when the
 exact Hessian is indefinite, and damping > 0 (at least MIN_DAMPING) definite, so the step is always
 defined (a block with no curvature at all, every θ = 0, steps along the gradient itself). Per-layer
-diagnostics: the iterations run (and the Krylov dimension reached: fewer when the space became invariant, where the step is
-exact), the curvature along the gradient gᵀC_l g/‖g‖² (= T_l[0, 0]), the extreme Ritz values, the
-damping λ_l and the relative residual ‖(C_l + λ_l I)s_l − g_l‖/‖g_l‖ (= β_k |y_k| / ‖g_l‖). One host
-sync per call: the Lanczos scalars stay on the device until all layers are done.
+diagnostics: the iterations run (and the Krylov dimension reached: fewer when the space became invariant,
+where the step is exact), the curvature along the gradient gᵀC_l g/‖g‖² (= T_l[0, 0]), the extreme Ritz
+values, the damping λ_l and the relative residual ‖(C_l + λ_l I)s_l − g_l‖/‖g_l‖ (= β_k |y_k| / ‖g_l‖). One
+host sync per call: the Lanczos scalars stay on the device until all layers are done.
 
 Speed: while the gradient graphs are built, each eval-mode BatchNorm runs as its affine map
 x·γ/√(σ²+ε) + (β − μγ/√(σ²+ε)) (`affine_batchnorm`): the same function, but its double backward is two
@@ -78,8 +78,8 @@ one solve 0.975× [IQR 0.958–1.016] (31 pairs).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import partial
 from types import MethodType
@@ -176,17 +176,22 @@ def _eval_batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 @contextmanager
-def affine_batchnorm(model: nn.Module) -> Iterator[None]:
-    """Every eval-mode BatchNorm with running statistics computes as its affine map (module doc: a
-    cheaper double backward); their own forward is back afterwards."""
-    patched = _eval_batchnorms(model)
-    for bn in patched:
-        bn.forward = MethodType(_affine_forward, bn)
+def _forwards(replacements: dict[nn.Module, Callable[..., torch.Tensor]]) -> Iterator[None]:
+    """Within: each module computes with its replacement forward; each module's own forward is back afterwards
+    (modules whose forward is already replaced are left out by the callers: `"forward" in vars(m)`)."""
+    for module, forward in replacements.items():
+        module.forward = forward
     try:
         yield
     finally:
-        for bn in patched:
-            del bn.forward
+        for module in replacements:
+            del module.forward
+
+
+def affine_batchnorm(model: nn.Module) -> AbstractContextManager[None]:
+    """Every eval-mode BatchNorm with running statistics computes as its affine map (module doc: a
+    cheaper double backward); their own forward is back afterwards."""
+    return _forwards({bn: MethodType(_affine_forward, bn) for bn in _eval_batchnorms(model)})
 
 
 class _ReLU(torch.autograd.Function):
@@ -219,17 +224,9 @@ def _relu_forward(input: torch.Tensor) -> torch.Tensor:
     return _ReLU.apply(input)
 
 
-@contextmanager
-def relu_without_zero_gradients(model: nn.Module) -> Iterator[None]:
+def relu_without_zero_gradients(model: nn.Module) -> AbstractContextManager[None]:
     """Every nn.ReLU module computes as `_ReLU` (module doc); their own forward is back afterwards."""
-    patched = [m for m in model.modules() if type(m) is nn.ReLU and "forward" not in vars(m)]
-    for relu in patched:
-        relu.forward = _relu_forward
-    try:
-        yield
-    finally:
-        for relu in patched:
-            del relu.forward
+    return _forwards({m: _relu_forward for m in model.modules() if type(m) is nn.ReLU and "forward" not in vars(m)})
 
 
 class _WeightGradients:
@@ -346,7 +343,8 @@ class _Conv2d(torch.autograd.Function):
         conv = ctx.conv
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] and ctx.grads.want(ctx.keys[0])
         gb = g.sum((0, 2, 3)) if ctx.needs_input_grad[2] and ctx.grads.want(ctx.keys[1]) else None
-        recorded = torch.is_grad_enabled()  # with create_graph: ops whose own backward computes only what a product needs
+        # with create_graph: ops whose own backward computes only what a product needs
+        recorded = torch.is_grad_enabled()
         gx = _input_gradient(g, x, weight, conv) if need_x and (recorded or ctx.grads.depends(x)) else None
         gw = None
         if need_w and recorded:
@@ -417,24 +415,18 @@ def _conv_batchnorm_pairs(model: nn.Module, convs: Sequence[nn.Conv2d],
             if len(calls) == 1 and calls[0] in by_output and readers.get(calls[0]) == 1}
 
 
-@contextmanager
-def masked_conv_backward(model: nn.Module, grads: _WeightGradients, example: torch.Tensor) -> Iterator[None]:
+def masked_conv_backward(model: nn.Module, grads: _WeightGradients,
+                         example: torch.Tensor) -> AbstractContextManager[None]:
     """Every plain Conv2d (zero padding given as numbers) computes as `_Conv2d`, with the eval-mode
     BatchNorm that alone reads its output folded in (module doc: no wasted convolution in a product, no
     BatchNorm op on activations); their own forward is back afterwards. `example`: an input of the model."""
     convs = [m for m in model.modules() if type(m) is nn.Conv2d and m.padding_mode == "zeros"
              and not isinstance(m.padding, str) and "forward" not in vars(m)]
     pairs = _conv_batchnorm_pairs(model, convs, example)
-    for conv in convs:
-        conv.forward = (partial(_folded_forward, conv, pairs[conv], grads) if conv in pairs
-                        else partial(_masked_forward, conv, grads))
-    for bn in pairs.values():
-        bn.forward = _unchanged
-    try:
-        yield
-    finally:
-        for module in [*convs, *pairs.values()]:
-            del module.forward
+    forwards: dict[nn.Module, Callable[..., torch.Tensor]] = {
+        conv: partial(_folded_forward, conv, pairs[conv], grads) if conv in pairs
+        else partial(_masked_forward, conv, grads) for conv in convs}
+    return _forwards({**forwards, **{bn: _unchanged for bn in pairs.values()}})
 
 
 class BlockCurvature:
@@ -590,6 +582,7 @@ def newton_steps(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], sam
         solved = damped_step(scalars[start:start + k], scalars[start + k:start + 2 * k], float(norm), damping)
         start += 2 * k
         y = solved.coefficients
-        steps.append(grad.clone() if y is None else basis.T @ torch.as_tensor(y, dtype=basis.dtype, device=basis.device))
+        steps.append(grad.clone() if y is None
+                     else basis.T @ torch.as_tensor(y, dtype=basis.dtype, device=basis.device))
         diagnostics.append(solved.diagnostics)
     return NewtonSteps(steps, diagnostics)

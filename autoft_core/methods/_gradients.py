@@ -109,8 +109,8 @@ def relative_norms(vectors: Sequence[Sequence[torch.Tensor]],
 
 def relative_norm_tensor(vectors: Sequence[Sequence[torch.Tensor]],
                          params: Sequence[Sequence[nn.Parameter]]) -> torch.Tensor:
-    """‖v_l‖₂ / ‖θ_l‖₂ per layer, float64 on the parameters' device, v_l given as its tensors (a flat vector,
-    or the layer's gradients) and θ_l as the layer's parameters (‖θ_l‖ floored at 1e-12)."""
+    """‖v_l‖₂ / ‖θ_l‖₂ per layer, float64 on the parameters' device, v_l given as its tensors (a flat
+    vector, or the layer's gradients) and θ_l as the layer's parameters (‖θ_l‖ floored at 1e-12)."""
     theta = layer_norms(params)
     return layer_norms(vectors).to(theta.device) / theta.clamp_min(1e-12)
 
@@ -143,14 +143,16 @@ def rgn_params(every: str, batches: int, scale: str) -> dict[str, Param]:
             "scale": scale_param(scale)}
 
 
-def newton_params(curvature: str, iterations: int, damping: float) -> dict[str, Param]:
-    """The extra parameters of the Hessian variants."""
-    return {"curvature": Param(curvature, "per-layer curvature block: exact hessian, or gauss-newton "
+def newton_params() -> dict[str, Param]:
+    """The parameters of both Hessian variants with their defaults (module docs of auto_rgn_hessian and
+    auto_rgn_hessian_change): the same solver settings, so one target solve serves both (`layer_newton_steps`)."""
+    return {**rgn_params(every="once", batches=1, scale="mean"),
+            "curvature": Param("hessian", "per-layer curvature block: exact hessian, or gauss-newton "
                                           "(positive semi-definite, = Fisher)", CURVATURES),
-            "iterations": Param(iterations, "Lanczos / conjugate-gradient steps per layer", minimum=1),
-            "damping": Param(damping, "Levenberg-Marquardt damping, relative to the layer's largest "
-                                      "curvature (> 0: undamped, an indefinite block's shifted "
-                                      "curvature is singular)", minimum=MIN_DAMPING)}
+            "iterations": Param(5, "Lanczos / conjugate-gradient steps per layer", minimum=1),
+            "damping": Param(0.1, "Levenberg-Marquardt damping, relative to the layer's largest "
+                                  "curvature (> 0: undamped, an indefinite block's shifted "
+                                  "curvature is singular)", minimum=MIN_DAMPING)}
 
 
 class RelativeNormMethod(Method):

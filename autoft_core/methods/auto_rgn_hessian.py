@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from ..layers import Layer
-from ._gradients import Probe, RelativeNormMethod, layer_newton_steps, newton_params, newton_table, rgn_params
+from ._gradients import Probe, RelativeNormMethod, layer_newton_steps, newton_params, newton_table
 
 
 class AutoRGNHessian(RelativeNormMethod):
@@ -65,8 +65,7 @@ class AutoRGNHessian(RelativeNormMethod):
 
     name = "auto-rgn+hessian"
     summary = "Auto-RGN on the damped per-layer Newton step: alpha_l from ‖(H_l + λ_l I)⁻¹ g_l‖ / ‖θ_l‖."
-    params = {**rgn_params(every="once", batches=1, scale="mean"),
-              **newton_params(curvature="hessian", iterations=5, damping=0.1)}
+    params = newton_params()
     order = 21
 
     def _vectors(self, model: nn.Module, layers: Sequence[Layer], probe: Probe,

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from ..layers import Layer
-from ._gradients import Probe, RelativeNormMethod, layer_newton_steps, newton_params, newton_table, rgn_params
+from ._gradients import Probe, RelativeNormMethod, layer_newton_steps, newton_params, newton_table
 
 
 class AutoRGNHessianChange(RelativeNormMethod):
@@ -61,8 +61,7 @@ class AutoRGNHessianChange(RelativeNormMethod):
 
     name = "auto-rgn+hessian+change"
     summary = "Auto-RGN on the Newton-step change: alpha_l from ‖s_tgt,l − s_src,l‖ / ‖θ_l‖ (Algorithm 1)."
-    params = {**rgn_params(every="once", batches=1, scale="mean"),
-              **newton_params(curvature="hessian", iterations=5, damping=0.1)}
+    params = newton_params()
     order = 23
     uses_source = True
 

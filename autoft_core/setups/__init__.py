@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import BadArgumentError
 from ..paths import DataPaths
 from ..core.recipe import CORRUPTIONS, TaskSpec
+from ..core.values import cli_flag
 from .base import Setup
 
 _SETUPS = {
@@ -72,7 +73,7 @@ def named_setup(setup: str, arch: str | None = None, **folder: str | None) -> st
         return folder_setup(**given, **({"arch": arch} if arch else {}))
     stray = [k for k, v in folder.items() if v is not None]
     if stray:
-        raise BadArgumentError("option", "--" + stray[0].replace("_", "-"), "only with --setup folder")
+        raise BadArgumentError("option", cli_flag(stray[0]), "only with --setup folder")
     if arch is None:
         return setup
     variants = ARCH_VARIANTS.get(setup, {})

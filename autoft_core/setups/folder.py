@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 from ..core.recipe import Recipe, TaskSpec
-from ..core.values import Bounds
+from ..core.values import Bounds, cli_flag
 from ..data.image_folder import SPLITS, FolderIndex, fingerprint, has_splits, scan
 from ..errors import AutoFTError, BadArgumentError, BadNumberError
 from ..models.checkpoints import require_checkpoint
@@ -74,7 +74,7 @@ class Option:
     @property
     def flag(self) -> str:
         """The option's CLI flag (`--source-dir` for source_dir)."""
-        return f"--{self.name.replace('_', '-')}"
+        return cli_flag(self.name)
 
 
 OPTIONS = (
