@@ -33,6 +33,10 @@ class DamagedFile(ValueError):
     """A kept file that cannot be trusted: unreadable, or not the bytes it was written with."""
 
 
+class NoChecksum(DamagedFile):
+    """A file that reads, but holds no checksum: not written by `save` (or by a form older than it)."""
+
+
 def checksum(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over each tensor's name, dtype, shape and bytes, in name order."""
     digest = hashlib.sha256()
@@ -65,7 +69,7 @@ def load(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         raise DamagedFile(f"unreadable: {exc}") from exc
     recorded = metadata.pop(CHECKSUM, None)
     if recorded is None:
-        raise DamagedFile("no checksum recorded in it")
+        raise NoChecksum("no checksum recorded in it")
     stamp = before if before is not None and before == _stamp(path) else None  # None: it changed while read
     checked = {"stamp": stamp, CHECKSUM: recorded}
     if stamp is not None and _sidecar_holds(path, checked):

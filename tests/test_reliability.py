@@ -4,6 +4,7 @@ traceback, and the store is unchanged or holds exactly the finished runs (diverg
 Loading the real setups from tiny real-format files never opens a network connection."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from autoft_core import experiment
@@ -34,6 +36,7 @@ from autoft_core.core.recipe import Recipe, field_names
 from autoft_core.finetune import finetune
 from autoft_core.layers import partition
 from autoft_core.methods._scale import scaled
+from autoft_core import kept_tensors
 from autoft_core.models import weights_cache
 from autoft_core.models.digits_net import DigitsResNet
 from autoft_core.paths import DataPaths
@@ -621,20 +624,44 @@ def test_a_damaged_cached_model_is_detected_and_rebuilt(damage, model_cache):
     assert torch.equal(tiny_model(model_cache).weight, rebuilt.weight) and len(model_cache) == 2
 
 
-def test_a_cached_model_from_before_hashes_gets_one(model_cache):
+def _in_the_old_form(path: Path, hash_beside: bool) -> dict[str, torch.Tensor]:
+    """Rewrite a cached model as weights_cache kept it before 2026-11-28: no checksum in the file, its
+    SHA-256 in `<file>.sha256` (or, older still, nowhere); returns its tensors."""
+    state = load_file(str(path))
+    path.with_name(path.name + ".checked").unlink(missing_ok=True)
+    save_file(state, str(path), metadata={"recipe": "{}"})
+    if hash_beside:
+        path.with_name(path.name + ".sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest())
+    return state
+
+
+@pytest.mark.parametrize("hash_beside", [True, False])
+def test_a_cached_model_in_the_old_form_loads_without_retraining_and_is_rewritten(hash_beside, model_cache):
+    path = weights_cache.cached_path("tiny", {"v": 1})
     tiny_model(model_cache)
-    hash_file = weights_cache.cached_path("tiny", {"v": 1}).with_suffix(".safetensors.sha256")
-    recorded = hash_file.read_text()
-    hash_file.unlink()
+    state = _in_the_old_form(path, hash_beside)
+    with pytest.raises(kept_tensors.NoChecksum):
+        kept_tensors.load(path)
+    assert torch.equal(tiny_model(model_cache).weight, state["weight"]) and len(model_cache) == 1
+    kept, _ = kept_tensors.load(path)  # now in the current form: its checksum in the file
+    assert torch.equal(kept["weight"], state["weight"]) and not path.with_name(path.name + ".sha256").exists()
+
+
+def test_a_cached_model_in_the_old_form_that_fails_its_hash_is_rebuilt(model_cache):
+    path = weights_cache.cached_path("tiny", {"v": 1})
     tiny_model(model_cache)
-    assert len(model_cache) == 1 and hash_file.read_text() == recorded
+    _in_the_old_form(path, hash_beside=True)
+    _one_byte_changed(path)
+    with pytest.warns(UserWarning, match="does not match the SHA-256"):
+        rebuilt = tiny_model(model_cache)
+    assert len(model_cache) == 2 and torch.all(rebuilt.weight == 2)
 
 
 def test_a_model_cache_that_cannot_be_written_warns_and_keeps_the_trained_model(model_cache, monkeypatch):
     def read_only(path, write):
         raise PermissionError(f"Operation not permitted: {path}")
 
-    monkeypatch.setattr(weights_cache, "write_atomic", read_only)
+    monkeypatch.setattr(kept_tensors, "write_atomic", read_only)
     with pytest.warns(UserWarning, match="could not keep the trained model"):
         model = tiny_model(model_cache)
     assert len(model_cache) == 1 and torch.all(model.weight == 1) and not model.training
