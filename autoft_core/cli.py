@@ -1,4 +1,5 @@
-"""Command line: `python -m autoft_core {weights,finetune,setups,methods,export,sweep,shots,grid,table,shifts}` (a stable contract).
+"""Command line: `python -m autoft_core {weights,finetune,setups,methods,export,sweep,shots,grid,table,shifts}`
+(a stable contract).
 
 Bad input exits 2 with one line naming the valid choices; progress goes to stderr through tqdm.
 The engine (torch) is imported only when a command needs it: a cached `finetune` answers from the

@@ -18,7 +18,8 @@ from .paths import cache_dir, write_atomic
 
 ENGINE_ROOT = Path(__file__).resolve().parent
 # Code that orchestrates, stores or displays runs without changing their numbers.
-NOT_NUMERIC = ("__main__.py", "api.py", "cli.py", "cli_args.py", "export.py", "runs.py", "shift_sizes.py", "store.py", "experiments/")
+NOT_NUMERIC = ("__main__.py", "api.py", "cli.py", "cli_args.py", "export.py", "runs.py", "shift_sizes.py", "store.py",
+               "experiments/")
 MEMO_NAME = "code_version.json"  # in the cache folder: the version of the last engine files seen
 
 

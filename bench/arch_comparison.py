@@ -5,11 +5,20 @@ Fill the store first (each command runs only what is missing; the ResNet's other
 Table 1 sweep and `bench/embedded_checks.py`'s surgical sweeps; only runs at each method's current
 default parameters count):
 
-    python -m autoft_core sweep --setup digits --shifts input,feature --corruptions frost,gaussian_noise,glass_blur,jpeg_compression --methods auto-rgn+hessian --seeds 0,1,2 --max-parallel 2
-    python -m autoft_core sweep --setup digits --arch vit --corruptions frost,gaussian_noise,glass_blur,jpeg_compression --methods full,linear-probe,surgical,auto-rgn,auto-rgn+hessian,criticality-random,cross-validation,surprise --seeds 0,1,2 --max-parallel 2
-    python -m autoft_core sweep --setup digits --arch vit --corruptions frost,gaussian_noise,glass_blur,jpeg_compression --methods surgical --param block=-1 --seeds 0,1,2 --max-parallel 2
-    python -m autoft_core sweep --setup digits --arch vit --shifts feature --methods surgical --param block=1 --seeds 0,1,2 --max-parallel 2
-    python -m autoft_core sweep --setup digits --arch vit --shifts feature --methods surgical --param block=2 --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --shifts input,feature \
+        --corruptions frost,gaussian_noise,glass_blur,jpeg_compression \
+        --methods auto-rgn+hessian --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --arch vit \
+        --corruptions frost,gaussian_noise,glass_blur,jpeg_compression \
+        --methods full,linear-probe,surgical,auto-rgn,auto-rgn+hessian,criticality-random,cross-validation,surprise \
+        --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --arch vit \
+        --corruptions frost,gaussian_noise,glass_blur,jpeg_compression \
+        --methods surgical --param block=-1 --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --arch vit --shifts feature --methods surgical --param block=1 \
+        --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --arch vit --shifts feature --methods surgical --param block=2 \
+        --seeds 0,1,2 --max-parallel 2
     python bench/arch_comparison.py
 
 The input level is the mean over four corruptions at severity 5, one per CIFAR-10-C family (noise,

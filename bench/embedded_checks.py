@@ -4,11 +4,17 @@ the paper's findings), from the runs in the result store, at the digits setup's 
 Fill the store first (each command runs only what is missing):
 
     python -m autoft_core sweep --setup digits --methods all --seeds 0,1,2 --max-parallel 2
-    python -m autoft_core sweep --setup digits --shifts input,output --methods surgical --param block=-1 --seeds 0,1,2 --max-parallel 2
-    python -m autoft_core sweep --setup digits --shifts feature --methods surgical --param block=1 --seeds 0,1,2 --max-parallel 2
-    python -m autoft_core sweep --setup digits --shifts feature --methods surgical --param block=2 --seeds 0,1,2 --max-parallel 2
-    python -m autoft_core sweep --setup digits --shifts feature --methods surgical --param block=3 --seeds 0,1,2 --max-parallel 2
-    python -m autoft_core shots --setup digits --shift input --corruption all --methods full,auto-rgn,criticality-random,cross-validation --shots 1,5,10,25,50,100 --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --shifts input,output --methods surgical --param block=-1 \
+        --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --shifts feature --methods surgical --param block=1 \
+        --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --shifts feature --methods surgical --param block=2 \
+        --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core sweep --setup digits --shifts feature --methods surgical --param block=3 \
+        --seeds 0,1,2 --max-parallel 2
+    python -m autoft_core shots --setup digits --shift input --corruption all \
+        --methods full,auto-rgn,criticality-random,cross-validation --shots 1,5,10,25,50,100 \
+        --seeds 0,1,2 --max-parallel 2
     python bench/embedded_checks.py
 
 For another recipe, add its flags to every command (e.g. `--schedule linear`, with `--store FILE` to keep
@@ -67,7 +73,8 @@ def shift_size_check(seeds: list[int]) -> None:
           f"{small} (target <= 3) -> {_verdict(len(small) <= 3)}")
 
 
-def _acc(runs: pd.DataFrame, row: str, shift: str, corruptions: tuple[str, ...] | list[str] = CORRUPTIONS) -> float | None:
+def _acc(runs: pd.DataFrame, row: str, shift: str,
+         corruptions: tuple[str, ...] | list[str] = CORRUPTIONS) -> float | None:
     """Mean test accuracy (%) of a row (a method, or "surgical[b]") on a kind of shift: over seeds, and
     over `corruptions` on input (None unless each has runs)."""
     rows = runs[(runs["row"] == row) & (runs["shift"] == shift)]

@@ -90,7 +90,8 @@ def scales(seeds: tuple[int, ...]) -> None:
 
 
 def _pct(values: list[float]) -> str:
-    return f"{100 * statistics.mean(values):.1f}" + (f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else "")
+    spread = f" ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else ""
+    return f"{100 * statistics.mean(values):.1f}" + spread
 
 
 def main() -> None:

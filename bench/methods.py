@@ -6,11 +6,11 @@ before or after it (the order alternating), and the pairs' ratios give the media
 spell of a shared machine hits both sides of a ratio alike. Kept: a new process, with what the earlier
 runs kept on disk (+hessian+change's source step: `methods/_steps_on_disk`). Warm: the process remembers
 Newton steps (+hessian+change's source step is shared by every target of its source model, and the
-target step with +hessian): the weights right after the same method's weights for the other target that shares the source
-model (`--warm-shift`, by default the input shift's gaussian_noise for the output shift and the output
-shift otherwise), as in a sweep or the dashboard. The task is the digits
-setup's by default; on a GPU, `--setup python:bench.wrn_synthetic:setup` gives the CIFAR-10-C setup's
-scale (WRN-28-10, random data).
+target step with +hessian): the weights right after the same method's weights for the other target that
+shares the source model (`--warm-shift`, by default the input shift's gaussian_noise for the output shift
+and the output shift otherwise), as in a sweep or the dashboard. The task is the digits setup's by default;
+on a GPU, `--setup python:bench.wrn_synthetic:setup` gives the CIFAR-10-C setup's scale (WRN-28-10, random
+data).
 
 Targets (issue 13): weights within 2 epochs for every method but cross-validation (it fine-tunes each
 block); Auto-RGN's whole run (it reweights every step, from each step's own gradient; until

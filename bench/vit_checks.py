@@ -37,8 +37,8 @@ def main() -> None:
     held_acc, clean_acc = accuracy(model, held_out), accuracy(model, clean)
     print(f"pretraining: {cpu:.1f} s CPU, {wall:.1f} s wall (target <= 60 s) -> {'meets' if wall <= 60 else 'misses'}")
     resnet = get_setup("digits").source_model("output")  # the same held-out images were held out of its training
-    print(f"held-out source accuracy {100 * held_acc:.1f}% (target >= 95%) -> {'meets' if held_acc >= 0.95 else 'misses'};"
-          f" clean target renders {100 * clean_acc:.1f}%")
+    print(f"held-out source accuracy {100 * held_acc:.1f}% (target >= 95%) -> "
+          f"{'meets' if held_acc >= 0.95 else 'misses'}; clean target renders {100 * clean_acc:.1f}%")
     print(f"the digits ResNet on the same images: held-out source {100 * accuracy(resnet, held_out):.1f}%, "
           f"clean target renders {100 * accuracy(resnet, clean):.1f}%")
 

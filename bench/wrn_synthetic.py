@@ -3,7 +3,8 @@ loop cost at the real setup's scale where its checkpoint and data files are abse
 
 Sizes and recipe are the cifar10 setup's: 1,000 clean source images, 1,000 target training images, 1,000
 validation and 10,000 test images, 25 epochs of Adam at 1e-5 with batch 64 (the seed paper's Sec. 5).
-The numbers it gives are costs, not accuracies. Use it as `--setup python:bench.wrn_synthetic:setup` from the repository root.
+The numbers it gives are costs, not accuracies. Use it as `--setup python:bench.wrn_synthetic:setup` from the
+repository root.
 """
 from __future__ import annotations
 

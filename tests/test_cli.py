@@ -33,7 +33,8 @@ def test_finetune_json_then_cache_hit_with_the_same_numbers(tmp_path):
     assert first.returncode == 0, first.stderr
     a = json.loads(first.stdout)
     assert a["cached"] is False and a["test_acc"] > a["zero_shot_acc"]  # the flip is learnt from ~0
-    assert len(a["param_change"]) == len(a["layers"]) == len(a["weights"]) == len(partition(get_setup("digits").source_model("output"))) and len(a["history"]) == 2
+    layers = len(partition(get_setup("digits").source_model("output")))
+    assert len(a["param_change"]) == len(a["layers"]) == len(a["weights"]) == layers and len(a["history"]) == 2
     second = cli(*args)
     b = json.loads(second.stdout)
     assert b["cached"] is True

@@ -158,7 +158,8 @@ import torch.nn.functional as F
 from autoft_core.data.corruptions import corrupt
 gray = torch.tensor(load_digits().images[:8], dtype=torch.float32).unsqueeze(1) / 16
 images = F.interpolate(gray, size=(32, 32), mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
-print(hashlib.sha256(b"".join(corrupt(images, c, 5, seed=0).numpy().tobytes() for c in ("snow", "zoom_blur"))).hexdigest())
+corrupted = (corrupt(images, c, 5, seed=0).numpy().tobytes() for c in ("snow", "zoom_blur"))
+print(hashlib.sha256(b"".join(corrupted)).hexdigest())
 """
 
 
@@ -168,7 +169,8 @@ def _has_avx512() -> bool:
 
 @pytest.mark.skipif(not _has_avx512(), reason="needs a CPU with AVX-512 to run OpenBLAS's widest kernels")
 def test_snow_and_zoom_blur_do_not_depend_on_the_cpus_blas_kernel() -> None:
-    digests = {core: subprocess.run([sys.executable, "-c", CORRUPT_DIGEST], env={**os.environ, "OPENBLAS_CORETYPE": core},
+    digests = {core: subprocess.run([sys.executable, "-c", CORRUPT_DIGEST],
+                                    env={**os.environ, "OPENBLAS_CORETYPE": core},
                                     capture_output=True, text=True, timeout=120, check=True).stdout
                for core in ("SkylakeX", "Haswell")}  # AVX-512 and AVX2 kernels (a matrix product differed)
     assert digests["SkylakeX"] == digests["Haswell"] != ""

@@ -209,8 +209,9 @@ def test_a_broken_backend_stops_the_sweep_keeping_finished_runs(store, tmp_path)
 
 
 def test_a_run_made_by_changed_engine_code_is_kept_under_its_own_version(store, monkeypatch, tmp_path):
-    monkeypatch.setattr(backends, "execute", lambda cfg, *a: {"key": "k-new", "code_version": "new", "cached": False,
-                                                               "seconds": 0.0, "test_acc": 0.5, "best_val_test_acc": 0.5})
+    made = {"key": "k-new", "code_version": "new", "cached": False, "seconds": 0.0, "test_acc": 0.5,
+            "best_val_test_acc": 0.5}
+    monkeypatch.setattr(backends, "execute", lambda cfg, *a: dict(made))
     requests = sweep_configs("digits", "output", "all", 5, "full", "0", Recipe(epochs=1, shots=20))
     report = run_sweep(requests, store, lambda: backends.LocalBackend(None, "cpu", None), log_dir=tmp_path)
     assert report.other_versions == {"new"} and store.frame()["code_version"].tolist() == ["new"]

@@ -44,7 +44,8 @@ def test_exported_task_reproduces_auto_rgn_weights(tmp_path, capsys):
         expected.append(float(grad / theta))
     assert engine["layers"] == list(partition)
     np.testing.assert_allclose(engine["scores"], expected, rtol=1e-6)
-    assert {k: task[k] for k in ("shift", "seed", "granularity")} == {"shift": "output", "seed": 1, "granularity": "module"}
+    assert {k: task[k] for k in ("shift", "seed", "granularity")} == {"shift": "output", "seed": 1,
+                                                                       "granularity": "module"}
     assert arrays["source_x"].shape[1:] == (3, 32, 32) and arrays["test_y"].dtype == np.int64
 
 

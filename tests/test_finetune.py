@@ -31,7 +31,8 @@ def finetune(*args, **kwargs) -> finetune_module.FinetuneResult:
 
 def _task(n: int = 32, classes: int = 10, seed: int = 0) -> TaskData:
     g = torch.Generator().manual_seed(seed)
-    split = lambda m: Split(torch.rand(m, 3, 32, 32, generator=g), torch.randint(0, classes, (m,), generator=g))  # noqa: E731
+    split = lambda m: Split(torch.rand(m, 3, 32, 32, generator=g),  # noqa: E731
+                            torch.randint(0, classes, (m,), generator=g))
     return TaskData(source=split(n), train=split(n), val=split(n), test=split(n), num_classes=classes)
 
 
@@ -327,7 +328,8 @@ def test_pretrained_accuracy_is_computed_once_per_model_and_task_and_is_the_true
     counted = lambda net, split: test_passes.append(split.x is data.test.x) or real(net, split)  # noqa: E731
     monkeypatch.setattr(finetune_module, "accuracy", counted)
     monkeypatch.setattr(evaluation, "accuracy", counted)  # the passes an `Evaluator` makes, on any thread
-    frozen = [0.0] * len(partition(_model()))  # nothing trains: the best state stays the pretrained one (no extra test pass)
+    # nothing trains: the best state stays the pretrained one (no extra test pass)
+    frozen = [0.0] * len(partition(_model()))
     counts, zero_shots = [], []
     for model in (_model(), _model(), _model(seed=1)):  # the same state twice, then another one
         test_passes.clear()
@@ -352,11 +354,13 @@ def test_a_small_net_runs_on_one_thread_unless_told_and_the_count_is_restored(mo
                 monkeypatch.setenv(THREADS_ENV, given)
             seen.clear()
             model = _model()
-            finetune(model, partition(model, "module"), [1.0] * len(partition(model)), _task(), Recipe(epochs=1), progress=record)
+            finetune(model, partition(model, "module"), [1.0] * len(partition(model)), _task(), Recipe(epochs=1),
+                     progress=record)
             assert seen == [expected] and torch.get_num_threads() == 2
         monkeypatch.setenv(THREADS_ENV, "zero")
         with pytest.raises(BadArgumentError, match=THREADS_ENV):
-            finetune(_model(), partition(_model(), "module"), [1.0] * len(partition(_model())), _task(), Recipe(epochs=1))
+            finetune(_model(), partition(_model(), "module"), [1.0] * len(partition(_model())), _task(),
+                     Recipe(epochs=1))
     finally:
         torch.set_num_threads(before)
 
@@ -445,7 +449,8 @@ def test_a_cloned_state_stays_put_and_loads_back_every_tensor_of_every_dtype():
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
 def test_any_non_finite_weight_of_any_layer_is_seen(bad):
     torch.manual_seed(0)
-    groups = [[nn.Parameter(torch.randn(3, 4))], [nn.Parameter(torch.randn(5).bfloat16()), nn.Parameter(torch.randn(2))]]
+    groups = [[nn.Parameter(torch.randn(3, 4))],
+              [nn.Parameter(torch.randn(5).bfloat16()), nn.Parameter(torch.randn(2))]]
     if bad is not None:
         with torch.no_grad():
             groups[1][1][1] = bad

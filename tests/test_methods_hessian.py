@@ -134,7 +134,8 @@ def test_truncated_solve_reports_its_true_residual_and_every_layer_gets_the_same
         curvature, grad = _dense(reference, layer, _sample(torch.float64), "hessian")
         lam = steps.diagnostics[l]["damping"]
         residual = (curvature + lam * torch.eye(len(grad), dtype=grad.dtype)) @ steps.steps[l].double() - grad
-        assert steps.diagnostics[l]["residual"] == pytest.approx(float(residual.norm() / grad.norm()), rel=1e-3, abs=1e-6)
+        assert steps.diagnostics[l]["residual"] == pytest.approx(float(residual.norm() / grad.norm()),
+                                                                 rel=1e-3, abs=1e-6)
         assert steps.diagnostics[l]["curvature_along_grad"] == pytest.approx(
             float(grad @ curvature @ grad / (grad @ grad)), rel=1e-4)
 

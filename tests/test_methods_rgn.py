@@ -243,7 +243,8 @@ def test_cli_weights_json_and_bad_parameter(capsys):
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert got["method"] == "auto-rgn" and max(got["weights"]) == 1.0 and len(got["scores"]) == len(partition(DigitsResNet(features=FEATURES)))
+    layers = len(partition(DigitsResNet(features=FEATURES)))
+    assert got["method"] == "auto-rgn" and max(got["weights"]) == 1.0 and len(got["scores"]) == layers
     assert main(["weights", "--method", "auto-rgn", "--param", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert main(["weights", "--method", "auto-rgn+hessian", "--param", "iterations=0"]) == 2

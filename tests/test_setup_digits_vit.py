@@ -55,7 +55,8 @@ def _spied_training(monkeypatch) -> list:
         raise _Trained
 
     monkeypatch.setattr(source_training, "finetune", spy)
-    monkeypatch.setattr(source_training, "cached_model", lambda name, key, build, train: keys.append(key) or train(build()))
+    monkeypatch.setattr(source_training, "cached_model",
+                        lambda name, key, build, train: keys.append(key) or train(build()))
     return seen
 
 

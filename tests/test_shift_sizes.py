@@ -61,8 +61,10 @@ def test_json_lists_every_shift_and_corruption_with_independently_recomputed_acc
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"setup", "clean_acc", "tasks"} and out["setup"] == "tiny"
     clean = tiny.task(TaskSpec("output", seed=2)).test
-    assert out["clean_acc"] == pytest.approx(_independent_accuracy(tiny.source_model("output"), Split(clean.x, 3 - clean.y)))
-    expected = [("input", "gaussian_noise", 3), ("input", "pixelate", 3), ("feature", None, None), ("output", None, None)]
+    flipped = Split(clean.x, 3 - clean.y)
+    assert out["clean_acc"] == pytest.approx(_independent_accuracy(tiny.source_model("output"), flipped))
+    expected = [("input", "gaussian_noise", 3), ("input", "pixelate", 3), ("feature", None, None),
+                ("output", None, None)]
     assert [(t["shift"], t["corruption"], t["severity"]) for t in out["tasks"]] == expected
     for row in out["tasks"]:
         assert set(row) == {"shift", "corruption", "severity", "zero_shot_acc"}

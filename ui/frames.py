@@ -108,7 +108,8 @@ def history_frame(runs: Sequence[RunRef]) -> pd.DataFrame:
 
 
 def param_change_frame(runs: Sequence[RunRef]) -> pd.DataFrame:
-    """Per method and layer: ‖θ_ft − θ_0‖/‖θ_0‖, mean and std over seeds, final multiplier, input -> output."""
+    """Per method and layer: ‖θ_ft − θ_0‖/‖θ_0‖, mean and std over seeds, final multiplier,
+    input -> output."""
     rows = [{"method": r.label, "seed": r.seed, "index": i, "layer": name, "change": float(c),
              "multiplier": float(r.result["multipliers"][i])}
             for r in runs

@@ -49,8 +49,8 @@ class Recipe:
                                          "last epoch", choices=SCHEDULES)
     warmup: int = _setting(0, "epochs of linear warm-up first (step t of W at lr x (t+1)/W), then the schedule over "
                               "the remaining steps", minimum=0, maximum=10_000)
-    translate: int = _setting(0, "augmentation: each training image shifted by its own random offset of up to this many "
-                                 "pixels per axis (edge pixels repeated); 0: none", minimum=0, maximum=64)
+    translate: int = _setting(0, "augmentation: each training image shifted by its own random offset of up to this "
+                                 "many pixels per axis (edge pixels repeated); 0: none", minimum=0, maximum=64)
     momentum: float = _setting(0.9, "SGD momentum (sgd only)", minimum=0.0, maximum=0.999)
     weight_decay: float = _setting(0.0, "weight decay", minimum=0.0, maximum=1.0)
     train_bn_stats: bool = _setting(False, "update BatchNorm running statistics while fine-tuning")

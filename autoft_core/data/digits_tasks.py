@@ -72,5 +72,6 @@ def task(shift: str, corruption: str | None, severity: int, per_class: tuple[int
         pool = Split(pool.x, flipped_labels(pool.y, classes))
     first_train = (test_k + val_k) * classes
     train = torch.cat([first_train + c * train_k + torch.arange(shots_per_class) for c in range(classes)])
-    return TaskData(source=source, train=pool.subset(train), val=pool.subset(torch.arange(test_k * classes, first_train)),
+    return TaskData(source=source, train=pool.subset(train),
+                    val=pool.subset(torch.arange(test_k * classes, first_train)),
                     test=pool.subset(torch.arange(test_k * classes)), num_classes=classes)

@@ -95,7 +95,8 @@ def shots_configs(setup: str, shift: str, corruption: str | None, severity: int,
     _shifts(setup, shift, paths)
     corruptions = (_corruptions(setup, corruption, paths) if shift == "input" and corruption
                    else [task_corruption(shift, corruption)])
-    per_class, method_list, seed_list = numbers("shots per class", shots, Bounds(int, 1, MAX_SHOTS)), _methods(methods), numbers("seed", seeds, SEED_BOUNDS)
+    per_class, method_list, seed_list = (numbers("shots per class", shots, Bounds(int, 1, MAX_SHOTS)),
+                                         _methods(methods), numbers("seed", seeds, SEED_BOUNDS))
     sizes = [capacity(setup, shift, c, severity, seed_list, paths) for c in corruptions]
     classes, smallest = sizes[0][0], min(size for _, size in sizes)
     kept = [k for k in per_class if k <= smallest]

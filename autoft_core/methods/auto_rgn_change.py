@@ -1,10 +1,10 @@
 """Auto-RGN on the gradient change between source and target data.
 
-Formula: score_l = ‖∇θ_l L(f, D_tgt) − ∇θ_l L(f, D_src)‖₂ / ‖θ_l‖₂, alpha_l = score_l / max_k score_k
-(`scale` = max): Lee et al.'s (2023, ICLR) relative gradient norm, with the source gradient
-subtracted so that only what the distribution shift changes counts (the seed paper's "change": the
-pretrained model sits near a source optimum, but a source gradient that does not vanish would
-otherwise be mistaken for shift; Sec. 4.2).
+Formula: score_l = ‖∇θ_l L(f, D_tgt) − ∇θ_l L(f, D_src)‖₂ / ‖θ_l‖₂,
+alpha_l = score_l / max_k score_k (`scale` = max): Lee et al.'s (2023, ICLR) relative gradient norm,
+with the source gradient subtracted so that only what the distribution shift changes counts (the seed
+paper's "change": the pretrained model sits near a source optimum, but a source gradient that does not
+vanish would otherwise be mistaken for shift; Sec. 4.2).
 
 Choices made here:
 - the source gradient uses the source sample with its own labels, the target gradient the target

@@ -31,7 +31,8 @@ re-initialisation to θ⁰ and interpolations towards it), and where this depart
   torch.Generator seeded by (run seed, layer index), never the global RNG;
 - loss sample: `samples` examples (default 512; 0: all) of one seeded sample, all probes in eval mode
   (BatchNorm uses running statistics), fp32 without autocast (on a GPU too) and without gradients;
-  the unchanged prefix of the network runs once and each probe only from the stage holding the layer (`_probes.LayerProbe`);
+  the unchanged prefix of the network runs once and each probe only from the stage holding the layer
+  (`_probes.LayerProbe`);
 - Algorithm 3 (`partial_epochs` = 0, the default): the sample is drawn from the SOURCE data;
 - Algorithm 4 (`partial_epochs` = e > 0): first all layers are fine-tuned for e epochs on the target
   with the run's recipe, then the probes measure the loss on the TARGET training split, then the

@@ -32,7 +32,8 @@ class BasicBlock(nn.Module):
 
 
 class DigitsResNet(nn.Module):
-    """stem -> stage1 (width ch) -> stage2 (2 width) -> stage3 (4 width, then 1x1 to `features`) -> pooled linear head."""
+    """stem -> stage1 (width ch) -> stage2 (2 width) -> stage3 (4 width, then 1x1 to `features`) -> pooled linear
+    head."""
 
     autoft_blocks = [("stem+stage1", ("stem", "stage1")), ("stage2", ("stage2",)),
                      ("stage3", ("stage3", "expand")), ("head", ("head",))]
