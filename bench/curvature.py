@@ -7,8 +7,10 @@ For the digits setup's source model and a probe sample of the method's size (or 
 weights and data, `--model wrn`), it checks that both give the same gradients and products (to fp32
 rounding: ours also folds each BatchNorm that alone reads a convolution into it), then times,
 alternated: the products alone (every layer, `--iterations` each) and one whole damped Newton solve
-(graph, Lanczos, step), each as baseline = PyTorch's double backward and project = ours. One thread
-and CPU time on the CPU, synchronised wall time on CUDA.
+(graph, Lanczos, step), each as baseline = PyTorch's double backward and project = ours. Then the same for
+the products local to each layer (`methods/_local_curvature`, what the methods use where the model allows
+it) against ours: the same products to fp32 rounding, and their times. One thread and CPU time on the CPU,
+synchronised wall time on CUDA.
 
     python bench/curvature.py [--repeats 15] [--kind hessian]
     python bench/curvature.py --model wrn --device cuda --examples 64
@@ -33,6 +35,7 @@ from autoft_core.device import resolve_device  # noqa: E402
 from autoft_core.experiment import load_task, resolve  # noqa: E402
 from autoft_core.layers import layer_parameters, partition  # noqa: E402
 from autoft_core.methods import _curvature  # noqa: E402
+from autoft_core.methods._local_curvature import LocalCurvature  # noqa: E402
 from autoft_core.methods._common import full_precision, probe_mode, seeded_sample  # noqa: E402
 
 OURS = _curvature.masked_conv_backward
@@ -92,7 +95,7 @@ def main() -> None:
         grads = max(float((a - b).abs().max()) for a, b in zip(ours.grads, theirs.grads))
         print(f"largest difference: gradients {grads:.1e} (absolute), products {max(gaps):.1e} (relative)")
 
-        def products(curvature: _curvature.BlockCurvature) -> Callable[[], float]:
+        def products(curvature: _curvature.BlockCurvature | LocalCurvature) -> Callable[[], float]:
             def run() -> float:
                 start = now()
                 for _ in range(args.iterations):
@@ -101,16 +104,34 @@ def main() -> None:
                 return now() - start
             return run
 
-        def solve(use_native: bool) -> Callable[[], float]:
+        def solve(build: Callable[[], _curvature.BlockCurvature | LocalCurvature],
+                  use_native: bool = False) -> Callable[[], float]:
             def run() -> float:
                 with native() if use_native else nullcontext():
                     start = now()
-                    _curvature.newton_steps(model, params, sample, args.kind, args.iterations, 0.1)
+                    _curvature.newton_steps(build(), args.iterations, 0.1)
                     return now() - start
             return run
 
+        def block() -> _curvature.BlockCurvature:
+            return _curvature.BlockCurvature(model, params, sample, args.kind)
+
         print(alternate("products", products(theirs), products(ours), args.repeats).report(1.0))
-        print(alternate("one Newton solve", solve(True), solve(False), args.repeats).report(1.0))
+        print(alternate("one Newton solve", solve(block, True), solve(block), args.repeats).report(1.0))
+        local = LocalCurvature.build(model, params, sample, args.kind)
+        if local is None:
+            print("local products: not for this model and sample (methods/_local_curvature); the methods use ours")
+            return
+        gaps = [float((local.product(l, v) - ours.product(l, v)).norm() / ours.product(l, v).norm())
+                for l, v in enumerate(vectors)]
+        print(f"local products against ours: largest relative difference {max(gaps):.1e}; "
+              "baseline = ours, project = local")
+
+        def build_local() -> LocalCurvature:
+            return LocalCurvature.build(model, params, sample, args.kind)
+
+        print(alternate("products, local", products(ours), products(local), args.repeats).report(1.0))
+        print(alternate("one Newton solve, local", solve(block), solve(build_local), args.repeats).report(1.0))
 
 
 if __name__ == "__main__":

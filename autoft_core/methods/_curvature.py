@@ -9,6 +9,11 @@ model in eval mode, in fp32 without autocast (`_common.full_precision`):
   for this loss, equal to the Fisher information; J_l v by the double-backward trick, J_lᵀ by backward.
 Every product moves layer l alone (block l of C times v), so no other layer's block leaks in.
 
+Where the network is piecewise linear above each layer and each layer is a convolution or linear map (with
+the BatchNorm it feeds), the methods take the same products from `_local_curvature`, which computes them
+within the layer (`_local_curvature.curvature` chooses); this module's double backward serves every other
+model, and checks those (`tests/test_local_curvature.py`).
+
 Solver: `iterations` = k Lanczos steps on C_l from g_l (full reorthogonalisation), the same k for every
 layer (capped at the layer's parameter count, where the Krylov space is exhausted and the step exact).
 They give the tridiagonal T_l = Q_lᵀ C_l Q_l; its Ritz values θ (the eigenvalues of T_l) estimate C_l's
@@ -569,10 +574,9 @@ class NewtonSteps:
     diagnostics: list[dict[str, float]]
 
 
-def newton_steps(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], sample: Split, kind: str,
-                 iterations: int, damping: float) -> NewtonSteps:
-    """s_l = (C_l + λ_l I)⁻¹ g_l for every layer (see the module doc); model already in probe mode."""
-    curvature = BlockCurvature(model, params, sample, kind)
+def newton_steps(curvature: BlockCurvature, iterations: int, damping: float) -> NewtonSteps:
+    """s_l = (C_l + λ_l I)⁻¹ g_l for every layer of `curvature` (this module's `BlockCurvature` or
+    `_local_curvature.LocalCurvature`: the same products; see the module doc)."""
     runs = [lanczos(curvature, l, g, iterations) for l, g in enumerate(curvature.grads)]
     scalars = torch.cat([torch.cat([a, b]) for _, a, b in runs] +
                         [torch.stack([torch.linalg.vector_norm(g) for g in curvature.grads])]).double().cpu().numpy()

@@ -33,6 +33,7 @@ from ..memo import Remembered
 from . import _steps_on_disk
 from ._common import full_precision, probe_mode, seeded_sample
 from ._curvature import MIN_DAMPING, CURVATURES, NewtonSteps, mean_gradients, newton_steps
+from ._local_curvature import curvature
 from ._scale import scale_param, scaled, scaled_tensor
 from .base import LayerWeights, Method, MethodContext, Param
 
@@ -75,7 +76,7 @@ def layer_newton_steps(model: nn.Module, layers: Sequence[Layer], sample: Split,
         steps = _steps_on_disk.load(key, [sum(p.numel() for p in group) for group in params_by_layer], device)
     if steps is None:
         with probe_mode(model), full_precision():
-            steps = newton_steps(model, params_by_layer, sample, *solver)
+            steps = newton_steps(curvature(model, params_by_layer, sample, solver[0]), *solver[1:])
         if keep_on_disk:
             _steps_on_disk.save(key, steps)
     _steps.put(key, steps)

@@ -7,8 +7,10 @@ Formula (the seed paper's AUTO-RGN+HESSIAN, Sec. 4.2, block-diagonal as its Algo
 g_l the target-train gradient of layer l (as in Auto-RGN, Lee et al. 2023), C_l the curvature block
 of layer l alone (`curvature`: the exact Hessian, or the positive semi-definite Gauss-Newton / Fisher
 block) and λ_l Levenberg-Marquardt damping relative to that block's largest curvature. The paper
-approximates H⁻¹g with L-BFGS; here the products C_l v are exact and the solve is `iterations` steps of
-Lanczos / conjugate gradient per layer (see `_curvature` for the method and the damping formula). So
+approximates H⁻¹g with L-BFGS; here the products C_l v are exact (`_local_curvature`, within each layer,
+where the network is piecewise linear above its layers; `_curvature`'s double backward otherwise) and the
+solve is `iterations` steps of Lanczos / conjugate gradient per layer (see `_curvature` for the method and
+the damping formula). So
 what is computed is the k-step Krylov solve s_l = ‖g_l‖ Q_l (T_l + λ_l I)⁻¹ e_1 (k = `iterations`,
 T_l = Q_l C_l Q_lᵀ), with λ_l = damping · max|ϑ| + max(0, −min ϑ) over the Ritz values ϑ of T_l: the
 shift term is active by default, the exact block being indefinite, and λ_l moves with k, so the score
