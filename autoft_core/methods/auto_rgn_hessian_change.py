@@ -25,16 +25,13 @@ Choices made here:
 - cost: two solves, target and source. The source step depends only on the source model and the seed,
   so the process remembers it (`_gradients.layer_newton_steps`, with the target step +hessian solves
   too) and keeps it on disk (`_steps_on_disk`): a source model pays it once per seed, for the 15
-  digits targets that share it, in every process. Weights (`bench/methods.py`, 1 thread, CPU time,
-  with `_curvature`'s own convolution backward and its BatchNorms folded into the convolutions),
-  median [range] of alternated pairs: 1.69 [1.60-2.12], 1.79 [1.63-2.26] and 1.79 [1.49-2.07] epochs
-  for a source model's first target in runs of it alone (2026-11-27, night), 1.99 [1.77-2.20] late in an
-  all-methods run (the target is 2; one solve is about 0.9 epochs; 1.8-2.1 alone before the folding);
-  on an Intel Xeon (2026-11-28, 15 pairs each) 2.01-2.05 before and 1.83-1.97 after `_curvature`'s
-  1x1 input gradients as matrix products and its relus (no zero gradients, one layout), 2.04-2.09 late
-  in all-methods runs;
-  0.9-1.2 for every later one,
-  in this or a new process (from the kept step); 2.5 / 1.2 with PyTorch's backward. Cheaper
+  digits targets that share it, in every process. Weights (`bench/methods.py`, 1 thread, CPU time, 5
+  alternated pairs, Intel Xeon, 2026-11-28): 1.44 [1.30-1.67] and 1.34 [1.26-1.47] epochs (two runs) for a
+  source model's first target with the curvature products local to each layer (`_local_curvature`; one
+  solve 1.63x faster than the double backward), 0.59-0.76 for every later one; 1.79-2.09 before them
+  with `_curvature`'s double backward (its own convolution backward, its BatchNorms folded into the
+  convolutions), 0.97-1.21 later, in this or a new process (from the kept step); 2.5 / 1.2 with
+  PyTorch's backward. Cheaper
   settings measured against the default on digits (2026-11-27, PyTorch's backward; weights 2.69-2.82
   epochs cold; test accuracy %, seeds 0-5 on the feature level / label flip, 0-2 on the input level's
   14 corruptions): `batch_size=32` 1.91 epochs, the same means (83.1 / 79.5 against
