@@ -94,6 +94,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
+from torch.utils.hooks import RemovableHandle
 
 from ..core.data import Split
 from ..errors import AutoFTError
@@ -386,6 +387,33 @@ def _first_input(args: tuple, kwargs: dict) -> torch.Tensor:
     return args[0] if args else kwargs["input"]
 
 
+def forward_with_hooks(model: nn.Module, x: torch.Tensor, hooks: Sequence[RemovableHandle]) -> torch.Tensor:
+    """model(x) with its autograd graph recorded, and the `hooks` that watch it removed afterwards (also when
+    the forward fails)."""
+    try:
+        with torch.enable_grad():
+            return model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def graph_readers(root: object) -> dict[object, int]:
+    """Every node of the autograd graph from node `root`, with how many nodes read its output (`root`: 0)."""
+    readers: dict[object, int] = {root: 0}
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for child, _ in node.next_functions:
+            if child is not None:
+                readers[child] = readers.get(child, 0) + 1
+                stack.append(child)
+    return readers
+
+
 def _conv_batchnorm_pairs(model: nn.Module, convs: Sequence[nn.Conv2d],
                           example: torch.Tensor) -> dict[nn.Conv2d, nn.modules.batchnorm._BatchNorm]:
     """The convolutions whose output only an eval-mode BatchNorm reads (each called once): found in the
@@ -398,23 +426,7 @@ def _conv_batchnorm_pairs(model: nn.Module, convs: Sequence[nn.Conv2d],
     hooks = [m.register_forward_hook(lambda m, args, out: made[m].append(out.grad_fn)) for m in convs]
     hooks += [m.register_forward_pre_hook(lambda m, args, kwargs: read[m].append(_first_input(args, kwargs).grad_fn),
                                           with_kwargs=True) for m in norms]
-    try:
-        with torch.enable_grad():
-            out = model(example)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    readers: dict[object, int] = {}  # autograd node -> how many nodes read its output
-    stack, seen = [out.grad_fn], set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        for child, _ in node.next_functions:
-            if child is not None:
-                readers[child] = readers.get(child, 0) + 1
-                stack.append(child)
+    readers = graph_readers(forward_with_hooks(model, example, hooks).grad_fn)
     by_output = {calls[0]: conv for conv, calls in made.items() if len(calls) == 1 and calls[0] is not None}
     return {by_output[calls[0]]: bn for bn, calls in read.items()
             if len(calls) == 1 and calls[0] in by_output and readers.get(calls[0]) == 1}

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +35,8 @@ from torch import nn
 
 from ..core.data import Split
 from ..errors import AutoFTError
-from ._curvature import (CURVATURES, GRAD_CHUNK, BlockCurvature, _conv_batchnorm_pairs, _first_input,
-                         _in_model_layout)
+from ._curvature import (CURVATURES, GRAD_CHUNK, BlockCurvature, _conv_batchnorm_pairs, _first_input, _geometry,
+                         _in_model_layout, forward_with_hooks, graph_readers)
 
 LOCAL_BYTES = 1 << 28  # the per-class output gradients of one solve (256 MiB: 29 MB for the digits net)
 # Autograd nodes of ops piecewise linear in their tensor inputs when the other inputs are fixed (weights of
@@ -61,8 +62,9 @@ class _Layer:
     bn: _BatchNorm | None
     solved: list[nn.Parameter]
 
+    @cached_property
     def _norm(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(1/√(σ² + ε), s, b − μ) of the BatchNorm, per channel."""
+        """(1/√(σ² + ε), s, b − μ) of the BatchNorm, per channel (fixed while a solve runs)."""
         bn, bias = self.bn, self.op.bias
         inv = torch.rsqrt(bn.running_var + bn.eps)
         scale = inv if bn.weight is None else inv * bn.weight.detach()
@@ -74,7 +76,7 @@ class _Layer:
         weight, bias = self.op.weight.detach(), None if self.op.bias is None else self.op.bias.detach()
         if self.bn is None:
             return weight, bias
-        _, scale, centred = self._norm()
+        _, scale, centred = self._norm
         shift = centred * scale if self.bn.bias is None else centred * scale + self.bn.bias.detach()
         return weight * _channels(scale, weight), shift
 
@@ -84,7 +86,7 @@ class _Layer:
         dw, db = v.get(id(op.weight), torch.zeros_like(weight)), _get(v, op.bias)
         if bn is None:
             return dw, db if op.bias is not None else None
-        inv, scale, centred = self._norm()
+        inv, scale, centred = self._norm
         dw, db = dw * _channels(scale, dw), (0 if db is None else db * scale) + _get(v, bn.bias, 0)
         dgamma = _get(v, bn.weight)
         if dgamma is not None:
@@ -99,7 +101,7 @@ class _Layer:
             if op.bias is not None:
                 grads[id(op.bias)] = gb
         else:
-            inv, scale, centred = self._norm()
+            inv, scale, centred = self._norm
             grads = {id(op.weight): gw * _channels(scale, gw), id(bn.bias): gb,
                      id(bn.weight): inv * ((gw * op.weight.detach()).flatten(1).sum(1) + gb * centred)}
             if op.bias is not None:
@@ -112,7 +114,7 @@ class _Layer:
         op, bn = self.op, self.bn
         if bn is None or bn.weight is None or id(bn.weight) not in {id(p) for p in self.solved}:
             return None
-        inv, _, _ = self._norm()
+        inv, _, _ = self._norm
         dgamma = v.get(id(bn.weight), torch.zeros_like(inv))
         dw = v.get(id(op.weight), torch.zeros_like(gw))
         out = {id(op.weight): gw * _channels(inv * dgamma, gw), id(bn.bias): torch.zeros_like(inv),
@@ -134,10 +136,8 @@ class _Layer:
         if isinstance(self.op, nn.Linear):
             rows = g.reshape(-1, g.shape[-1])
             return rows.T @ x.reshape(-1, x.shape[-1]), rows.sum(0) if bias else None
-        op = self.op
-        return torch.ops.aten.convolution_backward(g, x, weight, [weight.shape[0]] if bias else None, op.stride,
-                                                   op.padding, op.dilation, False, [0] * len(op.stride), op.groups,
-                                                   [False, True, bias])[1:]
+        return torch.ops.aten.convolution_backward(g, x, weight, [weight.shape[0]] if bias else None,
+                                                   *_geometry(self.op), [False, True, bias])[1:]
 
 
 def _channels(scale: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -199,12 +199,7 @@ class LocalCurvature:
                 lambda m, args, kwargs, i=i: inputs.__setitem__(i, _first_input(args, kwargs).detach()),
                 with_kwargs=True))
             hooks.append((layer.bn or layer.op).register_forward_hook(lambda m, a, out, i=i: outputs[i].append(out)))
-        try:
-            with torch.enable_grad():
-                logits = model(x)
-        finally:
-            for hook in hooks:
-                hook.remove()
+        logits = forward_with_hooks(model, x, hooks)
         zs = [calls[0] for calls in outputs.values() if len(calls) == 1]
         classes = logits.shape[-1]
         size = classes * sum(z.numel() for z in zs) * zs[0].element_size() if zs else 0
@@ -263,22 +258,10 @@ def _layers(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], example:
 def _local(logits: torch.Tensor, layers: Sequence[_Layer]) -> bool:
     """Whether every node of the logits' autograd graph is piecewise linear (`PIECEWISE_LINEAR`) and each solved
     parameter is read once (by its own module): then the products are local (module doc)."""
-    solved = {id(p) for layer in layers for p in layer.solved}
-    reads: dict[int, int] = {}
-    stack, seen = [logits.grad_fn], set()
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        if type(node).__name__ not in PIECEWISE_LINEAR:
-            return False
-        for child, _ in node.next_functions:
-            variable = getattr(child, "variable", None)
-            if variable is not None:
-                reads[id(variable)] = reads.get(id(variable), 0) + 1
-            stack.append(child)
-    return all(reads.get(key, 0) <= 1 for key in solved)
+    readers = graph_readers(logits.grad_fn)
+    reads = {id(node.variable): count for node, count in readers.items() if hasattr(node, "variable")}
+    return (all(type(node).__name__ in PIECEWISE_LINEAR for node in readers)
+            and all(reads.get(id(p), 0) <= 1 for layer in layers for p in layer.solved))
 
 
 def curvature(model: nn.Module, params: Sequence[Sequence[nn.Parameter]], sample: Split,
